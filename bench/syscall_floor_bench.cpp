@@ -1,0 +1,241 @@
+// The cost floor under any guard-page allocator: what one page's worth of
+// each kernel operation costs on this machine (MADV_GUARD_INSTALL/REMOVE,
+// mprotect, a first-touch fault, a bare syscall). Each number bounds what a
+// guarded malloc/free pair can cost in the mode that needs it. It talks to the
+// kernel directly; it does not use the guardarena library.
+//
+// Operations that need state reset between calls (a guard to remove, a
+// touched page to zap) work through a large region one page per iteration and
+// reset the whole region in one call with the timer paused, so the
+// PauseTiming cost is paid once per kRegionPages iterations.
+#include <benchmark/benchmark.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "bench_support.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
+#endif
+
+namespace guardarena::bench {
+namespace {
+
+constexpr std::size_t kRegionPages = 4096;
+constexpr std::size_t kFreshBatchPages = 512;
+
+// A private anonymous read/write mapping, unmapped on scope exit.
+class Region {
+ public:
+  explicit Region(std::size_t bytes) : bytes_(bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                     -1, 0);
+    base_ = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+  }
+  ~Region() {
+    if (base_ != nullptr) ::munmap(base_, bytes_);
+  }
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+  char* base() const noexcept { return base_; }
+  std::size_t bytes() const noexcept { return bytes_; }
+
+ private:
+  char* base_ = nullptr;
+  std::size_t bytes_;
+};
+
+void touch_all(char* base, std::size_t bytes) {
+  for (std::size_t off = 0; off < bytes; off += page_size()) static_cast<volatile char*>(base)[off] = 1;
+}
+
+// Skips the case (and returns false) when the kernel lacks guard regions.
+bool require_guard_regions(benchmark::State& state, char* page) {
+  if (::madvise(page, page_size(), MADV_GUARD_INSTALL) == 0) {
+    ::madvise(page, page_size(), MADV_GUARD_REMOVE);
+    return true;
+  }
+  std::string msg = "MADV_GUARD_INSTALL unsupported: ";
+  msg += std::strerror(errno);
+  state.SkipWithError(msg.c_str());
+  return false;
+}
+
+bool check(benchmark::State& state, int rc, const char* what) {
+  if (rc == 0) return true;
+  std::string msg = std::string(what) + " failed: " + std::strerror(errno);
+  state.SkipWithError(msg.c_str());
+  return false;
+}
+
+void finish(benchmark::State& state, std::int64_t ops) {
+  state.SetItemsProcessed(ops);
+  state.counters["page_size"] = static_cast<double>(page_size());
+}
+
+void bm_bare_syscall(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(::syscall(SYS_getppid));
+  finish(state, state.iterations());
+}
+
+void bm_guard_remove(benchmark::State& state) {
+  const std::size_t page = page_size();
+  Region region(kRegionPages * page);
+  if (region.base() == nullptr) return state.SkipWithError("mmap failed");
+  if (!require_guard_regions(state, region.base())) return;
+  std::size_t next = kRegionPages;
+  for (auto _ : state) {
+    if (next == kRegionPages) {
+      state.PauseTiming();
+      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_GUARD_INSTALL), "install")) break;
+      next = 0;
+      state.ResumeTiming();
+    }
+    if (::madvise(region.base() + next++ * page, page, MADV_GUARD_REMOVE) != 0) {
+      check(state, -1, "MADV_GUARD_REMOVE");
+      break;
+    }
+  }
+  finish(state, state.iterations());
+}
+
+// Installs a guard over one touched page per iteration (which also discards
+// the page). With spinner=true another thread of the process busy-spins on
+// the other core, so the kernel must shoot down that CPU's TLB entries too:
+// the cost a multi-threaded program pays on every guarded free.
+void guard_install_touched(benchmark::State& state, bool spinner) {
+  const std::size_t page = page_size();
+  Region region(kRegionPages * page);
+  if (region.base() == nullptr) return state.SkipWithError("mmap failed");
+  if (!require_guard_regions(state, region.base())) return;
+  std::atomic<bool> stop{false};
+  std::thread spin;
+  if (spinner) {
+    spin = std::thread([&stop] {
+      while (!stop.load(std::memory_order_relaxed)) {
+      }
+    });
+  }
+  std::size_t next = kRegionPages;
+  for (auto _ : state) {
+    if (next == kRegionPages) {
+      state.PauseTiming();
+      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_GUARD_REMOVE), "remove")) break;
+      touch_all(region.base(), region.bytes());
+      next = 0;
+      state.ResumeTiming();
+    }
+    if (::madvise(region.base() + next++ * page, page, MADV_GUARD_INSTALL) != 0) {
+      check(state, -1, "MADV_GUARD_INSTALL");
+      break;
+    }
+  }
+  stop.store(true);
+  if (spin.joinable()) spin.join();
+  finish(state, state.iterations());
+}
+
+void bm_guard_install_touched(benchmark::State& state) { guard_install_touched(state, false); }
+void bm_guard_install_touched_spinner(benchmark::State& state) { guard_install_touched(state, true); }
+
+// One MADV_GUARD_INSTALL call over kFreshBatchPages never-touched pages of a
+// new mapping: the cost of guarding a whole fresh slab at once, including
+// allocating its page tables. The region is unmapped and mapped anew every
+// kBatches calls (timer paused), because a guard removed from a range leaves
+// its page tables behind and a second install there is much cheaper. One op
+// = one call.
+void bm_guard_install_fresh_batch(benchmark::State& state) {
+  const std::size_t page = page_size();
+  constexpr std::size_t kBatches = 64;
+  const std::size_t batch = kFreshBatchPages * page;
+  auto region = std::make_unique<Region>(kBatches * batch);
+  if (region->base() == nullptr) return state.SkipWithError("mmap failed");
+  if (!require_guard_regions(state, region->base())) return;
+  std::size_t next = kBatches;
+  for (auto _ : state) {
+    if (next == kBatches) {
+      state.PauseTiming();
+      region.reset();
+      region = std::make_unique<Region>(kBatches * batch);
+      if (region->base() == nullptr) {
+        state.SkipWithError("mmap failed");
+        break;
+      }
+      next = 0;
+      state.ResumeTiming();
+    }
+    if (::madvise(region->base() + next++ * batch, batch, MADV_GUARD_INSTALL) != 0) {
+      check(state, -1, "MADV_GUARD_INSTALL");
+      break;
+    }
+  }
+  finish(state, state.iterations());
+  state.counters["pages_per_call"] = static_cast<double>(kFreshBatchPages);
+}
+
+// mprotect of one touched page in the middle of a mapping, to PROT_NONE and
+// back: each call splits or merges VMAs, as the mprotect backend does. One op
+// = one mprotect call.
+void bm_mprotect_toggle(benchmark::State& state) {
+  const std::size_t page = page_size();
+  Region region(16 * page);
+  if (region.base() == nullptr) return state.SkipWithError("mmap failed");
+  touch_all(region.base(), region.bytes());
+  char* target = region.base() + 8 * page;
+  for (auto _ : state) {
+    if (::mprotect(target, page, PROT_NONE) != 0 ||
+        ::mprotect(target, page, PROT_READ | PROT_WRITE) != 0) {
+      check(state, -1, "mprotect");
+      break;
+    }
+  }
+  finish(state, state.iterations() * 2);
+}
+
+// First write to a page whose memory was returned with MADV_DONTNEED: the
+// page fault + zeroing a recycled slot pays in full mode.
+void bm_first_touch_fault(benchmark::State& state) {
+  const std::size_t page = page_size();
+  Region region(kRegionPages * page);
+  if (region.base() == nullptr) return state.SkipWithError("mmap failed");
+  std::size_t next = kRegionPages;
+  for (auto _ : state) {
+    if (next == kRegionPages) {
+      state.PauseTiming();
+      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_DONTNEED), "MADV_DONTNEED")) break;
+      next = 0;
+      state.ResumeTiming();
+    }
+    static_cast<volatile char*>(region.base())[next++ * page] = 1;
+  }
+  finish(state, state.iterations());
+}
+
+void register_floor(Scale) {
+  benchmark::RegisterBenchmark("floor/bare_syscall_getppid", bm_bare_syscall)->UseRealTime();
+  benchmark::RegisterBenchmark("floor/guard_remove_1page", bm_guard_remove)->UseRealTime();
+  benchmark::RegisterBenchmark("floor/guard_install_touched_1page", bm_guard_install_touched)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("floor/guard_install_touched_1page_spinner", bm_guard_install_touched_spinner)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("floor/guard_install_fresh_512pages", bm_guard_install_fresh_batch)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("floor/mprotect_toggle_1page", bm_mprotect_toggle)->UseRealTime();
+  benchmark::RegisterBenchmark("floor/first_touch_fault_1page", bm_first_touch_fault)->UseRealTime();
+}
+
+const RegisterSuite kRegistered(register_floor);
+
+}  // namespace
+}  // namespace guardarena::bench
