@@ -1,0 +1,950 @@
+// The arena implementation, templated over the guard backend. Design
+// reasoning (chunk layout, quarantine, VMA budget) is in docs/design.md; the
+// comments here say why where the code cannot.
+#include "core/arena.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <new>
+
+#include "core/check.h"
+#include "core/metadata.h"
+#include "core/slot.h"
+#include "os/guard_backend.h"
+#include "os/os_linux.h"
+#include "report/raw_writer.h"
+#include "report/report.h"
+
+namespace guardarena {
+namespace {
+
+using report::Report;
+
+constexpr unsigned char kCanaryByte = 0xca;
+constexpr unsigned char kPoisonByte = 0xfd;
+// Fast mode checks only this much leading slack: the rest of the page is
+// rewritten on every reuse and the cost must stay near glibc's.
+constexpr std::size_t kFastLeadCanary = 64;
+// Fast mode poisons blocks up to this size on free; bigger ones are closed
+// like full mode (their syscall is cheap next to touching that much memory).
+constexpr std::size_t kFastPoisonLimit = 64 * 1024;
+constexpr std::size_t kChunkPages = 16384;  // 64 MiB chunks with 4 KiB pages
+constexpr std::size_t kMaxClasses = 32;
+constexpr std::size_t kMaxArenas = 256;
+
+std::atomic<Arena*> g_arenas[kMaxArenas];
+std::atomic<StackCaptureFn> g_capture{nullptr};
+
+// Process-wide count of open guarded regions on the mprotect backend, against
+// a limit derived from vm.max_map_count once: every arena shares one budget.
+std::atomic<std::int64_t> g_open_regions{0};
+std::atomic<std::int64_t> g_region_limit{-1};
+std::atomic<bool> g_warned_fallback{false};
+
+__attribute__((tls_model("initial-exec"))) thread_local std::uint32_t t_tid = 0;
+
+std::int64_t region_limit(std::uint64_t headroom) noexcept {
+  std::int64_t lim = g_region_limit.load(std::memory_order_acquire);
+  if (lim >= 0) return lim;
+  auto max = static_cast<std::int64_t>(os::max_map_count());
+  auto now = static_cast<std::int64_t>(os::count_mappings());
+  // An isolated read/write island splits its PROT_NONE surroundings: two
+  // more mappings per open block.
+  lim = std::max<std::int64_t>(0, (max - now - static_cast<std::int64_t>(headroom)) / 2);
+  g_region_limit.store(lim, std::memory_order_release);
+  return lim;
+}
+
+void warn_fallback_once(const char* why) noexcept {
+  if (g_warned_fallback.exchange(true)) return;
+  char buf[512];
+  RawWriter w(buf, sizeof buf);
+  w.str("guardarena: warning: ").str(why).str(
+      "; serving further blocks unguarded from the system allocator (on_exhaustion=fallback). "
+      "Raise vm.max_map_count, use backend=guard (Linux 6.13+), or sample_rate=N.\n");
+  w.flush_to(report::report_fd());
+}
+
+void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t v) noexcept {
+  std::uint64_t p = peak.load(std::memory_order_relaxed);
+  while (v > p && !peak.compare_exchange_weak(p, v, std::memory_order_relaxed)) {
+  }
+}
+
+enum class ChunkKind : std::uint8_t { kFree = 0, kClass, kLarge };
+
+struct ChunkInfo {
+  std::atomic<ChunkKind> kind;
+  std::uint8_t class_index;
+  std::uint8_t prepared;
+  std::uint32_t head;     // large: first chunk of the run
+  std::uint32_t run_len;  // large: chunks in the run (on the head)
+};
+
+struct FreeRun {
+  std::uint32_t start;
+  std::uint32_t len;
+};
+
+// Open-addressing set of fallback pointers, so deallocate() can tell an
+// unguarded block of ours from a foreign pointer. Only used after exhaustion.
+class FallbackSet {
+ public:
+  bool init(std::size_t capacity) noexcept {
+    cap_ = capacity;
+    slots_ = static_cast<std::uintptr_t*>(os::map_internal(cap_ * sizeof(std::uintptr_t), "fallback"));
+    return slots_ != nullptr;
+  }
+  void destroy() noexcept { os::release(slots_, cap_ * sizeof(std::uintptr_t)); }
+  bool insert(std::uintptr_t p) noexcept {
+    std::lock_guard<std::mutex> g(mu_);
+    if ((count_ + 1) * 4 > cap_ * 3) return false;
+    for (std::size_t i = hash(p);; i = (i + 1) & (cap_ - 1)) {
+      if (slots_[i] == 0 || slots_[i] == kTomb) {
+        slots_[i] = p;
+        ++count_;
+        size_.store(count_, std::memory_order_relaxed);
+        return true;
+      }
+    }
+  }
+  bool erase(std::uintptr_t p) noexcept {
+    if (size_.load(std::memory_order_relaxed) == 0) return false;
+    std::lock_guard<std::mutex> g(mu_);
+    for (std::size_t i = hash(p);; i = (i + 1) & (cap_ - 1)) {
+      if (slots_[i] == 0) return false;
+      if (slots_[i] == p) {
+        slots_[i] = kTomb;
+        --count_;
+        size_.store(count_, std::memory_order_relaxed);
+        return true;
+      }
+    }
+  }
+  bool contains(std::uintptr_t p) const noexcept {
+    if (size_.load(std::memory_order_relaxed) == 0) return false;
+    std::lock_guard<std::mutex> g(mu_);
+    for (std::size_t i = hash(p);; i = (i + 1) & (cap_ - 1)) {
+      if (slots_[i] == 0) return false;
+      if (slots_[i] == p) return true;
+    }
+  }
+  // Calls fn on every member and empties the set.
+  template <class F>
+  void drain(F fn) noexcept {
+    std::lock_guard<std::mutex> g(mu_);
+    for (std::size_t i = 0; i < cap_; ++i) {
+      if (slots_[i] != 0 && slots_[i] != kTomb) fn(slots_[i]);
+      slots_[i] = 0;
+    }
+    count_ = 0;
+    size_.store(0, std::memory_order_relaxed);
+  }
+  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  void lock() noexcept { mu_.lock(); }
+  void unlock() noexcept { mu_.unlock(); }
+
+ private:
+  static constexpr std::uintptr_t kTomb = 1;
+  std::size_t hash(std::uintptr_t p) const noexcept {
+    return static_cast<std::size_t>((p >> 4) * 0x9E3779B97F4A7C15ull >> 20) & (cap_ - 1);
+  }
+  mutable std::mutex mu_;
+  std::uintptr_t* slots_ = nullptr;
+  std::size_t cap_ = 0;
+  std::size_t count_ = 0;
+  std::atomic<std::size_t> size_{0};
+};
+
+template <os::GuardBackend Backend>
+class ArenaImpl final : public Arena {
+ public:
+  ArenaImpl(const Options& o, FallbackAllocator fb) noexcept : Arena(o), fallback_(fb) {}
+
+  bool init(const char** error) noexcept {
+    page_ = os::page_size();
+    chunk_bytes_ = kChunkPages * page_;
+    max_class_ = class_for_pages(kChunkPages / 4);
+    GUARDARENA_CHECK(max_class_ < kMaxClasses, "too many size classes");
+    max_slots_ = static_cast<std::uint32_t>(SlotGeometry{page_, 1}.slots_in(chunk_bytes_));
+    std::uint64_t want = std::max<std::uint64_t>(options_.reserve_size / chunk_bytes_, 4);
+    // Halve until the kernel agrees (RLIMIT_AS, overcommit limits).
+    void* base = nullptr;
+    while (want >= 4) {
+      if (want * max_slots_ < kNoSlot) {
+        base = os::reserve(want * chunk_bytes_, chunk_bytes_, "guardarena:heap");
+        if (base != nullptr) break;
+      }
+      want /= 2;
+    }
+    if (base == nullptr) {
+      *error = "guardarena: cannot reserve address space for the arena (ulimit -v too low?)";
+      return false;
+    }
+    num_chunks_ = static_cast<std::uint32_t>(want);
+    base_ = reinterpret_cast<std::uintptr_t>(base);
+    span_ = num_chunks_ * chunk_bytes_;
+    meta_bytes_ = std::size_t{num_chunks_} * max_slots_ * sizeof(SlotMeta);
+    meta_ = static_cast<SlotMeta*>(os::map_internal(meta_bytes_, "guardarena:meta"));
+    chunk_table_bytes_ = num_chunks_ * (sizeof(ChunkInfo) + sizeof(FreeRun));
+    void* tables = os::map_internal(chunk_table_bytes_, "guardarena:chunks");
+    if (meta_ == nullptr || tables == nullptr || !fallback_set_.init(std::size_t{1} << 20)) {
+      *error = "guardarena: cannot map allocator metadata";
+      return false;
+    }
+    chunks_ = static_cast<ChunkInfo*>(tables);
+    free_runs_ = reinterpret_cast<FreeRun*>(chunks_ + num_chunks_);
+    if constexpr (Backend::kCountsVmas) region_limit(options_.vma_headroom);
+    return true;
+  }
+
+  ~ArenaImpl() override {
+    unregister_arena(this);
+    release_fallbacks();
+    if constexpr (Backend::kCountsVmas) {
+      g_open_regions.fetch_sub(open_regions_.load(), std::memory_order_relaxed);
+    }
+    os::release(reinterpret_cast<void*>(base_), span_);
+    os::release(meta_, meta_bytes_);
+    os::release(chunks_, chunk_table_bytes_);
+    fallback_set_.destroy();
+  }
+
+  void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept override {
+    if (align < 1) align = 1;
+    if (size > span_ || align > span_ / 4) return exhausted(size, align, zero, "request larger than the arena");
+    std::size_t need = slot_bytes_needed(size, align, page_);
+    std::size_t cls = class_for_pages(need / page_);
+    std::uint32_t id = kNoSlot;
+    std::uintptr_t slot_start = 0;
+    std::size_t usable = 0;
+    if (cls <= max_class_) {
+      id = take_slot(cls);
+      if (id == kNoSlot) return exhausted(size, align, zero, "the arena's address space is exhausted");
+      slot_start = slot_address(id, cls);
+      usable = class_pages(cls) * page_;
+    } else {
+      cls = large_class();
+      std::size_t run = (need + 2 * page_ + chunk_bytes_ - 1) / chunk_bytes_;
+      std::uint32_t first = take_run(static_cast<std::uint32_t>(run), true);
+      if (first == kNoSlot) return exhausted(size, align, zero, "the arena's address space is exhausted");
+      id = first * max_slots_;
+      slot_start = base_ + std::uintptr_t{first} * chunk_bytes_ + page_;
+      usable = run * chunk_bytes_ - 2 * page_;
+    }
+    SlotMeta& m = meta_[id];
+    Placement pl = place_block(slot_start, usable, size, align, options_.protect_below, page_);
+    bool reuse_open = options_.mode == Mode::kFast && m.open_end > m.open_begin;
+    if (reuse_open) {
+      check_poison(m, slot_start);
+      // Widen the open range to what the new block needs; never shrink it
+      // in fast mode (that would cost a syscall on every reuse).
+      std::size_t ob = std::min<std::size_t>(pl.open_begin, m.open_begin);
+      std::size_t oe = std::max<std::size_t>(pl.open_end, m.open_end);
+      if (ob < m.open_begin && !Backend::open(reinterpret_cast<void*>(slot_start + ob), m.open_begin - ob)) {
+        return give_back_and_exhaust(id, cls, size, align, zero);
+      }
+      if (oe > m.open_end && !Backend::open(reinterpret_cast<void*>(slot_start + m.open_end), oe - m.open_end)) {
+        return give_back_and_exhaust(id, cls, size, align, zero);
+      }
+      pl.open_begin = ob;
+      pl.open_end = oe;
+    } else {
+      if constexpr (Backend::kCountsVmas) {
+        if (g_open_regions.fetch_add(1, std::memory_order_relaxed) >= region_limit(options_.vma_headroom)) {
+          g_open_regions.fetch_sub(1, std::memory_order_relaxed);
+          return give_back_and_exhaust(id, cls, size, align, zero, "the vm.max_map_count budget is used up");
+        }
+        open_regions_.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (!Backend::open(reinterpret_cast<void*>(slot_start + pl.open_begin), pl.open_end - pl.open_begin)) {
+        if constexpr (Backend::kCountsVmas) {
+          g_open_regions.fetch_sub(1, std::memory_order_relaxed);
+          open_regions_.fetch_sub(1, std::memory_order_relaxed);
+        }
+        return give_back_and_exhaust(id, cls, size, align, zero);
+      }
+    }
+    auto* p = reinterpret_cast<unsigned char*>(slot_start + pl.offset);
+    std::size_t s = size == 0 ? 1 : size;
+    if (zero && reuse_open) std::memset(p, 0, s);
+    write_canaries(slot_start, pl.open_begin, pl.offset, s, pl.open_end);
+    m.alloc_kind = static_cast<std::uint8_t>(kind);
+    m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
+    m.protect_below = options_.protect_below ? 1 : 0;
+    m.size = size;
+    m.offset = pl.offset;
+    m.open_begin = pl.open_begin;
+    m.open_end = pl.open_end;
+    m.alloc_stack = capture();
+    m.free_stack = 0;
+    m.alloc_tid = current_tid();
+    m.free_tid = 0;
+    m.state.store(SlotState::kLive, std::memory_order_release);
+    std::uint64_t lb = live_blocks_.fetch_add(1, std::memory_order_relaxed) + 1;
+    std::uint64_t lby = live_bytes_.fetch_add(size, std::memory_order_relaxed) + size;
+    update_peak(peak_blocks_, lb);
+    update_peak(peak_bytes_, lby);
+    guarded_total_.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+
+  FreeResult deallocate(void* ptr, std::size_t size, std::size_t align, AllocKind kind) noexcept override {
+    auto a = reinterpret_cast<std::uintptr_t>(ptr);
+    if (!owns(ptr)) {
+      if (fallback_set_.erase(a)) {
+        fallback_.deallocate(ptr);
+        fallback_live_.fetch_sub(1, std::memory_order_relaxed);
+        return FreeResult::kFreed;
+      }
+      return FreeResult::kNotOurs;
+    }
+    std::size_t cls = 0;
+    std::uint32_t id = slot_of(a, cls);
+    if (id == kNoSlot) invalid_free(a, kind, nullptr);
+    SlotMeta& m = meta_[id];
+    std::uintptr_t slot_start = slot_address(id, cls);
+    std::uintptr_t block = slot_start + m.offset;
+    SlotState expected = SlotState::kLive;
+    if (a != block || !m.state.compare_exchange_strong(expected, SlotState::kQuarantined,
+                                                       std::memory_order_acq_rel)) {
+      SlotState st = m.state.load(std::memory_order_acquire);
+      if (a == block && (st == SlotState::kQuarantined || st == SlotState::kAvailable)) {
+        report_block(ErrorKind::kDoubleFree, a, m, slot_start, kind);
+      }
+      invalid_free(a, kind, st == SlotState::kLive ? &m : nullptr, slot_start);
+    }
+    // From here this thread owns the slot: no other free can pass the CAS.
+    auto ak = static_cast<AllocKind>(m.alloc_kind);
+    if (ak != kind && !(ak == AllocKind::kPmr || kind == AllocKind::kPmr)) {
+      Report r = make_report(ErrorKind::kAllocDeallocMismatch, a, m, slot_start);
+      r.dealloc_kind = static_cast<std::uint8_t>(kind);
+      report::report_and_abort(r);
+    }
+    bool size_differs = size != 0 && size != m.size;
+    bool align_differs = kind == AllocKind::kPmr && align != 0 && std::countr_zero(align) != m.align_log2;
+    if (size_differs || align_differs) {
+      Report r = make_report(ErrorKind::kSizeMismatch, a, m, slot_start);
+      r.expected_size = size;
+      r.expected_align = align;
+      r.dealloc_kind = static_cast<std::uint8_t>(kind);
+      report::report_and_abort(r);
+    }
+    check_canaries(m, slot_start);
+    m.free_stack = capture();
+    m.free_tid = current_tid();
+    live_blocks_.fetch_sub(1, std::memory_order_relaxed);
+    live_bytes_.fetch_sub(m.size, std::memory_order_relaxed);
+    bool large = cls == large_class();
+    std::size_t s = m.size == 0 ? 1 : m.size;
+    if (options_.mode == Mode::kFast && !large && s <= kFastPoisonLimit) {
+      std::memset(reinterpret_cast<void*>(block), kPoisonByte, s);
+    } else {
+      close_slot(m, slot_start);
+    }
+    quarantine(id, cls);
+    return FreeResult::kFreed;
+  }
+
+  bool owns_block(const void* p) const noexcept override {
+    auto a = reinterpret_cast<std::uintptr_t>(p);
+    if (!owns(p)) return fallback_set_.contains(a);
+    std::size_t cls = 0;
+    std::uint32_t id = slot_of(a, cls);
+    if (id == kNoSlot) return false;
+    return slot_address(id, cls) + meta_[id].offset == a;
+  }
+
+  std::size_t usable_size(const void* p) const noexcept override {
+    BlockInfo b;
+    return block_info(p, b) ? b.size : 0;
+  }
+
+  bool block_info(const void* p, BlockInfo& out) const noexcept override {
+    auto a = reinterpret_cast<std::uintptr_t>(p);
+    if (!owns(p)) return false;
+    std::size_t cls = 0;
+    std::uint32_t id = slot_of(a, cls);
+    if (id == kNoSlot) return false;
+    const SlotMeta& m = meta_[id];
+    std::uintptr_t slot_start = slot_address(id, cls);
+    if (slot_start + m.offset != a || m.state.load(std::memory_order_acquire) != SlotState::kLive) return false;
+    fill_block(out, m, slot_start);
+    return true;
+  }
+
+  bool describe(std::uintptr_t addr, AddressInfo& out) const noexcept override {
+    if (addr - base_ >= span_) return false;
+    out = AddressInfo{};
+    std::uint32_t chunk = static_cast<std::uint32_t>((addr - base_) / chunk_bytes_);
+    const ChunkInfo& ci = chunks_[chunk];
+    ChunkKind k = ci.kind.load(std::memory_order_acquire);
+    if (k == ChunkKind::kFree) return true;  // wild access inside the heap
+    std::uint32_t candidates[3];
+    std::size_t cls_of[3];
+    std::size_t n = 0;
+    if (k == ChunkKind::kLarge) {
+      candidates[n] = ci.head * max_slots_;
+      cls_of[n++] = large_class();
+    } else {
+      std::size_t cls = ci.class_index;
+      SlotGeometry g{page_, class_pages(cls)};
+      std::uintptr_t chunk_base = base_ + std::uintptr_t{chunk} * chunk_bytes_;
+      std::uintptr_t off = addr - chunk_base;
+      std::size_t idx = off < page_ ? 0 : (off - page_) / g.stride();
+      std::size_t slots = g.slots_in(chunk_bytes_);
+      for (std::size_t j = idx == 0 ? 0 : idx - 1; j <= idx + 1 && j < slots; ++j) {
+        candidates[n] = static_cast<std::uint32_t>(chunk * max_slots_ + j);
+        cls_of[n++] = cls;
+      }
+    }
+    // Nearest block that is live or freed; inside a freed block wins.
+    std::uint64_t best = UINT64_MAX;
+    for (std::size_t i = 0; i < n; ++i) {
+      const SlotMeta& m = meta_[candidates[i]];
+      SlotState st = m.state.load(std::memory_order_acquire);
+      if (st == SlotState::kUnused) continue;
+      std::uintptr_t slot_start = slot_address(candidates[i], cls_of[i]);
+      std::uintptr_t b = slot_start + m.offset;
+      std::uint64_t s = m.size == 0 ? 1 : m.size;
+      std::uint64_t dist = addr < b ? b - addr : (addr >= b + s ? addr - (b + s) + 1 : 0);
+      bool freed = st != SlotState::kLive;
+      // Prefer live blocks over old freed ones at equal distance.
+      std::uint64_t score = dist * 2 + (freed && dist != 0 ? 1 : 0);
+      if (score >= best) continue;
+      best = score;
+      out.has_block = true;
+      out.block = b;
+      out.size = m.size;
+      out.align = std::uint64_t{1} << m.align_log2;
+      out.distance = static_cast<std::int64_t>(addr - b);
+      out.state = st;
+      out.alloc_kind = m.alloc_kind;
+      out.alloc_stack = m.alloc_stack;
+      out.free_stack = m.free_stack;
+      out.alloc_tid = m.alloc_tid;
+      out.free_tid = m.free_tid;
+      if (freed) {
+        out.kind = ErrorKind::kHeapUseAfterFree;
+      } else if (addr < b) {
+        out.kind = ErrorKind::kHeapBufferUnderflow;
+      } else {
+        out.kind = ErrorKind::kHeapBufferOverflow;
+      }
+    }
+    return true;
+  }
+
+  void release_all() noexcept override {
+    release_fallbacks();
+    lock_all();
+    // One mmap(MAP_FIXED) over the whole span: every block becomes
+    // inaccessible and every page goes back, whatever the backend.
+    GUARDARENA_CHECK(os::replace_with_inaccessible(reinterpret_cast<void*>(base_), span_),
+                     "release: cannot reset the reservation");
+    os::discard(meta_, meta_bytes_);
+    os::discard(chunks_, chunk_table_bytes_);
+    next_chunk_ = 0;
+    free_run_count_ = 0;
+    for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].reset();
+    if constexpr (Backend::kCountsVmas) {
+      g_open_regions.fetch_sub(open_regions_.exchange(0), std::memory_order_relaxed);
+    }
+    live_blocks_ = 0;
+    live_bytes_ = 0;
+    q_blocks_ = 0;
+    q_bytes_ = 0;
+    unlock_all();
+  }
+
+  void flush_quarantine() noexcept override {
+    for (std::size_t c = 0; c <= large_class(); ++c) {
+      ClassState& cs = classes_[c];
+      std::lock_guard<std::mutex> g(cs.mu);
+      while (cs.q_head != kNoSlot) evict_one(c, cs);
+    }
+  }
+
+  void for_each_live(void (*fn)(const BlockInfo&, void*), void* ctx) const noexcept override {
+    std::uint32_t used = next_chunk_;
+    for (std::uint32_t c = 0; c < used; ++c) {
+      ChunkKind k = chunks_[c].kind.load(std::memory_order_acquire);
+      std::size_t slots = 0;
+      std::size_t cls = 0;
+      if (k == ChunkKind::kClass) {
+        cls = chunks_[c].class_index;
+        slots = SlotGeometry{page_, class_pages(cls)}.slots_in(chunk_bytes_);
+      } else if (k == ChunkKind::kLarge && chunks_[c].head == c) {
+        cls = large_class();
+        slots = 1;
+      }
+      for (std::size_t i = 0; i < slots; ++i) {
+        std::uint32_t id = static_cast<std::uint32_t>(c * max_slots_ + i);
+        const SlotMeta& m = meta_[id];
+        if (m.state.load(std::memory_order_acquire) != SlotState::kLive) continue;
+        BlockInfo b;
+        fill_block(b, m, slot_address(id, cls));
+        fn(b, ctx);
+      }
+    }
+  }
+
+  // Lock order everywhere: class lock, then chunk lock; the fallback set's
+  // lock is never held with either.
+  void lock_all() noexcept override {
+    for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].mu.lock();
+    chunk_mu_.lock();
+    fallback_set_.lock();
+  }
+  void unlock_all() noexcept override {
+    fallback_set_.unlock();
+    chunk_mu_.unlock();
+    for (std::size_t c = large_class() + 1; c-- > 0;) classes_[c].mu.unlock();
+  }
+
+  ArenaStats stats() const noexcept override {
+    ArenaStats s;
+    s.live_blocks = live_blocks_.load(std::memory_order_relaxed);
+    s.live_bytes = live_bytes_.load(std::memory_order_relaxed);
+    s.peak_live_blocks = peak_blocks_.load(std::memory_order_relaxed);
+    s.peak_live_bytes = peak_bytes_.load(std::memory_order_relaxed);
+    s.guarded_allocations = guarded_total_.load(std::memory_order_relaxed);
+    s.fallback_allocations = fallback_total_.load(std::memory_order_relaxed);
+    s.fallback_live = fallback_live_.load(std::memory_order_relaxed);
+    s.failed_allocations = failed_total_.load(std::memory_order_relaxed);
+    s.quarantined_blocks = q_blocks_.load(std::memory_order_relaxed);
+    s.quarantined_bytes = q_bytes_.load(std::memory_order_relaxed);
+    if constexpr (Backend::kCountsVmas) s.vmas_in_use = 2 * open_regions_.load(std::memory_order_relaxed);
+    s.reserved_bytes = span_;
+    s.syscalls = os::syscall_count();
+    s.backend = Backend::kName;
+    return s;
+  }
+
+ private:
+  struct alignas(64) ClassState {
+    std::mutex mu;
+    std::uint32_t free_head = kNoSlot;   // slots back from quarantine
+    std::uint32_t cur_chunk = kNoSlot;   // chunk being bump-allocated
+    std::uint32_t next_index = 0;
+    std::uint32_t slots_in_chunk = 0;
+    std::uint32_t q_head = kNoSlot;      // quarantine FIFO, oldest first
+    std::uint32_t q_tail = kNoSlot;
+    void reset() noexcept {
+      free_head = cur_chunk = q_head = q_tail = kNoSlot;
+      next_index = slots_in_chunk = 0;
+    }
+  };
+
+  std::size_t large_class() const noexcept { return max_class_ + 1; }
+
+  static std::uint32_t capture() noexcept {
+    StackCaptureFn fn = g_capture.load(std::memory_order_relaxed);
+    return fn != nullptr ? fn(2) : 0;
+  }
+
+  std::uintptr_t slot_address(std::uint32_t id, std::size_t cls) const noexcept {
+    std::uint32_t chunk = id / max_slots_;
+    std::uintptr_t chunk_base = base_ + std::uintptr_t{chunk} * chunk_bytes_;
+    if (cls == large_class()) return chunk_base + page_;
+    return chunk_base + SlotGeometry{page_, class_pages(cls)}.slot_offset(id % max_slots_);
+  }
+
+  // Slot holding address `a` (inside its usable pages), or kNoSlot.
+  std::uint32_t slot_of(std::uintptr_t a, std::size_t& cls) const noexcept {
+    std::uint32_t chunk = static_cast<std::uint32_t>((a - base_) / chunk_bytes_);
+    const ChunkInfo& ci = chunks_[chunk];
+    ChunkKind k = ci.kind.load(std::memory_order_acquire);
+    if (k == ChunkKind::kLarge) {
+      cls = large_class();
+      return ci.head * max_slots_;
+    }
+    if (k != ChunkKind::kClass) return kNoSlot;
+    cls = ci.class_index;
+    SlotGeometry g{page_, class_pages(cls)};
+    std::uintptr_t off = a - (base_ + std::uintptr_t{chunk} * chunk_bytes_);
+    if (off < page_) return kNoSlot;
+    std::size_t idx = (off - page_) / g.stride();
+    if (idx >= g.slots_in(chunk_bytes_) || (off - page_) % g.stride() >= g.usable_bytes()) return kNoSlot;
+    return static_cast<std::uint32_t>(chunk * max_slots_ + idx);
+  }
+
+  std::uint32_t take_slot(std::size_t cls) noexcept {
+    ClassState& cs = classes_[cls];
+    std::lock_guard<std::mutex> g(cs.mu);
+    if (cs.free_head != kNoSlot) {
+      std::uint32_t id = cs.free_head;
+      cs.free_head = meta_[id].next;
+      return id;
+    }
+    if (cs.cur_chunk == kNoSlot || cs.next_index == cs.slots_in_chunk) {
+      std::uint32_t c = take_run(1, false);
+      if (c == kNoSlot) {
+        // Address space is used up: reuse the oldest quarantined slot rather
+        // than fail while the quarantine holds slots of this class.
+        if (cs.q_head == kNoSlot) return kNoSlot;
+        evict_one(cls, cs);
+        std::uint32_t id = cs.free_head;
+        cs.free_head = meta_[id].next;
+        return id;
+      }
+      chunks_[c].class_index = static_cast<std::uint8_t>(cls);
+      chunks_[c].kind.store(ChunkKind::kClass, std::memory_order_release);
+      cs.cur_chunk = c;
+      cs.next_index = 0;
+      cs.slots_in_chunk = static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(cls)}.slots_in(chunk_bytes_));
+    }
+    return cs.cur_chunk * max_slots_ + cs.next_index++;
+  }
+
+  // A run of `len` free chunks, prepared for the backend; kNoSlot when the
+  // reservation is full. Large runs are marked in the chunk table here.
+  std::uint32_t take_run(std::uint32_t len, bool large) noexcept {
+    std::uint32_t start = kNoSlot;
+    {
+      std::lock_guard<std::mutex> g(chunk_mu_);
+      for (std::uint32_t i = 0; i < free_run_count_; ++i) {
+        if (free_runs_[i].len >= len) {
+          start = free_runs_[i].start;
+          free_runs_[i].start += len;
+          free_runs_[i].len -= len;
+          if (free_runs_[i].len == 0) free_runs_[i] = free_runs_[--free_run_count_];
+          break;
+        }
+      }
+      if (start == kNoSlot && num_chunks_ - next_chunk_ >= len) {
+        start = next_chunk_;
+        next_chunk_ += len;
+      }
+      if (start == kNoSlot) return kNoSlot;
+      if (large) {
+        for (std::uint32_t c = start; c < start + len; ++c) {
+          chunks_[c].head = start;
+          chunks_[c].class_index = static_cast<std::uint8_t>(large_class());
+        }
+        chunks_[start].run_len = len;
+      }
+    }
+    for (std::uint32_t c = start; c < start + len; ++c) {
+      if (chunks_[c].prepared) continue;
+      // prepare_chunk fails only on ENOMEM (page tables, commit limit).
+      if (!Backend::prepare_chunk(reinterpret_cast<void*>(base_ + std::uintptr_t{c} * chunk_bytes_), chunk_bytes_)) {
+        give_back_run(start, len);
+        return kNoSlot;
+      }
+      chunks_[c].prepared = 1;
+    }
+    if (large) {
+      for (std::uint32_t c = start; c < start + len; ++c) chunks_[c].kind.store(ChunkKind::kLarge, std::memory_order_release);
+    }
+    return start;
+  }
+
+  void give_back_run(std::uint32_t start, std::uint32_t len) noexcept {
+    std::lock_guard<std::mutex> g(chunk_mu_);
+    for (std::uint32_t c = start; c < start + len; ++c) chunks_[c].kind.store(ChunkKind::kFree, std::memory_order_release);
+    // Merge with an adjacent free run when there is one; the list stays short
+    // because only large blocks ever give chunks back.
+    for (std::uint32_t i = 0; i < free_run_count_; ++i) {
+      FreeRun& r = free_runs_[i];
+      if (r.start + r.len == start) {
+        r.len += len;
+        return;
+      }
+      if (start + len == r.start) {
+        r.start = start;
+        r.len += len;
+        return;
+      }
+    }
+    free_runs_[free_run_count_++] = FreeRun{start, len};
+  }
+
+  void* give_back_and_exhaust(std::uint32_t id, std::size_t cls, std::size_t size, std::size_t align, bool zero,
+                              const char* why = "the kernel refused more guard pages (ENOMEM)") noexcept {
+    if (cls == large_class()) {
+      give_back_run(id / max_slots_, chunks_[id / max_slots_].run_len);
+    } else {
+      ClassState& cs = classes_[cls];
+      std::lock_guard<std::mutex> g(cs.mu);
+      meta_[id].next = cs.free_head;
+      cs.free_head = id;
+    }
+    return exhausted(size, align, zero, why);
+  }
+
+  void* exhausted(std::size_t size, std::size_t align, bool zero, const char* why) noexcept {
+    if (options_.on_exhaustion == Exhaustion::kFail || fallback_.allocate == nullptr) {
+      failed_total_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    void* p = fallback_.allocate(size == 0 ? 1 : size, align < 16 ? 16 : align);
+    if (p == nullptr) {
+      failed_total_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    if (!fallback_set_.insert(reinterpret_cast<std::uintptr_t>(p))) {
+      fallback_.deallocate(p);
+      failed_total_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    warn_fallback_once(why);
+    if (zero) std::memset(p, 0, size);
+    fallback_total_.fetch_add(1, std::memory_order_relaxed);
+    fallback_live_.fetch_add(1, std::memory_order_relaxed);
+    return p;
+  }
+
+  void release_fallbacks() noexcept {
+    fallback_set_.drain([this](std::uintptr_t p) { fallback_.deallocate(reinterpret_cast<void*>(p)); });
+    fallback_live_ = 0;
+  }
+
+  void close_slot(SlotMeta& m, std::uintptr_t slot_start) noexcept {
+    if (m.open_end <= m.open_begin) return;
+    bool ok = Backend::close(reinterpret_cast<void*>(slot_start + m.open_begin), m.open_end - m.open_begin);
+    if (!ok) {
+      // Could not take access away (ENOMEM on page tables): the block stays
+      // readable but its contents are dropped so stale reads see zeros.
+      os::discard(reinterpret_cast<void*>(slot_start + m.open_begin), m.open_end - m.open_begin);
+      return;
+    }
+    m.open_begin = m.open_end = 0;
+    if constexpr (Backend::kCountsVmas) {
+      g_open_regions.fetch_sub(1, std::memory_order_relaxed);
+      open_regions_.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
+  std::size_t slot_quarantine_bytes(std::uint32_t id, std::size_t cls) const noexcept {
+    if (cls == large_class()) return std::size_t{chunks_[id / max_slots_].run_len} * chunk_bytes_;
+    return class_pages(cls) * page_;
+  }
+
+  void quarantine(std::uint32_t id, std::size_t cls) noexcept {
+    ClassState& cs = classes_[cls];
+    std::lock_guard<std::mutex> g(cs.mu);
+    meta_[id].next = kNoSlot;
+    if (cs.q_tail == kNoSlot) {
+      cs.q_head = id;
+    } else {
+      meta_[cs.q_tail].next = id;
+    }
+    cs.q_tail = id;
+    q_blocks_.fetch_add(1, std::memory_order_relaxed);
+    q_bytes_.fetch_add(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
+    // The budget is global; each class evicts its own oldest entries, so the
+    // bound holds within one slot and no class lock is ever nested.
+    while (cs.q_head != kNoSlot && (q_blocks_.load(std::memory_order_relaxed) > options_.quarantine_slots ||
+                                    q_bytes_.load(std::memory_order_relaxed) > options_.quarantine_bytes)) {
+      evict_one(cls, cs);
+    }
+  }
+
+  // Moves the oldest quarantined slot of `cls` to reuse. Caller holds cs.mu.
+  void evict_one(std::size_t cls, ClassState& cs) noexcept {
+    std::uint32_t id = cs.q_head;
+    SlotMeta& m = meta_[id];
+    cs.q_head = m.next;
+    if (cs.q_head == kNoSlot) cs.q_tail = kNoSlot;
+    q_blocks_.fetch_sub(1, std::memory_order_relaxed);
+    q_bytes_.fetch_sub(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
+    m.state.store(SlotState::kAvailable, std::memory_order_release);
+    if (cls == large_class()) {
+      std::uint32_t head = id / max_slots_;
+      give_back_run(head, chunks_[head].run_len);
+      return;
+    }
+    m.next = cs.free_head;
+    cs.free_head = id;
+  }
+
+  void write_canaries(std::uintptr_t slot_start, std::size_t open_begin, std::size_t offset, std::size_t s,
+                      std::size_t open_end) noexcept {
+    // Zero-length fills are skipped on purpose: a memset of 0 bytes at the
+    // first byte of a guard page takes glibc's slow masked-store path.
+    std::size_t lead_begin = open_begin;
+    if (options_.mode == Mode::kFast && offset - lead_begin > kFastLeadCanary) lead_begin = offset - kFastLeadCanary;
+    if (offset > lead_begin) std::memset(reinterpret_cast<void*>(slot_start + lead_begin), kCanaryByte, offset - lead_begin);
+    std::size_t tail = offset + s;
+    std::size_t tail_end = std::min(open_end, round_up(tail, page_));
+    if (tail_end > tail) std::memset(reinterpret_cast<void*>(slot_start + tail), kCanaryByte, tail_end - tail);
+  }
+
+  void check_canaries(const SlotMeta& m, std::uintptr_t slot_start) noexcept {
+    std::size_t s = m.size == 0 ? 1 : m.size;
+    std::size_t tail = m.offset + s;
+    std::size_t tail_end = std::min<std::size_t>(m.open_end, round_up(tail, page_));
+    auto* base = reinterpret_cast<const unsigned char*>(slot_start);
+    std::size_t last_bad = 0;
+    for (std::size_t i = tail; i < tail_end; ++i) {
+      if (base[i] != kCanaryByte) last_bad = i + 1;
+    }
+    if (last_bad != 0) {
+      Report r = make_report(ErrorKind::kSlackOverflow, slot_start + tail, m, slot_start);
+      r.bad_bytes = last_bad - tail;
+      r.distance = static_cast<std::int64_t>(s);
+      report::report_and_abort(r);
+    }
+    std::size_t lead_begin = m.open_begin;
+    if (options_.mode == Mode::kFast && m.offset - lead_begin > kFastLeadCanary) lead_begin = m.offset - kFastLeadCanary;
+    for (std::size_t i = lead_begin; i < m.offset; ++i) {
+      if (base[i] != kCanaryByte) {
+        Report r = make_report(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
+        r.bad_bytes = m.offset - i;
+        r.distance = -static_cast<std::int64_t>(m.offset - i);
+        report::report_and_abort(r);
+      }
+    }
+  }
+
+  // Fast mode: a freed block was poisoned; any change means a write after free.
+  void check_poison(const SlotMeta& m, std::uintptr_t slot_start) noexcept {
+    std::size_t s = m.size == 0 ? 1 : m.size;
+    if (s > kFastPoisonLimit) return;
+    auto* p = reinterpret_cast<const unsigned char*>(slot_start + m.offset);
+    for (std::size_t i = 0; i < s; ++i) {
+      if (p[i] != kPoisonByte) {
+        Report r = make_report(ErrorKind::kWriteAfterFree, slot_start + m.offset + i, m, slot_start);
+        r.distance = static_cast<std::int64_t>(i);
+        report::report_and_abort(r);
+      }
+    }
+  }
+
+  void fill_block(BlockInfo& b, const SlotMeta& m, std::uintptr_t slot_start) const noexcept {
+    b.block = slot_start + m.offset;
+    b.size = m.size;
+    b.align = std::uint64_t{1} << m.align_log2;
+    b.alloc_kind = m.alloc_kind;
+    b.alloc_stack = m.alloc_stack;
+    b.free_stack = m.free_stack;
+    b.alloc_tid = m.alloc_tid;
+    b.free_tid = m.free_tid;
+  }
+
+  Report make_report(ErrorKind k, std::uintptr_t addr, const SlotMeta& m, std::uintptr_t slot_start) const noexcept {
+    Report r;
+    r.kind = k;
+    r.address = addr;
+    r.has_block = true;
+    fill_block(r.block, m, slot_start);
+    r.distance = static_cast<std::int64_t>(addr - r.block.block);
+    return r;
+  }
+
+  [[noreturn]] void report_block(ErrorKind k, std::uintptr_t a, const SlotMeta& m, std::uintptr_t slot_start,
+                                 AllocKind kind) noexcept {
+    Report r = make_report(k, a, m, slot_start);
+    r.dealloc_kind = static_cast<std::uint8_t>(kind);
+    report::report_and_abort(r);
+  }
+
+  [[noreturn]] void invalid_free(std::uintptr_t a, AllocKind kind, const SlotMeta* m,
+                                 std::uintptr_t slot_start = 0) noexcept {
+    Report r;
+    r.kind = ErrorKind::kInvalidFree;
+    r.address = a;
+    r.dealloc_kind = static_cast<std::uint8_t>(kind);
+    if (m != nullptr) {
+      r.has_block = true;
+      fill_block(r.block, *m, slot_start);
+      r.distance = static_cast<std::int64_t>(a - r.block.block);
+    }
+    report::report_and_abort(r);
+  }
+
+  FallbackAllocator fallback_;
+  std::size_t page_ = 0;
+  std::size_t chunk_bytes_ = 0;
+  std::size_t max_class_ = 0;
+  std::uint32_t max_slots_ = 0;
+  std::uint32_t num_chunks_ = 0;
+  SlotMeta* meta_ = nullptr;
+  std::size_t meta_bytes_ = 0;
+  ChunkInfo* chunks_ = nullptr;
+  FreeRun* free_runs_ = nullptr;
+  std::size_t chunk_table_bytes_ = 0;
+  std::mutex chunk_mu_;
+  std::uint32_t next_chunk_ = 0;
+  std::uint32_t free_run_count_ = 0;
+  ClassState classes_[kMaxClasses + 1];
+  FallbackSet fallback_set_;
+  std::atomic<std::uint64_t> live_blocks_{0}, live_bytes_{0}, peak_blocks_{0}, peak_bytes_{0};
+  std::atomic<std::uint64_t> guarded_total_{0}, fallback_total_{0}, fallback_live_{0}, failed_total_{0};
+  std::atomic<std::uint64_t> q_blocks_{0}, q_bytes_{0};
+  std::atomic<std::int64_t> open_regions_{0};
+};
+
+template <class Impl>
+Arena* construct(void* storage, const Options& o, FallbackAllocator fb, const char** error) noexcept {
+  auto* a = new (storage) Impl(o, fb);
+  if (!a->init(error)) {
+    a->~Impl();
+    return nullptr;
+  }
+  for (auto& slot : g_arenas) {
+    Arena* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, a)) break;
+  }
+  return a;
+}
+
+}  // namespace
+
+std::size_t Arena::storage_size() noexcept {
+  return std::max(sizeof(ArenaImpl<os::GuardRegionBackend>), sizeof(ArenaImpl<os::MprotectBackend>));
+}
+
+Arena* Arena::create(void* storage, const Options& o, FallbackAllocator fb, const char** error) noexcept {
+  const char* ignored = nullptr;
+  if (error == nullptr) error = &ignored;
+  bool guard = false;
+  switch (o.backend) {
+    case Backend::kGuard:
+      if (!os::guard_regions_supported()) {
+        *error = "guardarena: backend=guard needs MADV_GUARD_INSTALL (Linux 6.13+); this kernel lacks it (use backend=mprotect or auto)";
+        return nullptr;
+      }
+      guard = true;
+      break;
+    case Backend::kMprotect:
+      guard = false;
+      break;
+    case Backend::kAuto:
+      guard = os::guard_regions_supported();
+      break;
+  }
+  if (guard) return construct<ArenaImpl<os::GuardRegionBackend>>(storage, o, fb, error);
+  return construct<ArenaImpl<os::MprotectBackend>>(storage, o, fb, error);
+}
+
+Arena* Arena::find_owner(std::uintptr_t addr) noexcept {
+  for (auto& slot : g_arenas) {
+    Arena* a = slot.load(std::memory_order_acquire);
+    if (a != nullptr && a->owns(reinterpret_cast<const void*>(addr))) return a;
+  }
+  return nullptr;
+}
+
+void unregister_arena(Arena* a) noexcept {
+  for (auto& slot : g_arenas) {
+    Arena* expected = a;
+    if (slot.compare_exchange_strong(expected, nullptr)) return;
+  }
+}
+
+void set_stack_capture(StackCaptureFn fn) noexcept { g_capture.store(fn, std::memory_order_relaxed); }
+
+void reset_tid_cache() noexcept { t_tid = 0; }
+
+std::uint32_t current_tid() noexcept {
+  if (t_tid == 0) t_tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+  return t_tid;
+}
+
+}  // namespace guardarena

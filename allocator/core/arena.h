@@ -1,0 +1,153 @@
+// Arena: one reserved PROT_NONE span carved into chunks; each chunk holds
+// slots of one class ([g][u pages][g]...) or one large block. Every block
+// sits against a guard page; metadata is out of band; freed slots pass through
+// a FIFO quarantine before reuse.
+//
+// Thread safety: all public members are thread-safe. There is no global lock
+// on the hot path: each size class has its own lock, the chunk table has one
+// taken only to grow, and double-free detection is a lock-free
+// compare-exchange on the slot state. describe() is lock-free and
+// async-signal-safe, for the fault handler.
+//
+// Failure: allocate() returns nullptr (never aborts) when the configured
+// exhaustion policy says fail; bugs found in deallocate() are reported and
+// abort through report/report.h.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/metadata.h"
+#include "options/options.h"
+#include "report/error_kind.h"
+
+namespace guardarena {
+
+// Where unguarded fallback blocks come from when guard pages run out. The pmr
+// resource passes aligned operator new/delete, the shim glibc's allocator.
+struct FallbackAllocator {
+  void* (*allocate)(std::size_t size, std::size_t align) noexcept = nullptr;
+  void (*deallocate)(void* p) noexcept = nullptr;
+};
+
+struct ArenaStats {
+  std::uint64_t live_blocks = 0;
+  std::uint64_t live_bytes = 0;
+  std::uint64_t peak_live_blocks = 0;
+  std::uint64_t peak_live_bytes = 0;
+  std::uint64_t guarded_allocations = 0;  // total, since creation or release()
+  std::uint64_t fallback_allocations = 0;  // total unguarded (exhaustion)
+  std::uint64_t fallback_live = 0;
+  std::uint64_t failed_allocations = 0;  // nullptr returned (on_exhaustion=fail)
+  std::uint64_t quarantined_blocks = 0;
+  std::uint64_t quarantined_bytes = 0;
+  std::uint64_t vmas_in_use = 0;  // mprotect backend: estimated mappings for live blocks
+  std::uint64_t reserved_bytes = 0;
+  std::uint64_t syscalls = 0;  // made by this arena
+  const char* backend = "";
+};
+
+// What an address inside the arena is, for reports. Filled by describe().
+struct AddressInfo {
+  ErrorKind kind = ErrorKind::kWildAccess;
+  bool has_block = false;
+  std::uintptr_t block = 0;  // user pointer of the nearest block
+  std::uint64_t size = 0;
+  std::uint64_t align = 0;
+  std::int64_t distance = 0;  // address - block (negative: before it)
+  SlotState state = SlotState::kUnused;
+  std::uint8_t alloc_kind = 0;
+  std::uint32_t alloc_stack = 0, free_stack = 0, alloc_tid = 0, free_tid = 0;
+};
+
+// Everything a free-time report needs about one block.
+struct BlockInfo {
+  std::uintptr_t block = 0;
+  std::uint64_t size = 0;
+  std::uint64_t align = 0;
+  std::uint8_t alloc_kind = 0;
+  std::uint32_t alloc_stack = 0, free_stack = 0, alloc_tid = 0, free_tid = 0;
+};
+
+class Arena {
+ public:
+  virtual ~Arena() = default;
+
+  // Creates an arena in `storage` (at least arena_storage_size() bytes,
+  // aligned to 64) with the backend chosen by options.backend. Returns nullptr
+  // and sets `error` when no backend can be used (backend=guard on a kernel
+  // without MADV_GUARD_INSTALL) or no address space can be reserved.
+  static Arena* create(void* storage, const Options& options, FallbackAllocator fallback,
+                       const char** error) noexcept;
+  static std::size_t storage_size() noexcept;
+
+  // A block of `size` bytes aligned to `align` (power of two), or nullptr with
+  // the exhaustion policy applied. Zeroed when `zero` (calloc).
+  virtual void* allocate(std::size_t size, std::size_t align, AllocKind kind,
+                         bool zero) noexcept = 0;
+
+  enum class FreeResult { kFreed, kNotOurs };
+  // Frees `p`. `size`/`align` of 0 mean "unknown" (free()); otherwise they are
+  // checked against the allocation (sized delete, pmr). Reports and aborts on
+  // double free, interior pointer, kind/size mismatch and canary damage.
+  // kNotOurs: `p` is neither in the reservation nor a fallback block.
+  virtual FreeResult deallocate(void* p, std::size_t size, std::size_t align,
+                                AllocKind kind) noexcept = 0;
+
+  // True when `p` is inside the reservation (one range check).
+  bool owns(const void* p) const noexcept {
+    auto a = reinterpret_cast<std::uintptr_t>(p);
+    return a - base_ < span_;
+  }
+  // True for pointers this arena handed out, guarded or fallback.
+  virtual bool owns_block(const void* p) const noexcept = 0;
+
+  // Requested size of a live block (malloc_usable_size), 0 if not a live block.
+  virtual std::size_t usable_size(const void* p) const noexcept = 0;
+  virtual bool block_info(const void* p, BlockInfo& out) const noexcept = 0;
+
+  // Lock-free, async-signal-safe: classifies an address in the reservation.
+  // false when `addr` is outside it.
+  virtual bool describe(std::uintptr_t addr, AddressInfo& out) const noexcept = 0;
+
+  // Returns every block to the arena at once (pmr release()): all pointers
+  // into it become inaccessible; fallback blocks are freed.
+  virtual void release_all() noexcept = 0;
+
+  // Quarantine flush (malloc_trim).
+  virtual void flush_quarantine() noexcept = 0;
+
+  // Calls fn(block info) for each live block (leak listing). Not async-signal-safe.
+  virtual void for_each_live(void (*fn)(const BlockInfo&, void*), void* ctx) const noexcept = 0;
+
+  // fork(): take every internal lock before, release after (both sides).
+  virtual void lock_all() noexcept = 0;
+  virtual void unlock_all() noexcept = 0;
+
+  virtual ArenaStats stats() const noexcept = 0;
+  const Options& options() const noexcept { return options_; }
+
+  // Arenas alive in the process, for the fault handler (lock-free snapshot).
+  static Arena* find_owner(std::uintptr_t addr) noexcept;
+
+ protected:
+  explicit Arena(const Options& o) noexcept : options_(o) {}
+  Options options_;
+  std::uintptr_t base_ = 0;
+  std::uintptr_t span_ = 0;
+};
+
+// Stack capture hook used at allocation and free. Set once by whoever owns
+// the stack depot (report layer); returns a depot id or 0.
+using StackCaptureFn = std::uint32_t (*)(std::size_t depth) noexcept;
+void set_stack_capture(StackCaptureFn fn) noexcept;
+
+// Small thread id (gettid), cached per thread; reset_tid_cache() after fork.
+std::uint32_t current_tid() noexcept;
+void reset_tid_cache() noexcept;
+
+// Removes an arena from the fault handler's registry (its destructor does).
+void unregister_arena(Arena* a) noexcept;
+
+}  // namespace guardarena

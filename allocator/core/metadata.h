@@ -1,0 +1,40 @@
+// Out-of-band per-slot metadata. It lives in its own mapping, never beside a
+// user block, so an underflow cannot corrupt the allocator. Plain data with no
+// owning pointers: the fault handler reads it without locks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace guardarena {
+
+enum class SlotState : std::uint8_t {
+  kUnused = 0,   // never handed out (metadata pages read as zero)
+  kLive,         // handed out, accessible
+  kQuarantined,  // freed, waiting in the FIFO; inaccessible in full mode
+  kAvailable,    // left quarantine, on the free list
+};
+
+inline constexpr std::uint32_t kNoSlot = 0xffffffffu;
+
+struct SlotMeta {
+  // Written last on allocation (release) and swapped first on free, so a
+  // concurrent double free is caught by exactly one compare-exchange.
+  std::atomic<SlotState> state;
+  std::uint8_t alloc_kind;  // AllocKind
+  std::uint8_t align_log2;
+  std::uint8_t protect_below;
+  std::uint32_t next;        // free-list / quarantine link (slot id)
+  std::uint64_t size;        // requested bytes
+  std::uint64_t offset;      // user pointer - slot start
+  std::uint64_t open_begin;  // accessible range, relative to slot start
+  std::uint64_t open_end;
+  std::uint32_t alloc_stack;  // depot ids, 0 = none
+  std::uint32_t free_stack;
+  std::uint32_t alloc_tid;
+  std::uint32_t free_tid;
+};
+static_assert(sizeof(SlotMeta) == 56, "keep the metadata array dense");
+static_assert(std::atomic<SlotState>::is_always_lock_free);
+
+}  // namespace guardarena

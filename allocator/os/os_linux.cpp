@@ -1,0 +1,215 @@
+// Linux implementation of the OS verbs in os_linux.h. The reasons behind each
+// syscall choice sit next to it; nothing here allocates through malloc, so the
+// preload library can call it before and during its own initialisation.
+#include "os/os_linux.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "core/check.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
+#endif
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+namespace guardarena::os {
+namespace {
+
+std::atomic<std::size_t> g_page_size{0};
+std::atomic<std::uint64_t> g_syscalls{0};
+// 0 = not probed, 1 = supported, 2 = unsupported.
+std::atomic<int> g_guard_probe{0};
+
+void count_syscall() noexcept { g_syscalls.fetch_add(1, std::memory_order_relaxed); }
+
+void name_mapping(void* base, std::size_t bytes, const char* name) noexcept {
+  if (name == nullptr) return;
+  // Best effort: kernels without CONFIG_ANON_VMA_NAME answer EINVAL and the
+  // mapping is simply unnamed in /proc/self/maps.
+  ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(base), bytes,
+          reinterpret_cast<unsigned long>(name));
+}
+
+// Reads a small file into buf with raw syscalls (no stdio, no malloc).
+std::size_t read_small_file(const char* path, char* buf, std::size_t cap) noexcept {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  std::size_t len = 0;
+  while (len < cap) {
+    ssize_t n = ::read(fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    len += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  return len;
+}
+
+}  // namespace
+
+std::size_t page_size() noexcept {
+  std::size_t p = g_page_size.load(std::memory_order_relaxed);
+  if (p == 0) {
+    long v = ::sysconf(_SC_PAGESIZE);
+    p = v > 0 ? static_cast<std::size_t>(v) : 4096;  // POSIX guarantees > 0; keep a sane floor
+    g_page_size.store(p, std::memory_order_relaxed);
+  }
+  return p;
+}
+
+void* reserve(std::size_t bytes, std::size_t alignment, const char* name) noexcept {
+  GUARDARENA_CHECK(bytes % page_size() == 0, "reserve: size is not a page multiple");
+  GUARDARENA_CHECK(alignment >= page_size() && (alignment & (alignment - 1)) == 0,
+                   "reserve: alignment must be a power of two >= page size");
+  // Over-reserve by the alignment and trim both ends: the kernel has no
+  // aligned mmap, and the trimmed ends go straight back.
+  std::size_t padded = bytes + (alignment > page_size() ? alignment : 0);
+  if (padded < bytes) return nullptr;
+  count_syscall();
+  void* raw = ::mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) {
+    GUARDARENA_CHECK(errno == ENOMEM, "reserve: mmap failed with an error other than ENOMEM");
+    return nullptr;
+  }
+  auto start = reinterpret_cast<std::uintptr_t>(raw);
+  std::uintptr_t aligned = (start + alignment - 1) & ~(alignment - 1);
+  if (aligned > start) {
+    count_syscall();
+    ::munmap(raw, aligned - start);
+  }
+  std::uintptr_t end = start + padded;
+  if (end > aligned + bytes) {
+    count_syscall();
+    ::munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
+  }
+  name_mapping(reinterpret_cast<void*>(aligned), bytes, name);
+  return reinterpret_cast<void*>(aligned);
+}
+
+void* map_internal(std::size_t bytes, const char* name) noexcept {
+  bytes = page_ceil(bytes);
+  count_syscall();
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    GUARDARENA_CHECK(errno == ENOMEM, "map_internal: mmap failed with an error other than ENOMEM");
+    return nullptr;
+  }
+  name_mapping(p, bytes, name);
+  return p;
+}
+
+void release(void* base, std::size_t bytes) noexcept {
+  if (base == nullptr || bytes == 0) return;
+  count_syscall();
+  int rc = ::munmap(base, page_ceil(bytes));
+  GUARDARENA_CHECK(rc == 0, "release: munmap failed");
+}
+
+bool protect_read_write(void* base, std::size_t bytes) noexcept {
+  count_syscall();
+  if (::mprotect(base, bytes, PROT_READ | PROT_WRITE) == 0) return true;
+  GUARDARENA_CHECK(errno == ENOMEM, "protect_read_write: mprotect failed with an error other than ENOMEM");
+  return false;
+}
+
+bool replace_with_inaccessible(void* base, std::size_t bytes) noexcept {
+  // One mmap(MAP_FIXED) both discards the pages and drops access, and the new
+  // PROT_NONE range merges with its PROT_NONE neighbours, so a closed slot
+  // gives its VMAs back. mprotect + MADV_DONTNEED would take two syscalls.
+  count_syscall();
+  void* p = ::mmap(base, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+                   -1, 0);
+  if (p != MAP_FAILED) return true;
+  GUARDARENA_CHECK(errno == ENOMEM, "replace_with_inaccessible: mmap failed with an error other than ENOMEM");
+  return false;
+}
+
+void discard(void* base, std::size_t bytes) noexcept {
+  count_syscall();
+  int rc = ::madvise(base, bytes, MADV_DONTNEED);
+  GUARDARENA_CHECK(rc == 0 || errno == ENOMEM, "discard: madvise(MADV_DONTNEED) failed");
+}
+
+bool guard_install(void* base, std::size_t bytes) noexcept {
+  for (;;) {
+    count_syscall();
+    if (::madvise(base, bytes, MADV_GUARD_INSTALL) == 0) return true;
+    // EINTR/EAGAIN: the kernel was interrupted while zapping pages; retrying
+    // is what the man page asks for.
+    if (errno == EINTR || errno == EAGAIN) continue;
+    GUARDARENA_CHECK(errno == ENOMEM || errno == EINVAL, "guard_install: madvise failed unexpectedly");
+    return false;
+  }
+}
+
+bool guard_remove(void* base, std::size_t bytes) noexcept {
+  for (;;) {
+    count_syscall();
+    if (::madvise(base, bytes, MADV_GUARD_REMOVE) == 0) return true;
+    if (errno == EINTR || errno == EAGAIN) continue;
+    GUARDARENA_CHECK(errno == ENOMEM || errno == EINVAL, "guard_remove: madvise failed unexpectedly");
+    return false;
+  }
+}
+
+bool guard_regions_supported() noexcept {
+  int state = g_guard_probe.load(std::memory_order_acquire);
+  if (state != 0) return state == 1;
+  bool ok = false;
+  std::size_t ps = page_size();
+  void* scratch = ::mmap(nullptr, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (scratch != MAP_FAILED) {
+    // Old kernels answer EINVAL for an unknown advice value.
+    if (::madvise(scratch, ps, MADV_GUARD_INSTALL) == 0) {
+      ok = ::madvise(scratch, ps, MADV_GUARD_REMOVE) == 0;
+    }
+    ::munmap(scratch, ps);
+  }
+  g_guard_probe.store(ok ? 1 : 2, std::memory_order_release);
+  return ok;
+}
+
+std::size_t max_map_count() noexcept {
+  char buf[64];
+  std::size_t n = read_small_file("/proc/sys/vm/max_map_count", buf, sizeof buf);
+  std::size_t v = 0;
+  bool any = false;
+  for (std::size_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) {
+    v = v * 10 + static_cast<std::size_t>(buf[i] - '0');
+    any = true;
+  }
+  return any ? v : 65530;  // the kernel's default (DEFAULT_MAX_MAP_COUNT)
+}
+
+std::size_t count_mappings() noexcept {
+  int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char buf[4096];
+  std::size_t lines = 0;
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) lines += buf[i] == '\n';
+  }
+  ::close(fd);
+  return lines;
+}
+
+std::uint64_t syscall_count() noexcept { return g_syscalls.load(std::memory_order_relaxed); }
+
+}  // namespace guardarena::os

@@ -1,0 +1,69 @@
+// The OS layer: the only code in guardarena that calls mmap, mprotect, madvise,
+// munmap, prctl or sysconf. Everything above it sees a handful of verbs on
+// page-aligned ranges and one of two guard backends (see backend_*.h).
+//
+// Failure rule (after hardened_malloc): ENOMEM comes back as a failure the
+// caller handles; any other errno means a broken invariant and dies with a
+// message through the raw writer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace guardarena::os {
+
+// Page size from sysconf, cached after the first call. Async-signal-safe after
+// the first call (a relaxed atomic load).
+std::size_t page_size() noexcept;
+
+inline std::uintptr_t page_floor(std::uintptr_t a) noexcept { return a & ~(page_size() - 1); }
+inline std::uintptr_t page_ceil(std::uintptr_t a) noexcept {
+  return (a + page_size() - 1) & ~(page_size() - 1);
+}
+
+// Reserves `bytes` (page multiple) of PROT_NONE, MAP_NORESERVE address space
+// aligned to `alignment` (power of two, >= page size). Returns nullptr when the
+// kernel refuses (address space or RLIMIT_AS exhausted). Names the mapping
+// "guardarena:<name>" where the kernel supports PR_SET_VMA_ANON_NAME.
+void* reserve(std::size_t bytes, std::size_t alignment, const char* name) noexcept;
+
+// Read/write, MAP_NORESERVE anonymous memory for out-of-band metadata. Pages
+// are committed on first touch only. nullptr on ENOMEM.
+void* map_internal(std::size_t bytes, const char* name) noexcept;
+
+// Returns a range obtained from reserve() or map_internal() to the kernel.
+void release(void* base, std::size_t bytes) noexcept;
+
+// Makes a page-aligned range read/write with mprotect. false on ENOMEM (the
+// VMA limit or commit charge); dies on any other error.
+bool protect_read_write(void* base, std::size_t bytes) noexcept;
+
+// Replaces a page-aligned range with fresh PROT_NONE pages in one syscall
+// (mmap MAP_FIXED): the contents are discarded, and the range merges with
+// PROT_NONE neighbours into one VMA. false on ENOMEM.
+bool replace_with_inaccessible(void* base, std::size_t bytes) noexcept;
+
+// MADV_DONTNEED: the range stays accessible and reads back as zeros.
+void discard(void* base, std::size_t bytes) noexcept;
+
+// MADV_GUARD_INSTALL / MADV_GUARD_REMOVE (Linux 6.13+). Installing discards
+// the pages' contents. false when the kernel does not support it (EINVAL) or
+// on ENOMEM (page tables).
+bool guard_install(void* base, std::size_t bytes) noexcept;
+bool guard_remove(void* base, std::size_t bytes) noexcept;
+
+// True when MADV_GUARD_INSTALL/REMOVE work here: probed once on a scratch
+// page (install, touch-free check, remove), cached.
+bool guard_regions_supported() noexcept;
+
+// vm.max_map_count (65530 when unreadable) and the number of mappings the
+// process has now (lines of /proc/self/maps). Both read files with raw
+// syscalls and a stack buffer: no allocation.
+std::size_t max_map_count() noexcept;
+std::size_t count_mappings() noexcept;
+
+// Number of syscalls this layer has made (all threads, relaxed). Benchmarks
+// read it to report syscalls per operation.
+std::uint64_t syscall_count() noexcept;
+
+}  // namespace guardarena::os

@@ -1,0 +1,129 @@
+// SIGSEGV/SIGBUS handler: turns a fault on a guard page or a freed slot into
+// a report, then gives the signal back so core dumps and debuggers see the
+// original fault. Async-signal-safe: no malloc, no stdio, no locks (the arena
+// lookup is lock-free); output through report.cpp's raw writer.
+#include <signal.h>
+#include <sys/ucontext.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+#include "core/arena.h"
+#include "os/os_linux.h"
+#include "report/report.h"
+#include "stack/stack_trace.h"
+
+namespace guardarena::report {
+
+bool begin_report() noexcept;
+unsigned configured_exitcode() noexcept;
+std::size_t configured_depth() noexcept;
+
+namespace {
+
+struct sigaction g_prev_segv;
+struct sigaction g_prev_bus;
+std::atomic<bool> g_installed{false};
+
+Access access_from(const void* ctx) noexcept {
+#if defined(__x86_64__)
+  // Bit 1 of the page-fault error code is set for writes.
+  const auto* uc = static_cast<const ucontext_t*>(ctx);
+  return (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0 ? Access::kWrite : Access::kRead;
+#else
+  (void)ctx;
+  return Access::kUnknown;
+#endif
+}
+
+void restore_and_reraise(int sig, siginfo_t* info, void* ctx) noexcept {
+  struct sigaction& prev = sig == SIGBUS ? g_prev_bus : g_prev_segv;
+  if ((prev.sa_flags & SA_SIGINFO) != 0 && prev.sa_sigaction != nullptr) {
+    prev.sa_sigaction(sig, info, ctx);
+    return;
+  }
+  if (prev.sa_handler == SIG_IGN) {
+    // Ignoring a synchronous fault would spin forever on the same instruction.
+    ::signal(sig, SIG_DFL);
+    return;
+  }
+  if (prev.sa_handler != SIG_DFL && prev.sa_handler != nullptr) {
+    prev.sa_handler(sig);
+    return;
+  }
+  // Default action: returning re-executes the faulting instruction, which
+  // faults again with SIG_DFL in place: the kernel kills us with the original
+  // signal and address, and a core dump shows the real fault.
+  ::signal(sig, SIG_DFL);
+}
+
+void handler(int sig, siginfo_t* info, void* ctx) {
+  int saved_errno = errno;
+  auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  Arena* arena = Arena::find_owner(addr);
+  if (arena == nullptr) {
+    // Not ours: behave as if we were never installed.
+    struct sigaction& prev = sig == SIGBUS ? g_prev_bus : g_prev_segv;
+    ::sigaction(sig, &prev, nullptr);
+    errno = saved_errno;
+    return;  // re-executes the instruction under the previous disposition
+  }
+  if (begin_report()) {
+    AddressInfo ai;
+    arena->describe(addr, ai);
+    Report r;
+    r.kind = ai.kind;
+    r.address = addr;
+    r.access = access_from(ctx);
+    r.has_block = ai.has_block;
+    r.block.block = ai.block;
+    r.block.size = ai.size;
+    r.block.align = ai.align;
+    r.block.alloc_kind = ai.alloc_kind;
+    r.block.alloc_stack = ai.alloc_stack;
+    r.block.free_stack = ai.free_stack;
+    r.block.alloc_tid = ai.alloc_tid;
+    r.block.free_tid = ai.free_tid;
+    r.distance = ai.distance;
+    std::uintptr_t pcs[64];
+    std::size_t depth = configured_depth();
+    r.access_depth = stack::capture_from_context(static_cast<const ucontext_t*>(ctx), pcs, depth > 64 ? 64 : depth == 0 ? 1 : depth);
+    r.access_stack = pcs;
+    r.first_frame_is_pc = true;
+    write_report(r);
+    if (configured_exitcode() != 0) ::_exit(static_cast<int>(configured_exitcode()));
+  }
+  restore_and_reraise(sig, info, ctx);
+  errno = saved_errno;
+}
+
+}  // namespace
+
+void ensure_alt_stack() noexcept {
+  stack_t cur{};
+  if (::sigaltstack(nullptr, &cur) == 0 && (cur.ss_flags & SS_DISABLE) == 0) return;
+  // 64 KiB covers the handler's fixed buffers and the symbolizer glue; mapped
+  // once per thread that asks and kept for the thread's life.
+  std::size_t size = 64 * 1024;
+  void* mem = os::map_internal(size, "guardarena:altstack");
+  if (mem == nullptr) return;
+  stack_t ss{};
+  ss.ss_sp = mem;
+  ss.ss_size = size;
+  ss.ss_flags = 0;
+  ::sigaltstack(&ss, nullptr);
+}
+
+void install_fault_handler() noexcept {
+  if (g_installed.exchange(true)) return;
+  ensure_alt_stack();
+  struct sigaction sa {};
+  sa.sa_sigaction = handler;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  ::sigaction(SIGSEGV, &sa, &g_prev_segv);
+  ::sigaction(SIGBUS, &sa, &g_prev_bus);
+}
+
+}  // namespace guardarena::report

@@ -1,0 +1,291 @@
+// Formats and writes every guardarena report (fault or free-time) in one
+// shape. Async-signal-safe: fixed buffers, RawWriter, write(2); no malloc, no
+// stdio, no locks. Symbolization goes through report/symbolizer.h.
+#include "report/report.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/check.h"
+#include "report/raw_writer.h"
+#include "report/stack_printer.h"
+
+namespace guardarena {
+
+[[noreturn]] void check_failed(const char* file, int line, const char* msg) noexcept {
+  char buf[512];
+  RawWriter w(buf, sizeof buf);
+  w.str("guardarena: internal check failed: ").str(msg).str(" (").str(file).ch(':').dec(static_cast<std::uint64_t>(line)).str(")\n");
+  w.flush_to(2);
+  ::abort();
+}
+
+namespace report {
+namespace {
+
+struct Config {
+  int fd = 2;
+  bool fd_opened = false;
+  ReportFormat format = ReportFormat::kText;
+  unsigned exitcode = 0;
+  Text log_path;
+  std::size_t depth = 16;
+  bool symbolize = true;
+  Text symbolizer_path;
+};
+Config g_config;
+std::atomic<bool> g_reporting{false};
+
+void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std::uintptr_t* pcs, std::size_t n,
+                  bool first_is_pc) noexcept {
+  w.str(title);
+  if (tid != 0) w.str(" by thread T").dec(tid);
+  w.str(" here:\n");
+  if (n == 0) {
+    w.str("    <no stack: stack_depth=0 or depot full>\n");
+    return;
+  }
+  StackPrintOptions po;
+  po.symbolize = g_config.symbolize;
+  po.symbolizer_path = g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
+  po.first_is_pc = first_is_pc;
+  print_frames(w, pcs, n, po);
+}
+
+void write_stack_id(RawWriter& w, const char* title, std::uint32_t tid, std::uint32_t id) noexcept {
+  std::uintptr_t pcs[64];
+  std::size_t n = id != 0 ? load_stack(id, pcs, 64) : 0;
+  write_frames(w, title, tid, pcs, n, false);
+}
+
+void describe_location(RawWriter& w, const Report& r) noexcept {
+  const BlockInfo& b = r.block;
+  w.ptr(reinterpret_cast<void*>(r.address)).str(" is located ");
+  std::int64_t d = r.distance;
+  std::uint64_t s = b.size;
+  if (d < 0) {
+    w.dec(static_cast<std::uint64_t>(-d)).str(" bytes before");
+  } else if (static_cast<std::uint64_t>(d) >= (s == 0 ? 1 : s)) {
+    w.dec(static_cast<std::uint64_t>(d) - s).str(" bytes after");
+  } else {
+    w.dec(static_cast<std::uint64_t>(d)).str(" bytes inside");
+  }
+  w.str(" the ").str(r.kind == ErrorKind::kHeapUseAfterFree || r.kind == ErrorKind::kWriteAfterFree ? "freed " : "")
+      .dec(s).str("-byte block [").ptr(reinterpret_cast<void*>(b.block)).str(", ")
+      .ptr(reinterpret_cast<void*>(b.block + s)).str(") (alignment ").dec(b.align).str(", allocated with ")
+      .str(alloc_kind_name(static_cast<AllocKind>(b.alloc_kind))).str(")\n");
+}
+
+void write_headline(RawWriter& w, const Report& r) noexcept {
+  const BlockInfo& b = r.block;
+  auto dk = static_cast<AllocKind>(r.dealloc_kind);
+  switch (r.kind) {
+    case ErrorKind::kDoubleFree:
+      w.str("attempting double-free of ").ptr(reinterpret_cast<void*>(r.address)).str(" (").dec(b.size)
+          .str("-byte block) in ").str(dealloc_kind_name(dk)).ch('\n');
+      break;
+    case ErrorKind::kInvalidFree:
+      w.str("attempting ").str(dealloc_kind_name(dk)).str(" on address ").ptr(reinterpret_cast<void*>(r.address));
+      if (r.has_block) {
+        w.str(", which is ").sdec(r.distance).str(" bytes from the start of the live ").dec(b.size)
+            .str("-byte block at ").ptr(reinterpret_cast<void*>(b.block)).str(" (interior pointer)\n");
+      } else {
+        w.str(", which was not returned by this allocator\n");
+      }
+      break;
+    case ErrorKind::kAllocDeallocMismatch:
+      w.str("alloc-dealloc mismatch (").str(alloc_kind_name(static_cast<AllocKind>(b.alloc_kind))).str(" vs ")
+          .str(dealloc_kind_name(dk)).str(") on ").ptr(reinterpret_cast<void*>(r.address)).ch('\n');
+      break;
+    case ErrorKind::kSizeMismatch:
+      w.str(dealloc_kind_name(dk)).str(" called with size ").dec(r.expected_size);
+      if (r.expected_align != 0) w.str(" and alignment ").dec(r.expected_align);
+      w.str(" for the ").dec(b.size).str("-byte block at ").ptr(reinterpret_cast<void*>(b.block))
+          .str(" (allocated with alignment ").dec(b.align).str(")\n");
+      break;
+    case ErrorKind::kSlackOverflow:
+      w.dec(r.bad_bytes).str(" bytes written past the end of the ").dec(b.size).str("-byte block at ")
+          .ptr(reinterpret_cast<void*>(b.block)).str(" (slack canary damaged, found at deallocation)\n");
+      break;
+    case ErrorKind::kSlackUnderflow:
+      w.dec(r.bad_bytes).str(" bytes written before the start of the ").dec(b.size).str("-byte block at ")
+          .ptr(reinterpret_cast<void*>(b.block)).str(" (slack canary damaged, found at deallocation)\n");
+      break;
+    case ErrorKind::kWriteAfterFree:
+      w.str("write after free: byte ").sdec(r.distance).str(" of the freed ").dec(b.size).str("-byte block at ")
+          .ptr(reinterpret_cast<void*>(b.block)).str(" changed (poison checked when the slot was reused)\n");
+      break;
+    default:
+      w.str(r.access == Access::kWrite ? "WRITE" : r.access == Access::kRead ? "READ" : "ACCESS")
+          .str(" at ").ptr(reinterpret_cast<void*>(r.address)).ch('\n');
+      if (r.has_block) describe_location(w, r);
+      break;
+  }
+}
+
+void write_text(const Report& r) noexcept {
+  static char buf[32768];  // one report at a time (g_reporting)
+  RawWriter w(buf, sizeof buf);
+  auto pid = static_cast<std::uint64_t>(::getpid());
+  w.str("==").dec(pid).str("==ERROR: guardarena: ").str(error_kind_name(r.kind)).str(" on address ")
+      .ptr(reinterpret_cast<void*>(r.address)).str(" (thread T").dec(current_tid()).str(")\n");
+  write_headline(w, r);
+  const char* here = r.kind == ErrorKind::kDoubleFree || r.kind == ErrorKind::kInvalidFree ||
+                             r.kind == ErrorKind::kAllocDeallocMismatch || r.kind == ErrorKind::kSizeMismatch ||
+                             r.kind == ErrorKind::kSlackOverflow || r.kind == ErrorKind::kSlackUnderflow
+                         ? "deallocated"
+                     : r.kind == ErrorKind::kWriteAfterFree ? "reused"
+                                                            : "accessed";
+  if (r.access_stack != nullptr) {
+    write_frames(w, here, current_tid(), r.access_stack, r.access_depth, r.first_frame_is_pc);
+  } else if (r.access_stack_id != 0) {
+    write_stack_id(w, here, current_tid(), r.access_stack_id);
+  }
+  if (r.has_block) {
+    const BlockInfo& b = r.block;
+    bool freed = r.kind == ErrorKind::kDoubleFree || r.kind == ErrorKind::kHeapUseAfterFree ||
+                 r.kind == ErrorKind::kWriteAfterFree;
+    if (freed && b.free_tid != 0) {
+      write_stack_id(w, r.kind == ErrorKind::kDoubleFree ? "first freed" : "freed", b.free_tid, b.free_stack);
+    }
+    write_stack_id(w, "allocated", b.alloc_tid, b.alloc_stack);
+  }
+  w.str("SUMMARY: guardarena: ").str(error_kind_name(r.kind));
+  if (r.has_block) w.str(" (").dec(r.block.size).str("-byte block)");
+  w.ch('\n').str("==").dec(pid).str("==ABORTING\n");
+  w.flush_to(g_config.fd);
+}
+
+void json_str(RawWriter& w, const char* s) noexcept {
+  w.ch('"');
+  for (; s != nullptr && *s != '\0'; ++s) {
+    char c = *s;
+    if (c == '"' || c == '\\') {
+      w.ch('\\').ch(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      w.str("\\u00").ch("0123456789abcdef"[(c >> 4) & 15]).ch("0123456789abcdef"[c & 15]);
+    } else {
+      w.ch(c);
+    }
+  }
+  w.ch('"');
+}
+
+void json_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n, bool first_is_pc) noexcept {
+  w.ch('[');
+  StackPrintOptions po;
+  po.symbolize = g_config.symbolize;
+  po.symbolizer_path = g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
+  po.first_is_pc = first_is_pc;
+  po.json = true;
+  print_frames(w, pcs, n, po);
+  w.ch(']');
+}
+
+void json_stack_id(RawWriter& w, std::uint32_t id) noexcept {
+  std::uintptr_t pcs[64];
+  std::size_t n = id != 0 ? load_stack(id, pcs, 64) : 0;
+  json_frames(w, pcs, n, false);
+}
+
+void write_json(const Report& r) noexcept {
+  static char buf[65536];
+  static char line[1024];
+  RawWriter w(buf, sizeof buf);
+  w.str("{\"tool\":\"guardarena\",\"pid\":").dec(static_cast<std::uint64_t>(::getpid()));
+  w.str(",\"kind\":");
+  json_str(w, error_kind_name(r.kind));
+  w.str(",\"address\":\"").hex(r.address).str("\",\"access\":");
+  json_str(w, r.access == Access::kWrite ? "WRITE" : r.access == Access::kRead ? "READ" : "UNKNOWN");
+  w.str(",\"thread\":").dec(current_tid());
+  // The same human sentence the text report prints, for CI logs.
+  RawWriter d(line, sizeof line - 1);
+  write_headline(d, r);
+  line[d.size() > 0 ? d.size() - 1 : 0] = '\0';
+  w.str(",\"description\":");
+  json_str(w, line);
+  if (r.has_block) {
+    const BlockInfo& b = r.block;
+    w.str(",\"block\":{\"address\":\"").hex(b.block).str("\",\"size\":").dec(b.size).str(",\"alignment\":")
+        .dec(b.align).str(",\"allocated_with\":");
+    json_str(w, alloc_kind_name(static_cast<AllocKind>(b.alloc_kind)));
+    w.str(",\"alloc_thread\":").dec(b.alloc_tid).str(",\"free_thread\":").dec(b.free_tid).str("}");
+    w.str(",\"offset\":").sdec(r.distance);
+  }
+  w.str(",\"stacks\":{\"access\":");
+  if (r.access_stack != nullptr) {
+    json_frames(w, r.access_stack, r.access_depth, r.first_frame_is_pc);
+  } else {
+    json_stack_id(w, r.access_stack_id);
+  }
+  if (r.has_block) {
+    w.str(",\"alloc\":");
+    json_stack_id(w, r.block.alloc_stack);
+    w.str(",\"free\":");
+    json_stack_id(w, r.block.free_stack);
+  }
+  w.str("}}\n");
+  w.flush_to(g_config.fd);
+}
+
+}  // namespace
+
+void configure(const Options& o) noexcept {
+  g_config.format = o.report_format;
+  g_config.exitcode = static_cast<unsigned>(o.exitcode);
+  g_config.log_path = o.log_path;
+  g_config.depth = o.stack_depth;
+  g_config.symbolize = o.symbolize;
+  g_config.symbolizer_path = o.symbolizer_path;
+  g_config.fd = 2;
+  g_config.fd_opened = false;
+}
+
+int report_fd() noexcept {
+  if (!g_config.log_path.empty() && !g_config.fd_opened) {
+    // "<prefix>.<pid>", opened at report time (open is async-signal-safe) so
+    // forked children write their own file.
+    char path[320];
+    RawWriter w(path, sizeof path - 1);
+    w.str(g_config.log_path.c_str()).ch('.').dec(static_cast<std::uint64_t>(::getpid()));
+    path[w.size()] = '\0';
+    int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      g_config.fd = fd;
+      g_config.fd_opened = true;
+    }
+  }
+  return g_config.fd;
+}
+
+void write_report(const Report& r) noexcept {
+  report_fd();
+  if (g_config.format == ReportFormat::kJson) {
+    write_json(r);
+  } else {
+    write_text(r);
+  }
+}
+
+[[noreturn]] void report_and_abort(const Report& r) noexcept {
+  // Report each error once: a second error while reporting (another thread,
+  // or a fault inside the report) goes straight to abort.
+  if (!g_reporting.exchange(true)) write_report(r);
+  if (g_config.exitcode != 0) ::_exit(static_cast<int>(g_config.exitcode));
+  // abort() runs SIGABRT's default action: a core dump and the usual status.
+  ::signal(SIGABRT, SIG_DFL);
+  ::abort();
+}
+
+bool begin_report() noexcept { return !g_reporting.exchange(true); }
+unsigned configured_exitcode() noexcept { return g_config.exitcode; }
+std::size_t configured_depth() noexcept { return g_config.depth; }
+
+}  // namespace report
+}  // namespace guardarena

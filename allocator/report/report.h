@@ -1,0 +1,66 @@
+// One report path for every error guardarena finds: faults on guard pages
+// (fault_handler.cpp) and free-time checks (arena). Formats with RawWriter
+// into fixed buffers and writes with write(2): async-signal-safe, no malloc.
+//
+// Report shape (text):
+//   ==PID==ERROR: guardarena: <kind> on address 0x... (thread T<tid>)
+//   <READ|WRITE> of ... / <what happened at free>
+//   0x... is located N bytes after the M-byte block [0x..., 0x...)
+//   <access/free/alloc stacks>
+//   SUMMARY: guardarena: <kind> ...
+//   ==PID==ABORTING
+#pragma once
+
+#include <csignal>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/arena.h"
+#include "options/options.h"
+#include "report/error_kind.h"
+
+namespace guardarena::report {
+
+// Takes the report-related options (log_path, report_format, exitcode,
+// stack_depth, symbolizer). Call once at start-up; later calls replace it.
+void configure(const Options& options) noexcept;
+
+enum class Access : std::uint8_t { kUnknown, kRead, kWrite };
+
+struct Report {
+  ErrorKind kind = ErrorKind::kWildAccess;
+  std::uintptr_t address = 0;  // faulting or freed address
+  Access access = Access::kUnknown;
+  bool has_block = false;
+  BlockInfo block;
+  std::int64_t distance = 0;   // address - block (for faults)
+  std::uint64_t bad_bytes = 0; // canary: how many bytes were damaged
+  std::uint64_t expected_size = 0;  // size/alignment mismatch: what the caller said
+  std::uint64_t expected_align = 0;
+  std::uint8_t dealloc_kind = 0;    // mismatch: AllocKind of the deallocation call
+  const std::uintptr_t* access_stack = nullptr;  // fault pc + frames, or free-site frames
+  std::size_t access_depth = 0;
+  std::uint32_t access_stack_id = 0;  // depot id instead of raw frames
+  bool first_frame_is_pc = false;
+};
+
+// Writes the report (text or JSON per configuration) to the log fd.
+void write_report(const Report& r) noexcept;
+
+// Free-time error: write the report, then abort() (or _exit(exitcode)).
+[[noreturn]] void report_and_abort(const Report& r) noexcept;
+
+// Stack depot access for reports and leak listings; nullptr when disabled.
+std::uint32_t capture_stack(std::size_t skip) noexcept;
+std::size_t load_stack(std::uint32_t id, std::uintptr_t* out, std::size_t max) noexcept;
+
+// The fd reports go to (stderr unless log_path).
+int report_fd() noexcept;
+
+// Installs the SIGSEGV/SIGBUS handler on an alternate stack (idempotent).
+// Faults outside every arena go to the previous handler unchanged.
+void install_fault_handler() noexcept;
+// Gives the calling thread an alternate signal stack if it has none.
+void ensure_alt_stack() noexcept;
+
+}  // namespace guardarena::report
