@@ -1,0 +1,162 @@
+// Stack capture at allocation and free time, and the depot that stores each
+// distinct stack once. Everything here runs inside malloc and inside the fault
+// handler, so none of it may allocate through malloc, take a blocking lock, or
+// crash on a frame it does not understand: frames without frame pointers end
+// the walk instead of being followed.
+#pragma once
+
+#include <ucontext.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace guardarena::stack {
+
+// Deepest stack any capture or the depot handles; callers clamp their
+// configured depth to it.
+inline constexpr std::size_t kMaxDepth = 256;
+
+// How capture() walks the stack.
+enum class Unwinder : std::uint8_t {
+  // Follow the frame-pointer chain: a few ns per frame, no locks, no calls.
+  // Stops at the first frame compiled without frame pointers (libc functions,
+  // other -fomit-frame-pointer code), so traces through such code are short.
+  kFramePointer,
+  // libgcc's _Unwind_Backtrace over .eh_frame: complete traces through code
+  // without frame pointers, about 1 us per frame. It does not call malloc on
+  // glibc with PT_GNU_EH_FRAME objects (the normal dynamic case; it uses
+  // dl_iterate_phdr and a static cache), but it takes the dynamic loader's
+  // lock, so it is not async-signal-safe and must not be used while the
+  // calling thread may hold that lock (inside dlopen).
+  kLibgcc,
+};
+
+// Writes up to `max_depth` program counters of the calling thread into `pcs`,
+// innermost first, and returns how many it wrote. pcs[0] is the return address
+// into the caller of capture() when skip == 0; `skip` drops that many more
+// innermost frames (wrappers such as malloc itself). Every entry is a return
+// address (it points after the call): symbolize pc - 1.
+//
+// Frame-pointer walk: each frame pointer must be 8-aligned, strictly above the
+// previous one, less than 1 MiB above it, and below the top of the current
+// thread's stack when that top is known (pthread_self() for threads glibc
+// created, __libc_stack_end for the main thread; on other stacks, such as
+// fibers, only the step rule applies). The walk stops at the first frame that
+// breaks a rule or has a null return address.
+//
+// Async-signal-safe, lock-free, never allocates. Thread-safe.
+std::size_t capture(std::uintptr_t* pcs, std::size_t max_depth, std::size_t skip) noexcept;
+
+// capture() with a choice of unwinder. Unwinder::kLibgcc falls back to the
+// frame-pointer walk if _Unwind_Backtrace returns nothing.
+std::size_t capture(std::uintptr_t* pcs, std::size_t max_depth, std::size_t skip,
+                    Unwinder unwinder) noexcept;
+
+// The stack of the code a signal interrupted, for the SIGSEGV/SIGBUS handler:
+// pcs[0] is the interrupted instruction itself (symbolize it as is, not
+// pc - 1), then the return addresses of its callers. `uc` must be the context
+// the kernel passed to the running handler (or one from getcontext() in a
+// frame that is still live).
+//
+// Unwinder::kFramePointer walks the frame-pointer chain from the interrupted
+// frame pointer, bounded below by the interrupted stack pointer, reading each
+// record through process_vm_readv so a smashed stack cannot fault. Never
+// allocates, no locks, async-signal-safe. Limitation: when the fault hit code
+// whose frame is not set up at that instruction (functions without frame
+// pointers such as memcpy, or a prologue/epilogue: GCC pops rbp before the
+// last loads of a leaf), the frame pointer still belongs to the caller, so
+// the immediate caller is missing from the trace, as with ASan's fast
+// unwinder.
+//
+// Unwinder::kLibgcc unwinds with _Unwind_Backtrace from the handler itself
+// through the kernel's signal frame and keeps the frames from the interrupted
+// pc on: exact through any code that has unwind tables, no malloc, but it
+// takes the loader's lock (see Unwinder). Falls back to the frame-pointer walk
+// if libgcc does not find the interrupted frame (no unwind info, or `uc` is
+// not the running handler's context).
+//
+// Returns 0 when `uc` is null or the architecture is not supported (x86-64 and
+// AArch64 are).
+std::size_t capture_from_context(const ucontext_t* uc, std::uintptr_t* pcs, std::size_t max_depth,
+                                 Unwinder unwinder = Unwinder::kFramePointer) noexcept;
+
+// Depot statistics, read with relaxed loads (a consistent snapshot is not
+// guaranteed while other threads store).
+struct StackDepotStats {
+  std::size_t entries = 0;         // distinct stacks stored
+  std::size_t bytes_used = 0;      // hash table + stored stacks; <= capacity_bytes
+  std::size_t capacity_bytes = 0;  // the budget given to init()
+  std::uint64_t drops = 0;         // store() calls that returned 0 for lack of room
+};
+
+// A bounded, deduplicating store of stacks shared by all threads. Each
+// distinct stack is kept once and named by a 32-bit id; 0 means "no stack".
+//
+// Memory: one mapping of `capacity_bytes` obtained from os::map_internal in
+// init() (MAP_NORESERVE, so untouched capacity costs nothing), split into a
+// hash table of bucket heads and a bump-allocated pool of entries. It never
+// grows; when the pool is full, store() of a new stack returns 0 and counts a
+// drop, while stacks already stored are still found.
+//
+// Concurrency: store() is lock-free (bucket heads are updated with CAS, the
+// pool with an atomic bump), so it is safe from any number of threads and
+// from a signal handler that interrupted a store() on the same thread. load()
+// and stats() only read, and are safe concurrently with store(), including
+// from a signal handler. Entries are immutable once published and never
+// removed.
+//
+// Constant-initialized and trivially destructible, so a global depot is safe
+// to use from the first malloc to the last free at exit.
+class StackDepot {
+ public:
+  constexpr StackDepot() noexcept = default;
+  StackDepot(const StackDepot&) = delete;
+  StackDepot& operator=(const StackDepot&) = delete;
+
+  // Maps the depot's memory. Returns false if the depot is already
+  // initialized, if `capacity_bytes` is too small for the table plus one
+  // stack (< 4 KiB), or if the mapping fails. Capacity is rounded down to a
+  // multiple of 8 and clamped so ids fit in 32 bits. Not thread-safe: call
+  // once, before other threads use the depot.
+  bool init(std::size_t capacity_bytes) noexcept;
+
+  // Returns the memory to the kernel. Only when no other thread can touch the
+  // depot any more (tests, teardown); ids handed out before become invalid.
+  void release() noexcept;
+
+  // True between a successful init() and release().
+  bool initialized() const noexcept { return base_ != nullptr; }
+
+  // Stores pcs[0..n) (n is clamped to kMaxDepth) unless an equal stack is
+  // already there, and returns the id of the stored stack. Returns 0 when n is
+  // 0, the depot is not initialized, or the stack is new and does not fit.
+  std::uint32_t store(const std::uintptr_t* pcs, std::size_t n) noexcept;
+
+  // Copies up to `max` frames of stack `id` into `out` and returns how many it
+  // copied. Returns 0 for id 0 and for ids that do not name a stored stack:
+  // the id is range-checked and the entry's hash re-verified, so a corrupted
+  // id read from damaged metadata yields 0, never a crash.
+  std::size_t load(std::uint32_t id, std::uintptr_t* out, std::size_t max) const noexcept;
+
+  StackDepotStats stats() const noexcept;
+
+ private:
+  struct Entry;
+
+  const Entry* entry_at(std::uint32_t id) const noexcept;
+  std::uint32_t find(std::uint32_t head, std::uint32_t stop, std::uint64_t hash,
+                     const std::uintptr_t* pcs, std::size_t n) const noexcept;
+
+  unsigned char* base_ = nullptr;  // the whole mapping
+  std::size_t capacity_ = 0;       // bytes mapped
+  std::atomic<std::uint32_t>* buckets_ = nullptr;
+  std::size_t bucket_mask_ = 0;    // bucket count - 1 (power of two)
+  unsigned char* pool_ = nullptr;  // entries, 8-byte units
+  std::size_t pool_bytes_ = 0;
+  std::atomic<std::size_t> pool_used_{0};  // bump pointer, bytes
+  std::atomic<std::size_t> entries_{0};
+  std::atomic<std::uint64_t> drops_{0};
+};
+
+}  // namespace guardarena::stack
