@@ -351,12 +351,9 @@ class ArenaImpl final : public Arena {
   }
 
   bool owns_block(const void* p) const noexcept override {
-    auto a = reinterpret_cast<std::uintptr_t>(p);
-    if (!owns(p)) return fallback_set_.contains(a);
-    std::size_t cls = 0;
-    std::uint32_t id = slot_of(a, cls);
-    if (id == kNoSlot) return false;
-    return slot_address(id, cls) + meta_[id].offset == a;
+    if (!owns(p)) return fallback_set_.contains(reinterpret_cast<std::uintptr_t>(p));
+    BlockInfo b;
+    return block_info(p, b);
   }
 
   std::size_t usable_size(const void* p) const noexcept override {

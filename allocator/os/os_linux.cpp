@@ -35,13 +35,6 @@ std::atomic<int> g_guard_probe{0};
 
 void count_syscall() noexcept { g_syscalls.fetch_add(1, std::memory_order_relaxed); }
 
-void name_mapping(void* base, std::size_t bytes, const char* name) noexcept {
-  if (name == nullptr) return;
-  // Best effort: kernels without CONFIG_ANON_VMA_NAME answer EINVAL and the
-  // mapping is simply unnamed in /proc/self/maps.
-  ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(base), bytes,
-          reinterpret_cast<unsigned long>(name));
-}
 
 // Reads a small file into buf with raw syscalls (no stdio, no malloc).
 std::size_t read_small_file(const char* path, char* buf, std::size_t cap) noexcept {
@@ -59,6 +52,14 @@ std::size_t read_small_file(const char* path, char* buf, std::size_t cap) noexce
 }
 
 }  // namespace
+
+bool name_mapping(void* base, std::size_t bytes, const char* name) noexcept {
+  if (name == nullptr) return false;
+  // Best effort: kernels without CONFIG_ANON_VMA_NAME answer EINVAL and the
+  // mapping is simply unnamed in /proc/self/maps.
+  return ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(base), bytes,
+                 reinterpret_cast<unsigned long>(name)) == 0;
+}
 
 std::size_t page_size() noexcept {
   std::size_t p = g_page_size.load(std::memory_order_relaxed);

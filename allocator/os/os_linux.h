@@ -27,6 +27,10 @@ inline std::uintptr_t page_ceil(std::uintptr_t a) noexcept {
 // "guardarena:<name>" where the kernel supports PR_SET_VMA_ANON_NAME.
 void* reserve(std::size_t bytes, std::size_t alignment, const char* name) noexcept;
 
+// Names a mapping "[anon:<name>]" in /proc/self/maps (PR_SET_VMA_ANON_NAME).
+// false when the kernel lacks CONFIG_ANON_VMA_NAME; harmless either way.
+bool name_mapping(void* base, std::size_t bytes, const char* name) noexcept;
+
 // Read/write, MAP_NORESERVE anonymous memory for out-of-band metadata. Pages
 // are committed on first touch only. nullptr on ENOMEM.
 void* map_internal(std::size_t bytes, const char* name) noexcept;

@@ -30,7 +30,7 @@ constexpr const char* error_kind_name(ErrorKind k) noexcept {
     case ErrorKind::kDoubleFree: return "double-free";
     case ErrorKind::kInvalidFree: return "invalid-free";
     case ErrorKind::kAllocDeallocMismatch: return "alloc-dealloc-mismatch";
-    case ErrorKind::kSizeMismatch: return "new-delete-size-mismatch";
+    case ErrorKind::kSizeMismatch: return "dealloc-size-mismatch";
     case ErrorKind::kSlackOverflow: return "heap-buffer-overflow";
     case ErrorKind::kSlackUnderflow: return "heap-buffer-underflow";
     case ErrorKind::kWriteAfterFree: return "heap-use-after-free";

@@ -1,0 +1,140 @@
+// Bugs in code that uses guarded_resource die at the buggy statement with a
+// report naming the kind, the access, the offset and the block. Run on both
+// backends. Helpers are noinline/optimize(0) so the bug stays in the code.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cstring>
+#include <string>
+
+#include "guardarena/guardarena.hpp"
+#include "test_support.h"
+
+namespace guardarena {
+namespace {
+
+using testing::with_backend;
+
+#define GA_NOINLINE [[gnu::noinline, gnu::optimize("O0")]]
+
+GA_NOINLINE void write_byte(void* p, std::ptrdiff_t at) { static_cast<volatile char*>(p)[at] = 1; }
+GA_NOINLINE char read_byte(const void* p, std::ptrdiff_t at) { return static_cast<const volatile char*>(p)[at]; }
+
+template <class B>
+class PmrDeathTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+  static std::string opts(const std::string& extra = "") { return with_backend<B>(extra); }
+};
+TYPED_TEST_SUITE(PmrDeathTest, testing::Backends, testing::BackendNames);
+
+TYPED_TEST(PmrDeathTest, WriteOneBytePastAlignedBlockFaultsAtTheWrite) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(64, 16);
+  write_byte(p, 63);  // last byte is fine
+  EXPECT_EXIT(write_byte(p, 64), ::testing::KilledBySignal(SIGSEGV),
+              "ERROR: guardarena: heap-buffer-overflow on address.*\n"
+              "WRITE at 0x[0-9a-f]+\n"
+              ".* is located 0 bytes after the 64-byte block");
+}
+
+TYPED_TEST(PmrDeathTest, ReadOneBytePastAlignedBlockFaultsAsRead) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(4096, 16);
+  EXPECT_EXIT(read_byte(p, 4096), ::testing::KilledBySignal(SIGSEGV),
+              "heap-buffer-overflow.*\nREAD at .*\n.* 0 bytes after the 4096-byte block");
+}
+
+TYPED_TEST(PmrDeathTest, UnderflowWithProtectBelowFaults) {
+  guarded_resource r{this->opts("protect_below=1")};
+  void* p = r.allocate(100, 8);
+  EXPECT_EXIT(write_byte(p, -1), ::testing::KilledBySignal(SIGSEGV),
+              "heap-buffer-underflow.*\nWRITE at .*\n.* 1 bytes before the 100-byte block");
+}
+
+TYPED_TEST(PmrDeathTest, UseAfterFreeFaultsOnFirstTouch) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(200, 8);
+  r.deallocate(p, 200, 8);
+  EXPECT_EXIT(read_byte(p, 10), ::testing::KilledBySignal(SIGSEGV),
+              "heap-use-after-free.*\nREAD at .*\n.* 10 bytes inside the freed 200-byte block");
+}
+
+TYPED_TEST(PmrDeathTest, LargeBlockOverflowFaults) {
+  guarded_resource r{this->opts()};
+  std::size_t size = 32u << 20;  // beyond the largest slot class
+  void* p = r.allocate(size, 64);
+  write_byte(p, static_cast<std::ptrdiff_t>(size) - 1);
+  EXPECT_EXIT(write_byte(p, static_cast<std::ptrdiff_t>(size)), ::testing::KilledBySignal(SIGSEGV),
+              "heap-buffer-overflow.*\nWRITE.*\n.* 0 bytes after the 33554432-byte block");
+}
+
+TYPED_TEST(PmrDeathTest, SlackOverflowOfThirteenByteBlockIsReportedAtDeallocation) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(13, 16);
+  write_byte(p, 13);  // inside the alignment slack: no fault yet
+  EXPECT_DEATH(r.deallocate(p, 13, 16),
+               "ERROR: guardarena: heap-buffer-overflow.*\n1 bytes written past the end of the 13-byte block");
+}
+
+TYPED_TEST(PmrDeathTest, SlackUnderflowIsReportedAtDeallocation) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(100, 16);
+  write_byte(p, -1);  // before the block, inside its page
+  EXPECT_DEATH(r.deallocate(p, 100, 16),
+               "heap-buffer-underflow.*\n1 bytes written before the start of the 100-byte block");
+}
+
+TYPED_TEST(PmrDeathTest, DoubleFreeIsReported) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(48, 16);
+  r.deallocate(p, 48, 16);
+  EXPECT_DEATH(r.deallocate(p, 48, 16), "ERROR: guardarena: double-free.*\nattempting double-free of 0x[0-9a-f]+ \\(48-byte block\\)");
+}
+
+TYPED_TEST(PmrDeathTest, ForeignPointerIsReported) {
+  guarded_resource r{this->opts()};
+  static char not_ours[64];
+  EXPECT_DEATH(r.deallocate(not_ours, 64, 16), "invalid-free.*\n.*which was not returned by this allocator");
+}
+
+TYPED_TEST(PmrDeathTest, PointerFromAnotherResourceIsReported) {
+  guarded_resource a{this->opts()};
+  guarded_resource b{this->opts()};
+  void* p = a.allocate(32, 16);
+  EXPECT_DEATH(b.deallocate(p, 32, 16), "invalid-free");
+}
+
+TYPED_TEST(PmrDeathTest, InteriorPointerIsReported) {
+  guarded_resource r{this->opts()};
+  auto* p = static_cast<char*>(r.allocate(100, 16));
+  EXPECT_DEATH(r.deallocate(p + 8, 92, 16), "invalid-free.*\n.*8 bytes from the start of the live 100-byte block.*interior pointer");
+}
+
+TYPED_TEST(PmrDeathTest, SizeMismatchIsReported) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(100, 16);
+  EXPECT_DEATH(r.deallocate(p, 96, 16), "dealloc-size-mismatch.*\nmemory_resource::deallocate called with size 96 and alignment 16 for the 100-byte block");
+}
+
+TYPED_TEST(PmrDeathTest, AlignmentMismatchIsReported) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(100, 64);
+  EXPECT_DEATH(r.deallocate(p, 100, 8), "dealloc-size-mismatch.*alignment 8.*allocated with alignment 64");
+}
+
+TYPED_TEST(PmrDeathTest, PointerAfterReleaseFaults) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(64, 16);
+  r.release();
+  EXPECT_EXIT(write_byte(p, 0), ::testing::KilledBySignal(SIGSEGV), "guardarena: wild-access");
+}
+
+TYPED_TEST(PmrDeathTest, ExitcodeOptionExitsInsteadOfReraising) {
+  guarded_resource r{this->opts("exitcode=23")};
+  void* p = r.allocate(64, 16);
+  EXPECT_EXIT(write_byte(p, 64), ::testing::ExitedWithCode(23), "heap-buffer-overflow");
+}
+
+}  // namespace
+}  // namespace guardarena

@@ -1,0 +1,116 @@
+#include "os/os_linux.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <string>
+
+#include "os/guard_backend.h"
+
+namespace guardarena::os {
+namespace {
+
+bool maps_contains(const std::string& needle) {
+  std::ifstream f("/proc/self/maps");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.find(needle) != std::string::npos) return true;
+  }
+  return false;
+}
+
+TEST(OsTest, PageSizeComesFromSysconf) {
+  EXPECT_EQ(page_size(), static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)));
+}
+
+TEST(OsTest, ReserveIsAlignedAndNamed) {
+  std::size_t align = 64 * page_size();
+  void* p = reserve(16 * page_size(), align, "guardarena:test-span");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % align, 0u);
+  // Kernels without CONFIG_ANON_VMA_NAME cannot name mappings.
+  if (name_mapping(p, 16 * page_size(), "guardarena:test-span")) {
+    EXPECT_TRUE(maps_contains("guardarena:test-span"));
+  }
+  release(p, 16 * page_size());
+}
+
+TEST(OsTest, ImpossibleReservationFailsWithoutCrashing) {
+  EXPECT_EQ(reserve(std::size_t{1} << 62, page_size(), "huge"), nullptr);
+}
+
+TEST(OsTest, MaxMapCountAndMappingsAreRead) {
+  EXPECT_GT(max_map_count(), 1000u);
+  EXPECT_GT(count_mappings(), 5u);
+}
+
+TEST(OsTest, GuardProbeMatchesTheKernel) {
+  // The CI kernel has MADV_GUARD_INSTALL (Linux 6.13+); elsewhere the probe
+  // may say no, and then the mprotect backend is used.
+  void* p = map_internal(page_size(), "probe");
+  bool works = guard_install(p, page_size());
+  EXPECT_EQ(works, guard_regions_supported());
+  release(p, page_size());
+}
+
+template <class B>
+class BackendTest : public ::testing::Test {};
+using BackendTypes = ::testing::Types<GuardRegionBackend, MprotectBackend>;
+TYPED_TEST_SUITE(BackendTest, BackendTypes);
+
+TYPED_TEST(BackendTest, OpenCloseCycleZeroesAndProtects) {
+  if (std::strcmp(TypeParam::kName, "guard") == 0 && !guard_regions_supported()) GTEST_SKIP();
+  std::size_t ps = page_size();
+  void* span = reserve(8 * ps, ps, "backend-test");
+  ASSERT_NE(span, nullptr);
+  ASSERT_TRUE(TypeParam::prepare_chunk(span, 8 * ps));
+  auto* page = static_cast<char*>(span) + 2 * ps;
+  ASSERT_TRUE(TypeParam::open(page, ps));
+  page[0] = 42;
+  ASSERT_TRUE(TypeParam::close(page, ps));
+  ASSERT_TRUE(TypeParam::open(page, ps));
+  EXPECT_EQ(page[0], 0) << "closed pages must come back zeroed";
+  release(span, 8 * ps);
+}
+
+TYPED_TEST(BackendTest, ClosedPageFaults) {
+  if (std::strcmp(TypeParam::kName, "guard") == 0 && !guard_regions_supported()) GTEST_SKIP();
+  std::size_t ps = page_size();
+  void* span = reserve(4 * ps, ps, "backend-death");
+  ASSERT_TRUE(TypeParam::prepare_chunk(span, 4 * ps));
+  auto* page = static_cast<volatile char*>(span) + ps;
+  ASSERT_TRUE(TypeParam::open(const_cast<char*>(page), ps));
+  page[0] = 1;
+  ASSERT_TRUE(TypeParam::close(const_cast<char*>(page), ps));
+  EXPECT_EXIT(page[0] = 2, ::testing::KilledBySignal(SIGSEGV), "");
+  release(span, 4 * ps);
+}
+
+TEST(OsTest, GuardRegionsDoNotSplitVmas) {
+  if (!guard_regions_supported()) GTEST_SKIP();
+  std::size_t ps = page_size();
+  std::size_t n = 64;
+  void* span = reserve(n * 2 * ps, ps, "vma-count");
+  ASSERT_TRUE(GuardRegionBackend::prepare_chunk(span, n * 2 * ps));
+  std::size_t before = count_mappings();
+  for (std::size_t i = 0; i < n; ++i) GuardRegionBackend::open(static_cast<char*>(span) + 2 * i * ps, ps);
+  EXPECT_LE(count_mappings(), before + 1);
+  release(span, n * 2 * ps);
+}
+
+TEST(OsTest, MprotectIslandsCostVmas) {
+  std::size_t ps = page_size();
+  std::size_t n = 64;
+  void* span = reserve(n * 2 * ps, ps, "vma-count-mprotect");
+  std::size_t before = count_mappings();
+  for (std::size_t i = 0; i < n; ++i) MprotectBackend::open(static_cast<char*>(span) + 2 * i * ps, ps);
+  EXPECT_GE(count_mappings(), before + 2 * n - 1);
+  for (std::size_t i = 0; i < n; ++i) MprotectBackend::close(static_cast<char*>(span) + 2 * i * ps, ps);
+  EXPECT_LE(count_mappings(), before + 1) << "closed islands must merge back";
+  release(span, n * 2 * ps);
+}
+
+}  // namespace
+}  // namespace guardarena::os

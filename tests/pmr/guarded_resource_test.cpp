@@ -1,0 +1,287 @@
+// The pmr resource through its public interface, on both backends.
+#include "guardarena/guardarena.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstring>
+#include <list>
+#include <map>
+#include <memory_resource>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "os/os_linux.h"
+#include "test_support.h"
+
+namespace guardarena {
+namespace {
+
+using testing::with_backend;
+
+template <class B>
+class GuardedResourceTest : public ::testing::Test {
+ protected:
+  static std::string opts(const std::string& extra = "") { return with_backend<B>(extra); }
+};
+TYPED_TEST_SUITE(GuardedResourceTest, testing::Backends, testing::BackendNames);
+
+TYPED_TEST(GuardedResourceTest, ReportsTheBackendItRuns) {
+  guarded_resource r{this->opts()};
+  EXPECT_STREQ(r.stats().backend, TypeParam::kName);
+}
+
+TYPED_TEST(GuardedResourceTest, AllocatesWritableBlocksOfManySizes) {
+  guarded_resource r{this->opts()};
+  for (std::size_t size : {1u, 13u, 16u, 100u, 4095u, 4096u, 4097u, 65536u, 1u << 20, 20u << 20}) {
+    auto* p = static_cast<unsigned char*>(r.allocate(size, 16));
+    std::memset(p, 0x5a, size);
+    EXPECT_EQ(p[size - 1], 0x5a);
+    EXPECT_TRUE(r.owns(p));
+    r.deallocate(p, size, 16);
+    EXPECT_FALSE(r.owns(p));
+  }
+}
+
+TYPED_TEST(GuardedResourceTest, HonoursEveryAlignmentUpTo64KiBAndBeyondThePage) {
+  guarded_resource r{this->opts()};
+  std::vector<std::size_t> aligns;
+  for (std::size_t a = 1; a <= 64 * 1024; a <<= 1) aligns.push_back(a);
+  aligns.push_back(os::page_size() * 4);
+  aligns.push_back(std::size_t{1} << 21);  // 2 MiB, above any page size
+  for (std::size_t align : aligns) {
+    for (std::size_t size : {std::size_t{1}, std::size_t{24}, align, align + 1}) {
+      void* p = r.allocate(size, align);
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % align, 0u) << "align " << align << " size " << size;
+      std::memset(p, 1, size);
+      r.deallocate(p, size, align);
+    }
+  }
+}
+
+TYPED_TEST(GuardedResourceTest, BlocksEndAtTheGuardWhenTheSizeIsAligned) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(64, 16);
+  EXPECT_EQ((reinterpret_cast<std::uintptr_t>(p) + 64) % os::page_size(), 0u);
+  r.deallocate(p, 64, 16);
+}
+
+TYPED_TEST(GuardedResourceTest, ProtectBelowStartsBlocksAtThePage) {
+  guarded_resource r{this->opts("protect_below=1")};
+  void* p = r.allocate(100, 8);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % os::page_size(), 0u);
+  r.deallocate(p, 100, 8);
+}
+
+TYPED_TEST(GuardedResourceTest, IsEqualOnlyToItself) {
+  guarded_resource a{this->opts()};
+  guarded_resource b{this->opts()};
+  EXPECT_TRUE(a.is_equal(a));
+  EXPECT_FALSE(a.is_equal(b));
+  EXPECT_FALSE(a.is_equal(*std::pmr::new_delete_resource()));
+}
+
+TYPED_TEST(GuardedResourceTest, StatsCountLivePeakAndQuarantine) {
+  guarded_resource r{this->opts("quarantine_slots=1000")};
+  std::vector<void*> v;
+  for (int i = 0; i < 10; ++i) v.push_back(r.allocate(100, 8));
+  arena_stats s = r.stats();
+  EXPECT_EQ(s.live_blocks, 10u);
+  EXPECT_EQ(s.live_bytes, 1000u);
+  for (int i = 0; i < 4; ++i) r.deallocate(v[i], 100, 8);
+  s = r.stats();
+  EXPECT_EQ(s.live_blocks, 6u);
+  EXPECT_EQ(s.peak_live_blocks, 10u);
+  EXPECT_EQ(s.peak_live_bytes, 1000u);
+  EXPECT_EQ(s.quarantined_blocks, 4u);
+  EXPECT_EQ(s.guarded_allocations, 10u);
+  EXPECT_EQ(s.fallback_allocations, 0u);
+  if (std::string(TypeParam::kName) == "mprotect") {
+    EXPECT_EQ(s.vmas_in_use, 12u);  // two mappings per live island
+  }
+  for (int i = 4; i < 10; ++i) r.deallocate(v[i], 100, 8);
+  EXPECT_EQ(r.stats().live_blocks, 0u);
+}
+
+TYPED_TEST(GuardedResourceTest, QuarantineIsFifoAndBoundedByCount) {
+  guarded_resource r{this->opts("quarantine_slots=3")};
+  std::vector<void*> v;
+  for (int i = 0; i < 5; ++i) v.push_back(r.allocate(64, 16));
+  for (void* p : v) r.deallocate(p, 64, 16);
+  EXPECT_EQ(r.stats().quarantined_blocks, 3u);
+  // v[0] and v[1] left quarantine first, in that order, and are reused first.
+  void* a = r.allocate(64, 16);
+  void* b = r.allocate(64, 16);
+  void* c = r.allocate(64, 16);
+  EXPECT_TRUE(a == v[1] || a == v[0]);
+  EXPECT_TRUE(b == v[0] || b == v[1]);
+  EXPECT_NE(a, b);
+  // Nothing still in quarantine is handed out.
+  EXPECT_NE(c, v[2]);
+  EXPECT_NE(c, v[3]);
+  EXPECT_NE(c, v[4]);
+}
+
+TYPED_TEST(GuardedResourceTest, QuarantineIsBoundedByBytes) {
+  std::size_t ps = os::page_size();
+  guarded_resource r{this->opts("quarantine_slots=1000:quarantine_bytes=" + std::to_string(3 * ps))};
+  std::vector<void*> v;
+  for (int i = 0; i < 8; ++i) v.push_back(r.allocate(64, 16));
+  for (void* p : v) r.deallocate(p, 64, 16);
+  EXPECT_EQ(r.stats().quarantined_blocks, 3u);
+  EXPECT_EQ(r.stats().quarantined_bytes, 3 * ps);
+}
+
+TYPED_TEST(GuardedResourceTest, FreedBlocksComeBackZeroedInFullMode) {
+  guarded_resource r{this->opts("quarantine_slots=0")};
+  auto* p = static_cast<unsigned char*>(r.allocate(4096, 16));
+  std::memset(p, 0xff, 4096);
+  r.deallocate(p, 4096, 16);
+  auto* q = static_cast<unsigned char*>(r.allocate(4096, 16));
+  EXPECT_EQ(q, p) << "quarantine_slots=0 reuses the slot at once";
+  EXPECT_EQ(q[0], 0);
+  EXPECT_EQ(q[4095], 0);
+  r.deallocate(q, 4096, 16);
+}
+
+TYPED_TEST(GuardedResourceTest, ReleaseFreesEverythingInOneStep) {
+  guarded_resource r{this->opts()};
+  for (int i = 0; i < 1000; ++i) (void)r.allocate(static_cast<std::size_t>(i % 300 + 1), 8);
+  (void)r.allocate(8 << 20, 64);
+  EXPECT_EQ(r.stats().live_blocks, 1001u);
+  r.release();
+  arena_stats s = r.stats();
+  EXPECT_EQ(s.live_blocks, 0u);
+  EXPECT_EQ(s.live_bytes, 0u);
+  EXPECT_EQ(s.quarantined_blocks, 0u);
+  EXPECT_EQ(s.vmas_in_use, 0u);
+  // The arena is usable again afterwards.
+  void* p = r.allocate(10, 8);
+  std::memset(p, 1, 10);
+  r.deallocate(p, 10, 8);
+}
+
+TYPED_TEST(GuardedResourceTest, DestructionReturnsTheAddressSpace) {
+  std::size_t before = os::count_mappings();
+  for (int i = 0; i < 20; ++i) {
+    guarded_resource r{this->opts()};
+    for (int j = 0; j < 100; ++j) (void)r.allocate(64, 16);
+  }
+  EXPECT_LE(os::count_mappings(), before + 2);
+}
+
+TYPED_TEST(GuardedResourceTest, ContainersWorkUnderChurn) {
+  guarded_resource r{this->opts("quarantine_slots=256")};
+  std::mt19937 rng(42);
+  std::pmr::vector<std::pmr::string> strings{&r};
+  std::pmr::map<int, std::pmr::string> ordered{&r};
+  std::pmr::unordered_map<int, int> hashed{&r};
+  std::pmr::list<int> linked{&r};
+  std::map<int, std::string> model_ordered;
+  std::unordered_map<int, int> model_hashed;
+  for (int i = 0; i < 4000; ++i) {
+    int k = static_cast<int>(rng() % 500);
+    std::string text = "value-" + std::to_string(i) + std::string(rng() % 64, 'x');
+    strings.emplace_back(text);
+    ordered[k] = std::pmr::string(text, &r);
+    model_ordered[k] = text;
+    hashed[k] += i;
+    model_hashed[k] += i;
+    linked.push_back(i);
+    if (i % 3 == 0) {
+      ordered.erase(k + 1);
+      model_ordered.erase(k + 1);
+      hashed.erase(k + 2);
+      model_hashed.erase(k + 2);
+      linked.pop_front();
+    }
+    if (strings.size() > 300) strings.erase(strings.begin(), strings.begin() + 100);
+  }
+  ASSERT_EQ(ordered.size(), model_ordered.size());
+  for (const auto& [k, v] : model_ordered) EXPECT_EQ(std::string_view(ordered.at(k)), v);
+  ASSERT_EQ(hashed.size(), model_hashed.size());
+  for (const auto& [k, v] : model_hashed) EXPECT_EQ(hashed.at(k), v);
+  EXPECT_EQ(linked.back(), 3999);
+}
+
+TYPED_TEST(GuardedResourceTest, MonotonicBufferUpstreamWorks) {
+  guarded_resource r{this->opts()};
+  {
+    std::pmr::monotonic_buffer_resource mono{&r};
+    std::pmr::vector<std::pmr::string> v{&mono};
+    for (int i = 0; i < 2000; ++i) v.emplace_back(std::string(40, static_cast<char>('a' + i % 26)));
+    EXPECT_EQ(v[1999][0], static_cast<char>('a' + 1999 % 26));
+    EXPECT_GT(r.stats().live_blocks, 0u);
+  }
+  EXPECT_EQ(r.stats().live_blocks, 0u) << "monotonic resource gives everything back";
+}
+
+TYPED_TEST(GuardedResourceTest, ThreadsAllocateAndFreeAcrossThreads) {
+  guarded_resource r{this->opts("quarantine_slots=512")};
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 5000;
+  std::vector<std::atomic<void*>> handoff(kThreads * 64);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      for (int i = 0; i < kPerThread; ++i) {
+        std::size_t size = 16 + rng() % 2000;
+        auto* p = static_cast<unsigned char*>(r.allocate(size, 16));
+        std::memcpy(p, &size, sizeof size);  // the block carries its own size
+        // Publish it; free whatever another thread published there.
+        void* old = handoff[rng() % handoff.size()].exchange(p);
+        if (old != nullptr) {
+          std::size_t old_size = 0;
+          std::memcpy(&old_size, old, sizeof old_size);
+          r.deallocate(old, old_size, 16);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::size_t remaining = 0;
+  for (auto& h : handoff) {
+    if (void* p = h.load()) {
+      std::size_t size = 0;
+      std::memcpy(&size, p, sizeof size);
+      r.deallocate(p, size, 16);
+      ++remaining;
+    }
+  }
+  arena_stats s = r.stats();
+  EXPECT_EQ(s.guarded_allocations, static_cast<std::uint64_t>(kThreads * kPerThread));
+  EXPECT_EQ(s.live_blocks, 0u);
+  EXPECT_EQ(s.live_bytes, 0u);
+  EXPECT_GT(remaining, 0u);
+}
+
+TYPED_TEST(GuardedResourceTest, UnsynchronizedFlavourHasTheSameApi) {
+  unsynchronized_guarded_resource r{this->opts()};
+  std::pmr::vector<int> v{&r};
+  for (int i = 0; i < 1000; ++i) v.push_back(i);
+  EXPECT_EQ(v[999], 999);
+  EXPECT_GT(r.stats().live_blocks, 0u);
+}
+
+TEST(GuardedResourceOptionsTest, BadOptionStringThrowsNamingTheKey) {
+  try {
+    guarded_resource r{"backend=quantum"};
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("backend"), std::string::npos);
+  }
+}
+
+TEST(GuardedResourceOptionsTest, ConstructsFromAnOptionsStruct) {
+  options o;
+  o.protect_below = true;
+  guarded_resource r{o};
+  EXPECT_TRUE(r.get_options().protect_below);
+}
+
+}  // namespace
+}  // namespace guardarena
