@@ -541,7 +541,7 @@ class ArenaImpl final : public Arena {
 
   static std::uint32_t capture() noexcept {
     StackCaptureFn fn = g_capture.load(std::memory_order_relaxed);
-    return fn != nullptr ? fn(2) : 0;
+    return fn != nullptr ? fn(2) : 0;  // drop the hook's frame and ours
   }
 
   std::uintptr_t slot_address(std::uint32_t id, std::size_t cls) const noexcept {

@@ -269,6 +269,16 @@ void write_options_help(RawWriter& out) noexcept {
   }
 }
 
+namespace {
+// Markdown table cells cannot hold a bare '|'.
+void md_cell(RawWriter& out, const char* s) noexcept {
+  for (; *s != '\0'; ++s) {
+    if (*s == '|') out.ch('\\');
+    out.ch(*s);
+  }
+}
+}  // namespace
+
 void write_options_markdown(RawWriter& out) noexcept {
   out.str("| option | default | accepted | meaning |\n|---|---|---|---|\n");
   for (std::size_t i = 0; i < kOptionCount; ++i) {
@@ -276,7 +286,11 @@ void write_options_markdown(RawWriter& out) noexcept {
     std::size_t before = out.size();
     format_default(i, out);
     if (out.size() == before) out.str("\"\"");
-    out.str("` | ").str(kTable[i].accepted).str(" | ").str(kTable[i].help).str(" |\n");
+    out.str("` | ");
+    md_cell(out, kTable[i].accepted);
+    out.str(" | ");
+    md_cell(out, kTable[i].help);
+    out.str(" |\n");
   }
 }
 

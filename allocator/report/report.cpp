@@ -236,7 +236,10 @@ void write_json(const Report& r) noexcept {
 
 }  // namespace
 
+void configure_stacks(const Options& o) noexcept;
+
 void configure(const Options& o) noexcept {
+  configure_stacks(o);
   g_config.format = o.report_format;
   g_config.exitcode = static_cast<unsigned>(o.exitcode);
   g_config.log_path = o.log_path;

@@ -170,7 +170,9 @@ TYPED_TEST(GuardedResourceTest, DestructionReturnsTheAddressSpace) {
     guarded_resource r{this->opts()};
     for (int j = 0; j < 100; ++j) (void)r.allocate(64, 16);
   }
-  EXPECT_LE(os::count_mappings(), before + 2);
+  // A leak would leave several mappings per resource (60+ here); allow a
+  // few for the test framework or a sanitizer runtime growing meanwhile.
+  EXPECT_LE(os::count_mappings(), before + 10);
 }
 
 TYPED_TEST(GuardedResourceTest, ContainersWorkUnderChurn) {
