@@ -146,13 +146,13 @@ TEST_F(StackDepotTest, FullDepotDropsNewStacksAndStopsGrowing) {
 
 TEST_F(StackDepotTest, ConcurrentStoresDeduplicateAcrossThreads) {
   ASSERT_TRUE(depot_.init(8 << 20));
-  constexpr int kThreads = 4;
+  constexpr std::size_t kThreads = 4;
   constexpr std::uint64_t kShared = 2000;   // every thread stores these
   constexpr std::uint64_t kPrivate = 2000;  // and these of its own
   std::vector<std::vector<std::uint32_t>> shared_ids(kThreads);
-  std::atomic<int> ready{0};
+  std::atomic<std::size_t> ready{0};
   std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t) {
+  for (std::size_t t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       ready.fetch_add(1);
       while (ready.load() < kThreads) {
@@ -173,7 +173,7 @@ TEST_F(StackDepotTest, ConcurrentStoresDeduplicateAcrossThreads) {
 
   for (std::uint64_t s = 0; s < kShared; ++s) {
     ASSERT_NE(shared_ids[0][s], 0u);
-    for (int t = 1; t < kThreads; ++t) ASSERT_EQ(shared_ids[t][s], shared_ids[0][s]) << s;
+    for (std::size_t t = 1; t < kThreads; ++t) ASSERT_EQ(shared_ids[t][s], shared_ids[0][s]) << s;
     std::uintptr_t out[64];
     ASSERT_EQ(depot_.load(shared_ids[0][s], out, 64), 12u);
     ASSERT_EQ(std::vector<std::uintptr_t>(out, out + 12), fake_stack(s));

@@ -1,0 +1,691 @@
+// Report-time symbolization: maps pcs to modules with dl_iterate_phdr, asks
+// llvm-symbolizer or addr2line (a child process) for names and lines, and
+// prints the frames through RawWriter. Must not call malloc (the heap may be
+// what broke), must not block past the deadline, and must not let the child
+// inherit LD_PRELOAD (the symbolizer would run under this allocator).
+// All working memory is one private mapping per call (os::map_internal); if
+// even that fails, frames are printed from dladdr alone.
+#include "report/symbolizer.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <link.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "os/os_linux.h"
+
+extern "C" char** environ;
+
+namespace guardarena::report {
+namespace {
+
+constexpr std::size_t kMaxFrames = 256;
+constexpr std::size_t kMaxModules = 64;
+// Symbolizer answers, counting each inlined frame separately.
+constexpr std::size_t kMaxResults = 512;
+constexpr std::size_t kTextCap = 512;  // one function name or one location
+constexpr std::size_t kLineCap = 1024;
+constexpr std::size_t kPathCap = 4096;
+constexpr std::size_t kInputCap = 64 * 1024;
+constexpr std::size_t kMaxEnv = 1024;
+constexpr std::size_t kChildStackBytes = 64 * 1024;
+constexpr int kNoModule = -1;
+
+constexpr const char* kAutoCandidates[] = {
+    "/usr/bin/llvm-symbolizer",
+    "/usr/bin/llvm-symbolizer-14",
+    "/usr/bin/addr2line",
+};
+
+// Environment variables the child must not see: the preload itself, our
+// options, and llvm-symbolizer's own option variable (it could change the
+// output format the parser expects).
+constexpr const char* kDroppedEnvPrefixes[] = {
+    "LD_PRELOAD=",
+    "LD_AUDIT=",
+    "GUARDARENA_",
+    "LLVM_SYMBOLIZER_OPTS=",
+};
+
+enum class Protocol : std::uint8_t { kLlvm, kAddr2line };
+
+struct Module {
+  const char* path;     // for display and for the symbolizer
+  std::uintptr_t bias;  // load bias: file address = pc - bias
+  bool symbolizable;    // a file path (not the vdso)
+};
+
+struct Frame {
+  std::uintptr_t pc;      // as captured (printed)
+  std::uintptr_t lookup;  // pc, or pc - 1 for return addresses
+  int module;
+  std::uint16_t first_result;
+  std::uint16_t result_count;
+  bool answered;
+};
+
+struct Result {
+  char function[kTextCap];
+  char location[kTextCap];
+};
+
+// Everything print_stack() needs, in one mapping. Only the pages touched cost
+// memory (MAP_NORESERVE).
+struct Scratch {
+  Frame frames[kMaxFrames];
+  Module modules[kMaxModules];
+  std::size_t frame_count;
+  std::size_t module_count;
+  Result results[kMaxResults];
+  std::size_t result_count;
+  char exe_path[kPathCap];
+  char input[kInputCap];
+  char line[kLineCap];
+  char* envp[kMaxEnv];
+  alignas(16) unsigned char child_stack[kChildStackBytes];
+};
+
+// ---------------------------------------------------------------------------
+// Small string helpers (no libc string functions that might be interposed by
+// a sanitizer runtime and no allocation).
+
+std::size_t bounded_copy(char* dst, std::size_t cap, const char* src, std::size_t len) noexcept {
+  if (cap == 0) return 0;
+  if (len >= cap) len = cap - 1;
+  std::memcpy(dst, src, len);
+  dst[len] = '\0';
+  return len;
+}
+
+bool starts_with(const char* s, const char* prefix) noexcept {
+  return std::strncmp(s, prefix, std::strlen(prefix)) == 0;
+}
+
+bool is_digits(const char* begin, const char* end) noexcept {
+  if (begin == end) return false;
+  for (const char* p = begin; p != end; ++p) {
+    if (*p < '0' || *p > '9') return false;
+  }
+  return true;
+}
+
+// Appends text to a fixed buffer; returns false once it does not fit.
+struct Appender {
+  char* buf;
+  std::size_t cap;
+  std::size_t len;
+
+  bool str(const char* s) noexcept { return chars(s, std::strlen(s)); }
+  bool chars(const char* s, std::size_t n) noexcept {
+    if (cap - len < n) return false;
+    std::memcpy(buf + len, s, n);
+    len += n;
+    return true;
+  }
+  bool hex(std::uintptr_t v) noexcept {
+    char tmp[2 + 2 * sizeof(v)];
+    RawWriter w(tmp, sizeof(tmp));
+    w.hex(v);
+    return chars(w.data(), w.size());
+  }
+};
+
+std::int64_t now_ms() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void close_fd(int& fd) noexcept {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+// Descriptors handed to the child must not be 0-2, or dup2 onto the standard
+// ones would be a no-op that keeps O_CLOEXEC (and one could clobber another).
+int above_stdio(int fd) noexcept {
+  if (fd < 0 || fd > 2) return fd;
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  ::close(fd);
+  return moved;
+}
+
+// ---------------------------------------------------------------------------
+// Modules
+
+struct ModuleSearch {
+  Scratch* s;
+  std::size_t unresolved;
+};
+
+int add_module(Scratch* s, const dl_phdr_info* info) noexcept {
+  if (s->module_count == kMaxModules) return kNoModule;
+  Module& m = s->modules[s->module_count];
+  m.bias = info->dlpi_addr;
+  if (info->dlpi_name == nullptr || info->dlpi_name[0] == '\0') {
+    // The main program: ld.so does not record its path.
+    m.path = s->exe_path;
+    m.symbolizable = s->exe_path[0] == '/';
+  } else {
+    m.path = info->dlpi_name;
+    m.symbolizable = std::strchr(info->dlpi_name, '/') != nullptr;
+  }
+  return static_cast<int>(s->module_count++);
+}
+
+int module_callback(dl_phdr_info* info, std::size_t, void* arg) noexcept {
+  auto* search = static_cast<ModuleSearch*>(arg);
+  Scratch* s = search->s;
+  int index = kNoModule;
+  for (int p = 0; p < info->dlpi_phnum; ++p) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[p];
+    if (ph.p_type != PT_LOAD) continue;
+    const std::uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
+    const std::uintptr_t end = begin + ph.p_memsz;
+    for (std::size_t i = 0; i < s->frame_count; ++i) {
+      Frame& f = s->frames[i];
+      if (f.module != kNoModule || f.lookup < begin || f.lookup >= end) continue;
+      if (index == kNoModule) index = add_module(s, info);
+      if (index == kNoModule) return 1;
+      f.module = index;
+      --search->unresolved;
+    }
+  }
+  return search->unresolved == 0 ? 1 : 0;
+}
+
+void read_exe_path(Scratch* s) noexcept {
+  const ssize_t len = ::readlink("/proc/self/exe", s->exe_path, kPathCap - 1);
+  if (len <= 0) {
+    s->exe_path[0] = '\0';
+    return;
+  }
+  s->exe_path[len] = '\0';
+}
+
+void resolve_modules(Scratch* s) noexcept {
+  read_exe_path(s);
+  ModuleSearch search{s, s->frame_count};
+  if (search.unresolved > 0) dl_iterate_phdr(module_callback, &search);
+}
+
+// ---------------------------------------------------------------------------
+// The child process
+
+struct ChildArgs {
+  const char* path;
+  char* const* argv;
+  char* const* envp;
+  int stdin_fd;
+  int stdout_fd;
+  int stderr_fd;
+};
+
+// Runs in the child, on its own stack but in our address space, while the
+// parent thread is suspended (CLONE_VFORK): only raw syscalls, nothing that
+// touches memory the parent uses. Signal dispositions are per process here
+// (no CLONE_SIGHAND), so resetting them affects the child alone; it is needed
+// because one of our handlers running in the child would run on shared memory.
+int child_main(void* arg) noexcept {
+  const auto* a = static_cast<const ChildArgs*>(arg);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    struct sigaction sa;
+    if (::sigaction(sig, nullptr, &sa) != 0) continue;
+    if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN) continue;
+    sa.sa_handler = SIG_DFL;
+    sa.sa_flags = 0;
+    ::sigaction(sig, &sa, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (::dup2(a->stdin_fd, 0) < 0 || ::dup2(a->stdout_fd, 1) < 0) ::_exit(127);
+  if (a->stderr_fd >= 0) ::dup2(a->stderr_fd, 2);
+  // Nothing else of ours leaks into the symbolizer (best effort: needs 5.9+).
+  ::syscall(SYS_close_range, 3U, ~0U, 0U);
+  ::execve(a->path, a->argv, a->envp);
+  ::_exit(127);
+}
+
+// Builds the child's environment: ours minus kDroppedEnvPrefixes.
+void build_env(Scratch* s) noexcept {
+  std::size_t n = 0;
+  for (char** e = environ; e != nullptr && *e != nullptr && n + 1 < kMaxEnv; ++e) {
+    bool drop = false;
+    for (const char* prefix : kDroppedEnvPrefixes) drop = drop || starts_with(*e, prefix);
+    if (!drop) s->envp[n++] = *e;
+  }
+  s->envp[n] = nullptr;
+}
+
+// Collects the symbolizer's answers line by line and files them under the
+// frames in the order they were asked.
+class AnswerParser {
+ public:
+  AnswerParser(Scratch* s, Protocol protocol, const std::uint16_t* order, std::size_t count)
+      : s_(s), protocol_(protocol), order_(order), count_(count) {}
+
+  void feed(const char* data, std::size_t len) noexcept {
+    for (std::size_t i = 0; i < len; ++i) {
+      const char c = data[i];
+      if (c == '\n') {
+        s_->line[line_len_] = '\0';
+        on_line(s_->line, line_len_);
+        line_len_ = 0;
+      } else if (line_len_ + 1 < kLineCap) {
+        s_->line[line_len_++] = c;
+      }
+    }
+  }
+
+  // True once every asked frame has its answer.
+  bool complete() const noexcept { return next_ >= count_; }
+  std::size_t answered() const noexcept { return answered_; }
+
+ private:
+  void on_line(const char* line, std::size_t len) noexcept {
+    if (next_ >= count_) return;
+    Frame& frame = s_->frames[order_[next_]];
+    if (!expect_location_) {
+      if (len == 0) {
+        // llvm-symbolizer ends each address's block with an empty line.
+        if (lines_in_block_ > 0) finish_frame(frame);
+        return;
+      }
+      ++lines_in_block_;
+      pending_ = nullptr;
+      if (s_->result_count < kMaxResults) {
+        if (frame.result_count == 0) {
+          frame.first_result = static_cast<std::uint16_t>(s_->result_count);
+        }
+        pending_ = &s_->results[s_->result_count++];
+        ++frame.result_count;
+        set_function(pending_, line, len);
+        pending_->location[0] = '\0';
+      }
+      expect_location_ = true;
+      return;
+    }
+    if (pending_ != nullptr) set_location(pending_, line, len);
+    expect_location_ = false;
+    // addr2line (without -i) answers each address with exactly two lines.
+    if (protocol_ == Protocol::kAddr2line) finish_frame(frame);
+  }
+
+  void finish_frame(Frame& frame) noexcept {
+    frame.answered = true;
+    lines_in_block_ = 0;
+    ++answered_;
+    ++next_;
+  }
+
+  static bool unknown(const char* line, std::size_t len) noexcept {
+    return len >= 2 && line[0] == '?' && line[1] == '?';
+  }
+
+  static void set_function(Result* r, const char* line, std::size_t len) noexcept {
+    bounded_copy(r->function, kTextCap, line, unknown(line, len) ? 0 : len);
+  }
+
+  // "file:line:col" (llvm) or "file:line (discriminator N)" (addr2line)
+  // becomes "file:line"; unknown locations ("??:0:0", "??:?", "f.c:0")
+  // become "".
+  static void set_location(Result* r, const char* line, std::size_t len) noexcept {
+    if (unknown(line, len)) len = 0;
+    if (const char* space = static_cast<const char*>(std::memchr(line, ' ', len));
+        space != nullptr && starts_with(space, " (discriminator")) {
+      len = static_cast<std::size_t>(space - line);
+    }
+    const char* last = find_last_colon(line, len);
+    if (last != nullptr && is_digits(last + 1, line + len)) {
+      const char* prev = find_last_colon(line, static_cast<std::size_t>(last - line));
+      if (prev != nullptr && is_digits(prev + 1, last)) {
+        len = static_cast<std::size_t>(last - line);  // drop the column
+        last = prev;
+      }
+      if (line + len - last == 2 && last[1] == '0') len = 0;  // line 0: no line info
+    }
+    bounded_copy(r->location, kTextCap, line, len);
+  }
+
+  static const char* find_last_colon(const char* line, std::size_t len) noexcept {
+    for (std::size_t i = len; i > 0; --i) {
+      if (line[i - 1] == ':') return line + i - 1;
+    }
+    return nullptr;
+  }
+
+  Scratch* s_;
+  Protocol protocol_;
+  const std::uint16_t* order_;
+  std::size_t count_;
+  std::size_t next_ = 0;
+  std::size_t answered_ = 0;
+  std::size_t line_len_ = 0;
+  std::size_t lines_in_block_ = 0;
+  bool expect_location_ = false;
+  Result* pending_ = nullptr;
+};
+
+// Sends `input` to the symbolizer at `path` and feeds its output to `parser`
+// until it closes its output or `deadline_ms` passes. Returns false if the
+// child could not be started. The child is always reaped before returning.
+bool run_symbolizer(Scratch* s, const char* path, char* const* argv, const char* input,
+                    std::size_t input_len, AnswerParser* parser,
+                    std::int64_t deadline_ms) noexcept {
+  // A socket for the child's stdin so that writing after it died is EPIPE
+  // with MSG_NOSIGNAL, not a SIGPIPE that would kill the reporting process.
+  int in_pair[2] = {-1, -1};
+  int out_pipe[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in_pair) != 0) return false;
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0) {
+    close_fd(in_pair[0]);
+    close_fd(in_pair[1]);
+    return false;
+  }
+  int to_child = in_pair[0];
+  int child_in = above_stdio(in_pair[1]);
+  int from_child = out_pipe[0];
+  int child_out = above_stdio(out_pipe[1]);
+  int devnull = above_stdio(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  if (child_in < 0 || child_out < 0) {
+    close_fd(to_child);
+    close_fd(child_in);
+    close_fd(from_child);
+    close_fd(child_out);
+    close_fd(devnull);
+    return false;
+  }
+
+  ChildArgs args{path, argv, s->envp, child_in, child_out, devnull};
+  // All signals stay blocked from before clone until the child has reset its
+  // handlers, so none of our handlers can run on the child's side.
+  sigset_t all;
+  sigset_t old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  const pid_t pid = ::clone(child_main, s->child_stack + kChildStackBytes,
+                            CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  close_fd(child_in);
+  close_fd(child_out);
+  close_fd(devnull);
+  if (pid < 0) {
+    close_fd(to_child);
+    close_fd(from_child);
+    return false;
+  }
+
+  ::fcntl(to_child, F_SETFL, O_NONBLOCK);
+  ::fcntl(from_child, F_SETFL, O_NONBLOCK);
+  std::size_t sent = 0;
+  if (input_len == 0) close_fd(to_child);
+  bool timed_out = false;
+  char buf[4096];
+  while (from_child >= 0) {
+    const std::int64_t left = deadline_ms - now_ms();
+    if (left <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd fds[2];
+    nfds_t nfds = 0;
+    fds[nfds++] = pollfd{from_child, POLLIN, 0};
+    if (to_child >= 0) fds[nfds++] = pollfd{to_child, POLLOUT, 0};
+    const int ready = ::poll(fds, nfds, static_cast<int>(left));
+    if (ready < 0 && errno != EINTR) {
+      timed_out = true;  // cannot wait properly: give up on the child
+      break;
+    }
+    if (ready <= 0) continue;
+    if (nfds == 2 && fds[1].revents != 0) {
+      const ssize_t w =
+          ::send(to_child, input + sent, input_len - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w > 0) sent += static_cast<std::size_t>(w);
+      // EOF tells the symbolizer there is no more to do; on EPIPE it is gone.
+      if (sent == input_len || (w < 0 && errno != EAGAIN && errno != EINTR)) close_fd(to_child);
+    }
+    if (fds[0].revents != 0) {
+      const ssize_t r = ::read(from_child, buf, sizeof(buf));
+      if (r > 0) {
+        parser->feed(buf, static_cast<std::size_t>(r));
+        if (parser->complete()) break;
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        break;
+      }
+    }
+  }
+  close_fd(to_child);
+  close_fd(from_child);
+
+  // Reap. A symbolizer that answered everything exits at stdin EOF at once;
+  // one that does not within the deadline (or already timed out) is killed.
+  int status = 0;
+  if (!timed_out) {
+    for (;;) {
+      const pid_t r = ::waitpid(pid, &status, WNOHANG);
+      if (r == pid || (r < 0 && errno != EINTR)) return true;
+      if (now_ms() >= deadline_ms) break;
+      ::poll(nullptr, 0, 1);
+    }
+  }
+  ::kill(pid, SIGKILL);
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return true;
+}
+
+Protocol protocol_for(const char* path) noexcept {
+  const char* base = std::strrchr(path, '/');
+  base = base == nullptr ? path : base + 1;
+  return std::strstr(base, "addr2line") != nullptr ? Protocol::kAddr2line : Protocol::kLlvm;
+}
+
+bool executable(const char* path) noexcept {
+  return ::access(path, X_OK) == 0;
+}
+
+// One llvm-symbolizer run for every frame with a module file: input lines are
+// `CODE "<module>" 0x<file address>`. Returns the number of frames answered,
+// or -1 if it could not run.
+long symbolize_llvm(Scratch* s, const char* path, std::int64_t deadline_ms) noexcept {
+  std::uint16_t order[kMaxFrames];
+  std::size_t count = 0;
+  Appender in{s->input, kInputCap, 0};
+  for (std::size_t i = 0; i < s->frame_count; ++i) {
+    const Frame& f = s->frames[i];
+    if (f.answered || f.module == kNoModule) continue;
+    const Module& m = s->modules[f.module];
+    if (!m.symbolizable || std::strpbrk(m.path, "\"\n") != nullptr) continue;
+    const std::size_t mark = in.len;
+    if (!(in.str("CODE \"") && in.str(m.path) && in.str("\" ") && in.hex(f.lookup - m.bias) &&
+          in.str("\n"))) {
+      in.len = mark;
+      break;
+    }
+    order[count++] = static_cast<std::uint16_t>(i);
+  }
+  if (count == 0) return 0;
+  char* argv[] = {const_cast<char*>(path),
+                  const_cast<char*>("--inlines"),
+                  const_cast<char*>("--demangle"),
+                  const_cast<char*>("--functions=linkage"),
+                  const_cast<char*>("--output-style=LLVM"),
+                  nullptr};
+  AnswerParser parser(s, Protocol::kLlvm, order, count);
+  if (!run_symbolizer(s, path, argv, s->input, in.len, &parser, deadline_ms)) return -1;
+  return static_cast<long>(parser.answered());
+}
+
+// addr2line takes one module per run: one run per module, in frame order,
+// while the deadline allows. Returns frames answered, or -1 if nothing ran.
+long symbolize_addr2line(Scratch* s, const char* path, std::int64_t deadline_ms) noexcept {
+  long total = -1;
+  for (std::size_t mi = 0; mi < s->module_count; ++mi) {
+    const Module& m = s->modules[mi];
+    if (!m.symbolizable || now_ms() >= deadline_ms) continue;
+    std::uint16_t order[kMaxFrames];
+    std::size_t count = 0;
+    Appender in{s->input, kInputCap, 0};
+    for (std::size_t i = 0; i < s->frame_count; ++i) {
+      const Frame& f = s->frames[i];
+      if (f.answered || f.module != static_cast<int>(mi)) continue;
+      const std::size_t mark = in.len;
+      if (!(in.hex(f.lookup - m.bias) && in.str("\n"))) {
+        in.len = mark;
+        break;
+      }
+      order[count++] = static_cast<std::uint16_t>(i);
+    }
+    if (count == 0) continue;
+    char* argv[] = {const_cast<char*>(path), const_cast<char*>("-f"),   const_cast<char*>("-C"),
+                    const_cast<char*>("-e"), const_cast<char*>(m.path), nullptr};
+    AnswerParser parser(s, Protocol::kAddr2line, order, count);
+    if (!run_symbolizer(s, path, argv, s->input, in.len, &parser, deadline_ms)) return total;
+    total = (total < 0 ? 0 : total) + static_cast<long>(parser.answered());
+  }
+  return total;
+}
+
+long symbolize_with(Scratch* s, const char* path, std::int64_t deadline_ms) noexcept {
+  return protocol_for(path) == Protocol::kAddr2line ? symbolize_addr2line(s, path, deadline_ms)
+                                                    : symbolize_llvm(s, path, deadline_ms);
+}
+
+void symbolize(Scratch* s, const SymbolizerConfig& config) noexcept {
+  if (config.path != nullptr && config.path[0] == '\0') return;
+  const int timeout = config.timeout_ms > 0 ? config.timeout_ms : kDefaultSymbolizerTimeoutMs;
+  const std::int64_t deadline = now_ms() + timeout;
+  build_env(s);
+  if (config.path != nullptr) {
+    symbolize_with(s, config.path, deadline);
+    return;
+  }
+  // Automatic: the first candidate that runs and answers anything wins; a
+  // candidate that cannot start or answers nothing (a broken install) hands
+  // over to the next while time remains.
+  for (const char* candidate : kAutoCandidates) {
+    if (now_ms() >= deadline) return;
+    if (!executable(candidate)) continue;
+    if (symbolize_with(s, candidate, deadline) > 0) return;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Printing
+
+void begin_frame(RawWriter& out, std::size_t number, std::uintptr_t pc) noexcept {
+  out.str("    #").dec(number).ch(' ').hex(pc);
+}
+
+void end_frame(RawWriter& out, int fd, const char* module, std::uintptr_t offset) noexcept {
+  if (module != nullptr && module[0] != '\0') out.str(" (").str(module).ch('+').hex(offset).ch(')');
+  out.ch('\n');
+  if (fd >= 0) out.flush_to(fd);
+}
+
+// The dladdr name of a pc: the nearest exported (.dynsym) symbol, mangled, as
+// "name+0xoff". Executables linked without -rdynamic export few symbols.
+void print_dladdr_name(RawWriter& out, std::uintptr_t lookup) noexcept {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(lookup), &info) == 0 || info.dli_sname == nullptr) return;
+  out.str(" in ").str(info.dli_sname);
+  const auto sym = reinterpret_cast<std::uintptr_t>(info.dli_saddr);
+  if (sym != 0 && lookup >= sym) out.ch('+').hex(lookup - sym);
+}
+
+void print_frames(RawWriter& out, int fd, const Scratch* s) noexcept {
+  std::size_t number = 0;
+  for (std::size_t i = 0; i < s->frame_count; ++i) {
+    const Frame& f = s->frames[i];
+    const Module* m = f.module == kNoModule ? nullptr : &s->modules[f.module];
+    const char* module_path = m == nullptr ? nullptr : m->path;
+    const std::uintptr_t offset = m == nullptr ? 0 : f.pc - m->bias;
+    if (f.answered && f.result_count > 0) {
+      for (std::size_t r = 0; r < f.result_count; ++r) {
+        const Result& res = s->results[f.first_result + r];
+        begin_frame(out, number++, f.pc);
+        if (res.function[0] != '\0') {
+          out.str(" in ").str(res.function);
+        } else if (r == 0) {
+          print_dladdr_name(out, f.lookup);
+        }
+        if (res.location[0] != '\0') out.ch(' ').str(res.location);
+        end_frame(out, fd, module_path, offset);
+      }
+      continue;
+    }
+    begin_frame(out, number++, f.pc);
+    print_dladdr_name(out, f.lookup);
+    end_frame(out, fd, module_path, offset);
+  }
+}
+
+// Last resort when no scratch memory can be mapped: dladdr alone, on the
+// stack.
+void print_frames_minimal(RawWriter& out, int fd, const std::uintptr_t* pcs, std::size_t n,
+                          bool first_is_fault_pc) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uintptr_t lookup =
+        (i == 0 && first_is_fault_pc) || pcs[i] == 0 ? pcs[i] : pcs[i] - 1;
+    begin_frame(out, i, pcs[i]);
+    print_dladdr_name(out, lookup);
+    Dl_info info{};
+    const bool found = dladdr(reinterpret_cast<void*>(lookup), &info) != 0;
+    const auto base = found ? reinterpret_cast<std::uintptr_t>(info.dli_fbase) : 0;
+    end_frame(out, fd, found ? info.dli_fname : nullptr, pcs[i] - base);
+  }
+}
+
+}  // namespace
+
+void print_stack(RawWriter& out, int fd, const std::uintptr_t* pcs, std::size_t n,
+                 const SymbolizerConfig& config, bool first_is_fault_pc) noexcept {
+  const int saved_errno = errno;
+  if (fd >= 0) out.flush_to(fd);
+  if (pcs == nullptr) n = 0;
+  if (n > kMaxFrames) n = kMaxFrames;
+
+  auto* s = static_cast<Scratch*>(os::map_internal(sizeof(Scratch), "symbolizer"));
+  if (s == nullptr) {
+    print_frames_minimal(out, fd, pcs, n, first_is_fault_pc);
+    errno = saved_errno;
+    return;
+  }
+  s->frame_count = n;
+  for (std::size_t i = 0; i < n; ++i) {
+    Frame& f = s->frames[i];
+    f.pc = pcs[i];
+    f.lookup = (i == 0 && first_is_fault_pc) || pcs[i] == 0 ? pcs[i] : pcs[i] - 1;
+    f.module = kNoModule;
+  }
+  resolve_modules(s);
+  symbolize(s, config);
+  print_frames(out, fd, s);
+  os::release(s, sizeof(Scratch));
+  errno = saved_errno;
+}
+
+bool symbolizer_available(const SymbolizerConfig& config) noexcept {
+  const int saved_errno = errno;
+  bool found = false;
+  if (config.path == nullptr) {
+    for (const char* candidate : kAutoCandidates) found = found || executable(candidate);
+  } else if (config.path[0] != '\0') {
+    found = executable(config.path);
+  }
+  errno = saved_errno;
+  return found;
+}
+
+}  // namespace guardarena::report
