@@ -231,30 +231,48 @@ struct ChildArgs {
   int stderr_fd;
 };
 
+// The kernel's struct sigaction for rt_sigaction (x86-64 and AArch64 both
+// have sa_restorer), and the kernel's signal-set size.
+struct KernelSigaction {
+  void* handler;
+  unsigned long flags;
+  void* restorer;
+  std::uint64_t mask;
+};
+constexpr unsigned long kKernelSigsetBytes = 8;
+constexpr int kKernelSignals = 64;
+
 // Runs in the child, on its own stack but in our address space, while the
-// parent thread is suspended (CLONE_VFORK): only raw syscalls, nothing that
-// touches memory the parent uses. Signal dispositions are per process here
-// (no CLONE_SIGHAND), so resetting them affects the child alone; it is needed
-// because one of our handlers running in the child would run on shared memory.
+// parent thread is suspended (CLONE_VFORK). Raw syscalls only: libc wrappers
+// may be intercepted (sanitizer runtimes hook sigaction and _exit and would
+// update their state, which is the parent's memory). Signal dispositions are
+// the child's own (no CLONE_SIGHAND), so resetting our handlers to SIG_DFL
+// affects the child alone, and keeps them from running on shared memory once
+// the signal mask opens.
 int child_main(void* arg) noexcept {
   const auto* a = static_cast<const ChildArgs*>(arg);
-  for (int sig = 1; sig < NSIG; ++sig) {
-    struct sigaction sa;
-    if (::sigaction(sig, nullptr, &sa) != 0) continue;
-    if (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN) continue;
-    sa.sa_handler = SIG_DFL;
-    sa.sa_flags = 0;
-    ::sigaction(sig, &sa, nullptr);
+  for (int sig = 1; sig <= kKernelSignals; ++sig) {
+    KernelSigaction sa{};
+    if (::syscall(SYS_rt_sigaction, sig, nullptr, &sa, kKernelSigsetBytes) != 0) continue;
+    if (sa.handler == reinterpret_cast<void*>(SIG_DFL) ||
+        sa.handler == reinterpret_cast<void*>(SIG_IGN)) {
+      continue;
+    }
+    KernelSigaction dfl{};
+    dfl.handler = reinterpret_cast<void*>(SIG_DFL);
+    ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, kKernelSigsetBytes);
   }
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  if (::dup2(a->stdin_fd, 0) < 0 || ::dup2(a->stdout_fd, 1) < 0) ::_exit(127);
-  if (a->stderr_fd >= 0) ::dup2(a->stderr_fd, 2);
+  const std::uint64_t none = 0;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, kKernelSigsetBytes);
+  if (::syscall(SYS_dup3, a->stdin_fd, 0, 0) < 0 || ::syscall(SYS_dup3, a->stdout_fd, 1, 0) < 0) {
+    ::syscall(SYS_exit_group, 127);
+  }
+  if (a->stderr_fd >= 0) ::syscall(SYS_dup3, a->stderr_fd, 2, 0);
   // Nothing else of ours leaks into the symbolizer (best effort: needs 5.9+).
   ::syscall(SYS_close_range, 3U, ~0U, 0U);
-  ::execve(a->path, a->argv, a->envp);
-  ::_exit(127);
+  ::syscall(SYS_execve, a->path, a->argv, a->envp);
+  ::syscall(SYS_exit_group, 127);
+  return 127;
 }
 
 // Builds the child's environment: ours minus kDroppedEnvPrefixes.

@@ -13,6 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 
 #include "os/os_linux.h"
 
@@ -222,9 +223,18 @@ struct StackDepot::Entry {
   std::uintptr_t* frames() noexcept { return reinterpret_cast<std::uintptr_t*>(this + 1); }
 };
 
+// A global depot must work before constructors run and after destructors
+// ran (malloc is called at both ends of the process).
+static_assert(std::is_trivially_destructible_v<StackDepot>);
+static_assert([] {
+  StackDepot depot;  // constant-initializable: the constructor is constexpr
+  (void)depot;
+  return true;
+}());
+
 namespace {
 
-constexpr std::size_t kEntryHeader = 16;
+constexpr std::size_t kEntryHeader = 16;  // sizeof(Entry)
 constexpr std::size_t kUnit = 8;
 constexpr std::size_t kMinCapacity = 4096;
 // Ids are 32-bit offsets in 8-byte units.
@@ -304,6 +314,7 @@ void StackDepot::release() noexcept {
 }
 
 const StackDepot::Entry* StackDepot::entry_at(std::uint32_t id) const noexcept {
+  static_assert(sizeof(Entry) == kEntryHeader && alignof(Entry) <= kUnit);
   if (id == 0 || base_ == nullptr) return nullptr;
   const std::size_t offset = (static_cast<std::size_t>(id) - 1) * kUnit;
   const std::size_t used = pool_used_.load(std::memory_order_acquire);

@@ -6,6 +6,8 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -338,6 +340,68 @@ TEST(SymbolizerTest, SymbolizerThatDiesAtOnceIsHarmless) {
   const std::string text = print(pcs, n, SymbolizerConfig{script.c_str(), 5000});
   EXPECT_EQ(lines_of(text).size(), n);
   EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
+}
+
+// The real use: a SIGSEGV handler on a small alternate stack captures the
+// fault context and prints it, the faulting pc symbolized as is.
+sigjmp_buf g_jump;
+char g_report[64 * 1024];
+std::size_t g_report_len = 0;
+
+void report_fault(int, siginfo_t*, void* ctx) {
+  std::uintptr_t pcs[kDepth];
+  const std::size_t n = stack::capture_from_context(static_cast<const ucontext_t*>(ctx), pcs,
+                                                    kDepth, stack::Unwinder::kLibgcc);
+  RawWriter out(g_report, sizeof(g_report));
+  print_stack(out, -1, pcs, n, SymbolizerConfig{}, /*first_is_fault_pc=*/true);
+  g_report_len = out.size();
+  siglongjmp(g_jump, 1);
+}
+
+[[gnu::noinline]] void opaque() {
+  asm volatile("" ::: "memory");
+}
+
+// The line of the faulting load below (a store to a global would be
+// scheduled after the load, so the line is counted at compile time).
+constexpr int kFaultLine = __LINE__ + 4;
+
+[[gnu::noinline]] int symbolizer_test_faulting_read(volatile int* p) {
+  opaque();
+  const int v = *p;  // kFaultLine
+  opaque();
+  return v;
+}
+
+TEST(SymbolizerTest, PrintsFromASegvHandlerOnAnAltStack) {
+  if (!symbolizer_available(SymbolizerConfig{})) GTEST_SKIP() << "no symbolizer installed";
+  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  void* guard = mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(guard, MAP_FAILED);
+  alignas(16) static char alt[32 * 1024];
+  stack_t ss{};
+  ss.ss_sp = alt;
+  ss.ss_size = sizeof(alt);
+  stack_t old_ss{};
+  ASSERT_EQ(sigaltstack(&ss, &old_ss), 0);
+  struct sigaction sa {};
+  struct sigaction old_sa {};
+  sa.sa_sigaction = report_fault;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGSEGV, &sa, &old_sa), 0);
+  g_report_len = 0;
+  if (sigsetjmp(g_jump, 1) == 0) symbolizer_test_faulting_read(static_cast<volatile int*>(guard));
+  sigaction(SIGSEGV, &old_sa, nullptr);
+  sigaltstack(&old_ss, nullptr);
+  munmap(guard, page);
+
+  const std::string text(g_report, g_report_len);
+  const auto lines = lines_of(text);
+  ASSERT_GE(lines.size(), 2u) << text;
+  EXPECT_TRUE(contains(lines[0], "symbolizer_test_faulting_read")) << text;
+  EXPECT_TRUE(contains(lines[0], "symbolizer_test.cpp:" + std::to_string(kFaultLine))) << text;
+  EXPECT_TRUE(contains(lines[1], "PrintsFromASegvHandlerOnAnAltStack")) << text;
 }
 
 }  // namespace

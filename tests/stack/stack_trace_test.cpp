@@ -307,7 +307,10 @@ class SegvCaptureTest : public ::testing::Test {
 
   // Runs fn on the guard page under the handler; returns fn's return address.
   std::uintptr_t fault_in(int (*fn)(volatile int*, std::uintptr_t*), Unwinder unwinder) {
-    std::uintptr_t ra = 0;
+    // Static: a local modified after sigsetjmp is indeterminate after the
+    // siglongjmp.
+    static std::uintptr_t ra;
+    ra = 0;
     g_fault_unwinder = unwinder;
     if (sigsetjmp(g_jump, 1) == 0) fn(static_cast<volatile int*>(guard_), &ra);
     return ra;
