@@ -3,6 +3,7 @@
 // comments here say why where the code cannot.
 #include "core/arena.h"
 
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 
 #include "core/check.h"
 #include "core/metadata.h"
+#include "core/thread_cache.h"
 #include "core/slot.h"
 #include "os/guard_backend.h"
 #include "os/os_linux.h"
@@ -32,6 +34,9 @@ constexpr std::size_t kFastLeadCanary = 64;
 // Fast mode poisons blocks up to this size on free; bigger ones are closed
 // like full mode (their syscall is cheap next to touching that much memory).
 constexpr std::size_t kFastPoisonLimit = 64 * 1024;
+// Fast mode: resident bytes a class keeps on its free list before freed
+// slots' pages go back to the kernel.
+constexpr std::uint64_t kFastResidentPerClass = 8u << 20;
 constexpr std::size_t kChunkPages = 16384;  // 64 MiB chunks with 4 KiB pages
 constexpr std::size_t kMaxClasses = 32;
 constexpr std::size_t kMaxArenas = 256;
@@ -46,6 +51,20 @@ std::atomic<std::int64_t> g_region_limit{-1};
 std::atomic<bool> g_warned_fallback{false};
 
 __attribute__((tls_model("initial-exec"))) thread_local std::uint32_t t_tid = 0;
+__attribute__((tls_model("initial-exec"))) thread_local ThreadCache t_cache;
+std::atomic<std::uint64_t> g_next_epoch{1};
+
+// Thread exit gives a thread's cached slots back. Keys below 32 live inside
+// glibc's struct pthread, so pthread_setspecific never allocates for ours.
+pthread_key_t g_cache_key;
+pthread_once_t g_cache_key_once = PTHREAD_ONCE_INIT;
+
+void flush_cache_at_thread_exit(void* p) {
+  auto* tc = static_cast<ThreadCache*>(p);
+  if (tc->owner != nullptr && Arena::is_current(tc->owner, tc->epoch)) tc->owner->absorb_thread_cache(*tc);
+  tc->owner = nullptr;
+}
+void create_cache_key() { pthread_key_create(&g_cache_key, flush_cache_at_thread_exit); }
 
 std::int64_t region_limit(std::uint64_t headroom) noexcept {
   std::int64_t lim = g_region_limit.load(std::memory_order_acquire);
@@ -67,6 +86,37 @@ void warn_fallback_once(const char* why) noexcept {
       "; serving further blocks unguarded from the system allocator (on_exhaustion=fallback). "
       "Raise vm.max_map_count, use backend=guard (Linux 6.13+), or sample_rate=N.\n");
   w.flush_to(report::report_fd());
+}
+
+// Index of the first byte in [p, p+n) that is not `byte`, or n. Compares a
+// word at a time: canary and poison checks run on every fast-mode operation.
+std::size_t first_mismatch(const unsigned char* p, std::size_t n, unsigned char byte) noexcept {
+  const std::uint64_t pattern = 0x0101010101010101ull * byte;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    if (w != pattern) break;
+  }
+  for (; i < n; ++i) {
+    if (p[i] != byte) return i;
+  }
+  return n;
+}
+
+// One past the last byte in [p, p+n) that is not `byte`, or 0.
+std::size_t last_mismatch_end(const unsigned char* p, std::size_t n, unsigned char byte) noexcept {
+  const std::uint64_t pattern = 0x0101010101010101ull * byte;
+  std::size_t end = n;
+  for (; end >= 8; end -= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p + end - 8, 8);
+    if (w != pattern) break;
+  }
+  for (; end > 0; --end) {
+    if (p[end - 1] != byte) return end;
+  }
+  return 0;
 }
 
 void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t v) noexcept {
@@ -163,14 +213,29 @@ class FallbackSet {
 template <os::GuardBackend Backend>
 class ArenaImpl final : public Arena {
  public:
-  ArenaImpl(const Options& o, FallbackAllocator fb) noexcept : Arena(o), fallback_(fb) {}
+  ArenaImpl(const Options& o, FallbackAllocator fb) noexcept : Arena(o), fallback_(fb) {
+    epoch_.store(g_next_epoch.fetch_add(1), std::memory_order_relaxed);
+  }
 
   bool init(const char** error) noexcept {
     page_ = os::page_size();
     chunk_bytes_ = kChunkPages * page_;
     max_class_ = class_for_pages(kChunkPages / 4);
-    GUARDARENA_CHECK(max_class_ < kMaxClasses, "too many size classes");
-    max_slots_ = static_cast<std::uint32_t>(SlotGeometry{page_, 1}.slots_in(chunk_bytes_));
+    GUARDARENA_CHECK(max_class_ < kMaxClasses && max_class_ < ThreadCache::kClasses, "too many size classes");
+    // Slot ids are chunk << slot_shift_ | index, so id -> chunk is a shift.
+    slot_shift_ = static_cast<std::uint32_t>(std::bit_width(SlotGeometry{page_, 1}.slots_in(chunk_bytes_) - 1));
+    max_slots_ = std::uint32_t{1} << slot_shift_;
+    page_shift_ = static_cast<std::uint32_t>(std::countr_zero(page_));
+    for (std::size_t c = 0; c <= max_class_; ++c) {
+      // address -> slot index divides by the stride (usable + 1 pages), which
+      // is rarely a power of two: multiply by a 32.32 reciprocal instead.
+      // Exact for page offsets below 2^16 and strides below 2^15 (checked).
+      stride_pages_[c] = static_cast<std::uint32_t>(class_pages(c) + 1);
+      stride_magic_[c] = (std::uint64_t{1} << 32) / stride_pages_[c] + 1;
+      slots_per_chunk_[c] = static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(c)}.slots_in(chunk_bytes_));
+    }
+    static_assert(std::uint64_t{kChunkPages} * (kChunkPages / 4 + 1) < (std::uint64_t{1} << 32),
+                  "the reciprocal division in slot_of() must stay exact");
     std::uint64_t want = std::max<std::uint64_t>(options_.reserve_size / chunk_bytes_, 4);
     // Halve until the kernel agrees (RLIMIT_AS, overcommit limits).
     void* base = nullptr;
@@ -223,7 +288,7 @@ class ArenaImpl final : public Arena {
     std::uintptr_t slot_start = 0;
     std::size_t usable = 0;
     if (cls <= max_class_) {
-      id = take_slot(cls);
+      id = options_.mode == Mode::kFast ? take_cached_slot(cls) : take_slot(cls);
       if (id == kNoSlot) return exhausted(size, align, zero, "the arena's address space is exhausted");
       slot_start = slot_address(id, cls);
       usable = class_pages(cls) * page_;
@@ -232,7 +297,7 @@ class ArenaImpl final : public Arena {
       std::size_t run = (need + 2 * page_ + chunk_bytes_ - 1) / chunk_bytes_;
       std::uint32_t first = take_run(static_cast<std::uint32_t>(run), true);
       if (first == kNoSlot) return exhausted(size, align, zero, "the arena's address space is exhausted");
-      id = first * max_slots_;
+      id = first << slot_shift_;
       slot_start = base_ + std::uintptr_t{first} * chunk_bytes_ + page_;
       usable = run * chunk_bytes_ - 2 * page_;
     }
@@ -285,6 +350,14 @@ class ArenaImpl final : public Arena {
     m.alloc_tid = current_tid();
     m.free_tid = 0;
     m.state.store(SlotState::kLive, std::memory_order_release);
+    if (options_.mode == Mode::kFast && cls != large_class()) {
+      // Counted in the thread cache, folded in at the next refill or flush.
+      ThreadCache& tc = t_cache;
+      ++tc.live_blocks;
+      tc.live_bytes += static_cast<std::int64_t>(size);
+      ++tc.allocations;
+      return p;
+    }
     std::uint64_t lb = live_blocks_.fetch_add(1, std::memory_order_relaxed) + 1;
     std::uint64_t lby = live_bytes_.fetch_add(size, std::memory_order_relaxed) + size;
     update_peak(peak_blocks_, lb);
@@ -337,15 +410,25 @@ class ArenaImpl final : public Arena {
     check_canaries(m, slot_start);
     m.free_stack = capture();
     m.free_tid = current_tid();
-    live_blocks_.fetch_sub(1, std::memory_order_relaxed);
-    live_bytes_.fetch_sub(m.size, std::memory_order_relaxed);
     bool large = cls == large_class();
     std::size_t s = m.size == 0 ? 1 : m.size;
-    if (options_.mode == Mode::kFast && !large && s <= kFastPoisonLimit) {
-      std::memset(reinterpret_cast<void*>(block), kPoisonByte, s);
-    } else {
-      close_slot(m, slot_start);
+    if (options_.mode == Mode::kFast && !large) {
+      ThreadCache& tc = my_cache();
+      --tc.live_blocks;
+      tc.live_bytes -= static_cast<std::int64_t>(m.size);
+      if (s <= kFastPoisonLimit) {
+        std::memset(reinterpret_cast<void*>(block), kPoisonByte, s);
+      } else {
+        close_slot(m, slot_start);
+      }
+      tc.pending[tc.pending_count] = id;
+      tc.pending_class[tc.pending_count] = static_cast<std::uint8_t>(cls);
+      if (++tc.pending_count == ThreadCache::kPendingCap) flush_pending(tc);
+      return FreeResult::kFreed;
     }
+    live_blocks_.fetch_sub(1, std::memory_order_relaxed);
+    live_bytes_.fetch_sub(m.size, std::memory_order_relaxed);
+    close_slot(m, slot_start);
     quarantine(id, cls);
     return FreeResult::kFreed;
   }
@@ -385,7 +468,7 @@ class ArenaImpl final : public Arena {
     std::size_t cls_of[3];
     std::size_t n = 0;
     if (k == ChunkKind::kLarge) {
-      candidates[n] = ci.head * max_slots_;
+      candidates[n] = ci.head << slot_shift_;
       cls_of[n++] = large_class();
     } else {
       std::size_t cls = ci.class_index;
@@ -395,7 +478,7 @@ class ArenaImpl final : public Arena {
       std::size_t idx = off < page_ ? 0 : (off - page_) / g.stride();
       std::size_t slots = g.slots_in(chunk_bytes_);
       for (std::size_t j = idx == 0 ? 0 : idx - 1; j <= idx + 1 && j < slots; ++j) {
-        candidates[n] = static_cast<std::uint32_t>(chunk * max_slots_ + j);
+        candidates[n] = static_cast<std::uint32_t>((chunk << slot_shift_) | j);
         cls_of[n++] = cls;
       }
     }
@@ -451,6 +534,8 @@ class ArenaImpl final : public Arena {
     if constexpr (Backend::kCountsVmas) {
       g_open_regions.fetch_sub(open_regions_.exchange(0), std::memory_order_relaxed);
     }
+    // Slot ids cached by any thread are meaningless now.
+    epoch_.store(g_next_epoch.fetch_add(1), std::memory_order_release);
     live_blocks_ = 0;
     live_bytes_ = 0;
     q_blocks_ = 0;
@@ -459,6 +544,7 @@ class ArenaImpl final : public Arena {
   }
 
   void flush_quarantine() noexcept override {
+    if (t_cache.owner == this && t_cache.epoch == epoch()) flush_pending(t_cache);
     for (std::size_t c = 0; c <= large_class(); ++c) {
       ClassState& cs = classes_[c];
       std::lock_guard<std::mutex> g(cs.mu);
@@ -480,7 +566,7 @@ class ArenaImpl final : public Arena {
         slots = 1;
       }
       for (std::size_t i = 0; i < slots; ++i) {
-        std::uint32_t id = static_cast<std::uint32_t>(c * max_slots_ + i);
+        std::uint32_t id = static_cast<std::uint32_t>((c << slot_shift_) | i);
         const SlotMeta& m = meta_[id];
         if (m.state.load(std::memory_order_acquire) != SlotState::kLive) continue;
         BlockInfo b;
@@ -504,6 +590,10 @@ class ArenaImpl final : public Arena {
   }
 
   ArenaStats stats() const noexcept override {
+    // The calling thread's deltas are folded in; other threads' fast-mode
+    // deltas arrive at their next refill, flush or exit.
+    ThreadCache& tc = t_cache;
+    if (tc.owner == this && tc.epoch == epoch()) const_cast<ArenaImpl*>(this)->fold_stats(tc);
     ArenaStats s;
     s.live_blocks = live_blocks_.load(std::memory_order_relaxed);
     s.live_bytes = live_bytes_.load(std::memory_order_relaxed);
@@ -531,7 +621,9 @@ class ArenaImpl final : public Arena {
     std::uint32_t slots_in_chunk = 0;
     std::uint32_t q_head = kNoSlot;      // quarantine FIFO, oldest first
     std::uint32_t q_tail = kNoSlot;
+    std::uint64_t free_resident = 0;  // open bytes of slots on the free list
     void reset() noexcept {
+      free_resident = 0;
       free_head = cur_chunk = q_head = q_tail = kNoSlot;
       next_index = slots_in_chunk = 0;
     }
@@ -545,10 +637,11 @@ class ArenaImpl final : public Arena {
   }
 
   std::uintptr_t slot_address(std::uint32_t id, std::size_t cls) const noexcept {
-    std::uint32_t chunk = id / max_slots_;
+    std::uint32_t chunk = id >> slot_shift_;
     std::uintptr_t chunk_base = base_ + std::uintptr_t{chunk} * chunk_bytes_;
     if (cls == large_class()) return chunk_base + page_;
-    return chunk_base + SlotGeometry{page_, class_pages(cls)}.slot_offset(id % max_slots_);
+    std::uintptr_t index = id & (max_slots_ - 1);
+    return chunk_base + ((1 + index * stride_pages_[cls]) << page_shift_);
   }
 
   // Slot holding address `a` (inside its usable pages), or kNoSlot.
@@ -558,26 +651,149 @@ class ArenaImpl final : public Arena {
     ChunkKind k = ci.kind.load(std::memory_order_acquire);
     if (k == ChunkKind::kLarge) {
       cls = large_class();
-      return ci.head * max_slots_;
+      return ci.head << slot_shift_;
     }
     if (k != ChunkKind::kClass) return kNoSlot;
     cls = ci.class_index;
-    SlotGeometry g{page_, class_pages(cls)};
-    std::uintptr_t off = a - (base_ + std::uintptr_t{chunk} * chunk_bytes_);
-    if (off < page_) return kNoSlot;
-    std::size_t idx = (off - page_) / g.stride();
-    if (idx >= g.slots_in(chunk_bytes_) || (off - page_) % g.stride() >= g.usable_bytes()) return kNoSlot;
-    return static_cast<std::uint32_t>(chunk * max_slots_ + idx);
+    std::uintptr_t off_pages = (a - (base_ + std::uintptr_t{chunk} * chunk_bytes_)) >> page_shift_;
+    if (off_pages == 0) return kNoSlot;
+    std::uint64_t idx = ((off_pages - 1) * stride_magic_[cls]) >> 32;
+    std::uint64_t within = off_pages - 1 - idx * stride_pages_[cls];
+    if (idx >= slots_per_chunk_[cls] || within >= stride_pages_[cls] - 1) return kNoSlot;
+    return (chunk << slot_shift_) | static_cast<std::uint32_t>(idx);
+  }
+
+  ThreadCache& my_cache() noexcept {
+    ThreadCache& tc = t_cache;
+    std::uint64_t e = epoch_.load(std::memory_order_relaxed);
+    if (tc.owner != this || tc.epoch != e) [[unlikely]] {
+      switch_cache(tc, e);
+    }
+    return tc;
+  }
+
+  void switch_cache(ThreadCache& tc, std::uint64_t e) noexcept {
+    if (tc.owner != nullptr && Arena::is_current(tc.owner, tc.epoch)) tc.owner->absorb_thread_cache(tc);
+    // Whatever is left belongs to a released or destroyed arena: drop it.
+    std::memset(tc.bin_count, 0, sizeof tc.bin_count);
+    tc.pending_count = 0;
+    tc.live_blocks = tc.live_bytes = 0;
+    tc.allocations = 0;
+    tc.owner = this;
+    tc.epoch = e;
+    if (!tc.exit_hook) {
+      pthread_once(&g_cache_key_once, create_cache_key);
+      pthread_setspecific(g_cache_key, &tc);
+      tc.exit_hook = true;
+    }
+  }
+
+  void absorb_thread_cache(ThreadCache& tc) noexcept override {
+    flush_pending(tc);
+    for (std::size_t c = 0; c <= max_class_ && c < ThreadCache::kClasses; ++c) {
+      if (tc.bin_count[c] == 0) continue;
+      ClassState& cs = classes_[c];
+      std::lock_guard<std::mutex> g(cs.mu);
+      while (tc.bin_count[c] > 0) push_free_locked(tc.bins[c][--tc.bin_count[c]], c, cs);
+    }
+    fold_stats(tc);
+  }
+
+  void fold_stats(ThreadCache& tc) noexcept {
+    if (tc.allocations == 0 && tc.live_blocks == 0 && tc.live_bytes == 0) return;
+    std::uint64_t lb = live_blocks_.fetch_add(static_cast<std::uint64_t>(tc.live_blocks), std::memory_order_relaxed) +
+                       static_cast<std::uint64_t>(tc.live_blocks);
+    std::uint64_t lby = live_bytes_.fetch_add(static_cast<std::uint64_t>(tc.live_bytes), std::memory_order_relaxed) +
+                        static_cast<std::uint64_t>(tc.live_bytes);
+    update_peak(peak_blocks_, lb);
+    update_peak(peak_bytes_, lby);
+    guarded_total_.fetch_add(tc.allocations, std::memory_order_relaxed);
+    tc.live_blocks = tc.live_bytes = 0;
+    tc.allocations = 0;
+  }
+
+  // Fast mode: a slot from the calling thread's bin, refilled from the class
+  // in batches so the class lock is taken once per kBinCap/2 allocations.
+  std::uint32_t take_cached_slot(std::size_t cls) noexcept {
+    ThreadCache& tc = my_cache();
+    std::uint32_t& n = tc.bin_count[cls];
+    if (n == 0) [[unlikely]] {
+      {
+        ClassState& cs = classes_[cls];
+        std::lock_guard<std::mutex> g(cs.mu);
+        while (n < ThreadCache::kBinCap / 2) {
+          std::uint32_t id = take_slot_locked(cls, cs);
+          if (id == kNoSlot) break;
+          tc.bins[cls][n++] = id;
+        }
+      }
+      fold_stats(tc);
+      if (n == 0) return kNoSlot;
+    }
+    return tc.bins[cls][--n];
+  }
+
+  // Moves a thread's batch of freed slots into the class quarantines, one
+  // lock per class present in the batch.
+  void flush_pending(ThreadCache& tc) noexcept {
+    std::uint32_t done = 0;
+    while (done < tc.pending_count) {
+      std::uint8_t cls = 0;
+      for (std::uint32_t i = 0; i < tc.pending_count; ++i) {
+        if (tc.pending[i] != kNoSlot) {
+          cls = tc.pending_class[i];
+          break;
+        }
+      }
+      ClassState& cs = classes_[cls];
+      std::lock_guard<std::mutex> g(cs.mu);
+      std::uint64_t added = 0;
+      for (std::uint32_t i = 0; i < tc.pending_count; ++i) {
+        if (tc.pending[i] == kNoSlot || tc.pending_class[i] != cls) continue;
+        enqueue_locked(tc.pending[i], cs);
+        tc.pending[i] = kNoSlot;
+        ++added;
+      }
+      done += static_cast<std::uint32_t>(added);
+      q_blocks_.fetch_add(added, std::memory_order_relaxed);
+      q_bytes_.fetch_add(added * class_pages(cls) * page_, std::memory_order_relaxed);
+      evict_over_budget_locked(cls, cs);
+    }
+    tc.pending_count = 0;
+    fold_stats(tc);
   }
 
   std::uint32_t take_slot(std::size_t cls) noexcept {
     ClassState& cs = classes_[cls];
     std::lock_guard<std::mutex> g(cs.mu);
-    if (cs.free_head != kNoSlot) {
-      std::uint32_t id = cs.free_head;
-      cs.free_head = meta_[id].next;
-      return id;
+    return take_slot_locked(cls, cs);
+  }
+
+  // Free list of slots back from quarantine. In fast mode they keep their
+  // (poisoned) pages; past kFastResidentPerClass bytes per class the pages go
+  // back to the kernel, so a burst of frees does not pin its peak RSS.
+  void push_free_locked(std::uint32_t id, std::size_t cls, ClassState& cs) noexcept {
+    SlotMeta& m = meta_[id];
+    std::uint64_t open = m.open_end - m.open_begin;
+    if (open != 0 && cs.free_resident + open > kFastResidentPerClass) {
+      close_slot(m, slot_address(id, cls));
+      open = 0;
     }
+    cs.free_resident += open;
+    m.next = cs.free_head;
+    cs.free_head = id;
+  }
+
+  std::uint32_t pop_free_locked(ClassState& cs) noexcept {
+    std::uint32_t id = cs.free_head;
+    SlotMeta& m = meta_[id];
+    cs.free_head = m.next;
+    cs.free_resident -= m.open_end - m.open_begin;
+    return id;
+  }
+
+  std::uint32_t take_slot_locked(std::size_t cls, ClassState& cs) noexcept {
+    if (cs.free_head != kNoSlot) return pop_free_locked(cs);
     if (cs.cur_chunk == kNoSlot || cs.next_index == cs.slots_in_chunk) {
       std::uint32_t c = take_run(1, false);
       if (c == kNoSlot) {
@@ -585,9 +801,7 @@ class ArenaImpl final : public Arena {
         // than fail while the quarantine holds slots of this class.
         if (cs.q_head == kNoSlot) return kNoSlot;
         evict_one(cls, cs);
-        std::uint32_t id = cs.free_head;
-        cs.free_head = meta_[id].next;
-        return id;
+        return pop_free_locked(cs);
       }
       chunks_[c].class_index = static_cast<std::uint8_t>(cls);
       chunks_[c].kind.store(ChunkKind::kClass, std::memory_order_release);
@@ -595,7 +809,7 @@ class ArenaImpl final : public Arena {
       cs.next_index = 0;
       cs.slots_in_chunk = static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(cls)}.slots_in(chunk_bytes_));
     }
-    return cs.cur_chunk * max_slots_ + cs.next_index++;
+    return (cs.cur_chunk << slot_shift_) | cs.next_index++;
   }
 
   // A run of `len` free chunks, prepared for the backend; kNoSlot when the
@@ -664,12 +878,11 @@ class ArenaImpl final : public Arena {
   void* give_back_and_exhaust(std::uint32_t id, std::size_t cls, std::size_t size, std::size_t align, bool zero,
                               const char* why = "the kernel refused more guard pages (ENOMEM)") noexcept {
     if (cls == large_class()) {
-      give_back_run(id / max_slots_, chunks_[id / max_slots_].run_len);
+      give_back_run(id >> slot_shift_, chunks_[id >> slot_shift_].run_len);
     } else {
       ClassState& cs = classes_[cls];
       std::lock_guard<std::mutex> g(cs.mu);
-      meta_[id].next = cs.free_head;
-      cs.free_head = id;
+      push_free_locked(id, cls, cs);
     }
     return exhausted(size, align, zero, why);
   }
@@ -718,13 +931,29 @@ class ArenaImpl final : public Arena {
   }
 
   std::size_t slot_quarantine_bytes(std::uint32_t id, std::size_t cls) const noexcept {
-    if (cls == large_class()) return std::size_t{chunks_[id / max_slots_].run_len} * chunk_bytes_;
+    if (cls == large_class()) return std::size_t{chunks_[id >> slot_shift_].run_len} * chunk_bytes_;
     return class_pages(cls) * page_;
   }
 
   void quarantine(std::uint32_t id, std::size_t cls) noexcept {
     ClassState& cs = classes_[cls];
     std::lock_guard<std::mutex> g(cs.mu);
+    quarantine_locked(id, cls, cs);
+  }
+
+  void quarantine_locked(std::uint32_t id, std::size_t cls, ClassState& cs) noexcept {
+    enqueue_locked(id, cs);
+    q_blocks_.fetch_add(1, std::memory_order_relaxed);
+    q_bytes_.fetch_add(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
+    evict_over_budget_locked(cls, cs);
+  }
+
+  std::uint64_t quarantine_byte_bound() const noexcept {
+    if (options_.mode == Mode::kFast) return std::min(options_.quarantine_bytes, options_.fast_quarantine_bytes);
+    return options_.quarantine_bytes;
+  }
+
+  void enqueue_locked(std::uint32_t id, ClassState& cs) noexcept {
     meta_[id].next = kNoSlot;
     if (cs.q_tail == kNoSlot) {
       cs.q_head = id;
@@ -732,32 +961,44 @@ class ArenaImpl final : public Arena {
       meta_[cs.q_tail].next = id;
     }
     cs.q_tail = id;
-    q_blocks_.fetch_add(1, std::memory_order_relaxed);
-    q_bytes_.fetch_add(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
-    // The budget is global; each class evicts its own oldest entries, so the
-    // bound holds within one slot and no class lock is ever nested.
-    while (cs.q_head != kNoSlot && (q_blocks_.load(std::memory_order_relaxed) > options_.quarantine_slots ||
-                                    q_bytes_.load(std::memory_order_relaxed) > options_.quarantine_bytes)) {
-      evict_one(cls, cs);
+  }
+
+  // The budget is global; each class evicts its own oldest entries, so the
+  // bound holds within one batch and no class lock is ever nested.
+  void evict_over_budget_locked(std::size_t cls, ClassState& cs) noexcept {
+    std::uint64_t blocks = q_blocks_.load(std::memory_order_relaxed);
+    std::uint64_t bytes = q_bytes_.load(std::memory_order_relaxed);
+    std::uint64_t byte_bound = quarantine_byte_bound();
+    std::uint64_t evicted = 0;
+    std::uint64_t evicted_bytes = 0;
+    while (cs.q_head != kNoSlot && (blocks - evicted > options_.quarantine_slots || bytes - evicted_bytes > byte_bound)) {
+      evicted_bytes += slot_quarantine_bytes(cs.q_head, cls);
+      ++evicted;
+      evict_one(cls, cs, false);
+    }
+    if (evicted != 0) {
+      q_blocks_.fetch_sub(evicted, std::memory_order_relaxed);
+      q_bytes_.fetch_sub(evicted_bytes, std::memory_order_relaxed);
     }
   }
 
   // Moves the oldest quarantined slot of `cls` to reuse. Caller holds cs.mu.
-  void evict_one(std::size_t cls, ClassState& cs) noexcept {
+  void evict_one(std::size_t cls, ClassState& cs, bool count = true) noexcept {
     std::uint32_t id = cs.q_head;
     SlotMeta& m = meta_[id];
     cs.q_head = m.next;
     if (cs.q_head == kNoSlot) cs.q_tail = kNoSlot;
-    q_blocks_.fetch_sub(1, std::memory_order_relaxed);
-    q_bytes_.fetch_sub(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
+    if (count) {
+      q_blocks_.fetch_sub(1, std::memory_order_relaxed);
+      q_bytes_.fetch_sub(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
+    }
     m.state.store(SlotState::kAvailable, std::memory_order_release);
     if (cls == large_class()) {
-      std::uint32_t head = id / max_slots_;
+      std::uint32_t head = id >> slot_shift_;
       give_back_run(head, chunks_[head].run_len);
       return;
     }
-    m.next = cs.free_head;
-    cs.free_head = id;
+    push_free_locked(id, cls, cs);
   }
 
   void write_canaries(std::uintptr_t slot_start, std::size_t open_begin, std::size_t offset, std::size_t s,
@@ -777,25 +1018,23 @@ class ArenaImpl final : public Arena {
     std::size_t tail = m.offset + s;
     std::size_t tail_end = std::min<std::size_t>(m.open_end, round_up(tail, page_));
     auto* base = reinterpret_cast<const unsigned char*>(slot_start);
-    std::size_t last_bad = 0;
-    for (std::size_t i = tail; i < tail_end; ++i) {
-      if (base[i] != kCanaryByte) last_bad = i + 1;
-    }
-    if (last_bad != 0) {
+    std::size_t bad_end = tail_end > tail ? last_mismatch_end(base + tail, tail_end - tail, kCanaryByte) : 0;
+    if (bad_end != 0) {
       Report r = make_report(ErrorKind::kSlackOverflow, slot_start + tail, m, slot_start);
-      r.bad_bytes = last_bad - tail;
+      r.bad_bytes = bad_end;
       r.distance = static_cast<std::int64_t>(s);
       report::report_and_abort(r);
     }
     std::size_t lead_begin = m.open_begin;
     if (options_.mode == Mode::kFast && m.offset - lead_begin > kFastLeadCanary) lead_begin = m.offset - kFastLeadCanary;
-    for (std::size_t i = lead_begin; i < m.offset; ++i) {
-      if (base[i] != kCanaryByte) {
-        Report r = make_report(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
-        r.bad_bytes = m.offset - i;
-        r.distance = -static_cast<std::int64_t>(m.offset - i);
-        report::report_and_abort(r);
-      }
+    std::size_t lead = m.offset - lead_begin;
+    std::size_t first_bad = first_mismatch(base + lead_begin, lead, kCanaryByte);
+    if (first_bad != lead) {
+      std::size_t i = lead_begin + first_bad;
+      Report r = make_report(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
+      r.bad_bytes = m.offset - i;
+      r.distance = -static_cast<std::int64_t>(m.offset - i);
+      report::report_and_abort(r);
     }
   }
 
@@ -804,12 +1043,11 @@ class ArenaImpl final : public Arena {
     std::size_t s = m.size == 0 ? 1 : m.size;
     if (s > kFastPoisonLimit) return;
     auto* p = reinterpret_cast<const unsigned char*>(slot_start + m.offset);
-    for (std::size_t i = 0; i < s; ++i) {
-      if (p[i] != kPoisonByte) {
-        Report r = make_report(ErrorKind::kWriteAfterFree, slot_start + m.offset + i, m, slot_start);
-        r.distance = static_cast<std::int64_t>(i);
-        report::report_and_abort(r);
-      }
+    std::size_t i = first_mismatch(p, s, kPoisonByte);
+    if (i != s) {
+      Report r = make_report(ErrorKind::kWriteAfterFree, slot_start + m.offset + i, m, slot_start);
+      r.distance = static_cast<std::int64_t>(i);
+      report::report_and_abort(r);
     }
   }
 
@@ -859,7 +1097,12 @@ class ArenaImpl final : public Arena {
   std::size_t page_ = 0;
   std::size_t chunk_bytes_ = 0;
   std::size_t max_class_ = 0;
-  std::uint32_t max_slots_ = 0;
+  std::uint32_t max_slots_ = 0;  // power of two
+  std::uint32_t slot_shift_ = 0;
+  std::uint32_t page_shift_ = 0;
+  std::uint32_t stride_pages_[kMaxClasses] = {};
+  std::uint64_t stride_magic_[kMaxClasses] = {};
+  std::uint32_t slots_per_chunk_[kMaxClasses] = {};
   std::uint32_t num_chunks_ = 0;
   SlotMeta* meta_ = nullptr;
   std::size_t meta_bytes_ = 0;
@@ -926,6 +1169,13 @@ Arena* Arena::find_owner(std::uintptr_t addr) noexcept {
     if (a != nullptr && a->owns(reinterpret_cast<const void*>(addr))) return a;
   }
   return nullptr;
+}
+
+bool Arena::is_current(const Arena* a, std::uint64_t epoch) noexcept {
+  for (auto& slot : g_arenas) {
+    if (slot.load(std::memory_order_acquire) == a) return a->epoch() == epoch;
+  }
+  return false;
 }
 
 void unregister_arena(Arena* a) noexcept {

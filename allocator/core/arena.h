@@ -126,6 +126,14 @@ class Arena {
   virtual void unlock_all() noexcept = 0;
 
   virtual ArenaStats stats() const noexcept = 0;
+
+  // Fast mode: gives the calling thread's cached slots and counters back to
+  // this arena (thread exit, cache switching to another arena).
+  virtual void absorb_thread_cache(struct ThreadCache& tc) noexcept = 0;
+  // Changes on release(): thread caches filled before it are stale.
+  std::uint64_t epoch() const noexcept { return epoch_.load(std::memory_order_acquire); }
+  // True when `a` is a registered arena whose epoch is `epoch`.
+  static bool is_current(const Arena* a, std::uint64_t epoch) noexcept;
   const Options& options() const noexcept { return options_; }
 
   // Arenas alive in the process, for the fault handler (lock-free snapshot).
@@ -136,6 +144,7 @@ class Arena {
   Options options_;
   std::uintptr_t base_ = 0;
   std::uintptr_t span_ = 0;
+  std::atomic<std::uint64_t> epoch_{0};
 };
 
 // Stack capture hook used at allocation and free. Set once by whoever owns

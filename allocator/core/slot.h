@@ -27,8 +27,10 @@ constexpr std::size_t class_for_pages(std::size_t pages) noexcept {
   return static_cast<std::size_t>(std::bit_width(pages - 1)) + 1;
 }
 
+// `to` must be a power of two (alignments and page sizes are): a mask, not a
+// division, because this runs on every allocation.
 constexpr std::size_t round_up(std::size_t v, std::size_t to) noexcept {
-  return (v + to - 1) / to * to;
+  return (v + to - 1) & ~(to - 1);
 }
 constexpr bool is_pow2(std::size_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
 
@@ -79,7 +81,7 @@ constexpr Placement place_block(std::uintptr_t slot_start, std::size_t usable_by
     std::uintptr_t ptr = (end - s) & ~(std::uintptr_t{align} - 1);
     p.offset = ptr - slot_start;
   }
-  p.open_begin = p.offset / page * page;
+  p.open_begin = p.offset & ~(page - 1);
   p.open_end = round_up(p.offset + s, page);
   if (!protect_below) p.open_end = usable_bytes;
   return p;

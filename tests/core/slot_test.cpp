@@ -11,7 +11,9 @@ TEST(SlotClassTest, ClassesCoverEveryPageCount) {
   for (std::size_t pages = 1; pages <= 4096; ++pages) {
     std::size_t c = class_for_pages(pages);
     EXPECT_GE(class_pages(c), pages) << pages;
-    if (c > 0) EXPECT_LT(class_pages(c - 1), pages) << pages;
+    if (c > 0) {
+      EXPECT_LT(class_pages(c - 1), pages) << pages;
+    }
   }
 }
 
