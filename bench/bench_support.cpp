@@ -127,6 +127,12 @@ SyscallCountFn syscall_counter() noexcept {
   return fn;
 }
 
+SyscallCountFn fallback_counter() noexcept {
+  static const SyscallCountFn fn =
+      reinterpret_cast<SyscallCountFn>(::dlsym(RTLD_DEFAULT, "guardarena_fallback_count"));
+  return fn;
+}
+
 RunCounters::RunCounters(benchmark::State& state) noexcept : state_(state) {
   if (state_.thread_index() != 0) return;
   reset_peak_rss();
@@ -144,6 +150,9 @@ void RunCounters::finish(std::int64_t ops) noexcept {
   if (syscalls_ != nullptr && ops > 0) {
     state_.counters["syscalls_per_op"] =
         static_cast<double>(syscalls_() - syscalls_at_start_) / static_cast<double>(ops);
+  }
+  if (SyscallCountFn fallbacks = fallback_counter()) {
+    state_.counters["fallback_allocations"] = static_cast<double>(fallbacks());
   }
   state_.counters["rss_peak_kib"] = static_cast<double>(read_peak_rss_kib());
   state_.counters["vmas"] = static_cast<double>(vmas_);

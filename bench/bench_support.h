@@ -61,12 +61,16 @@ long count_vmas() noexcept;
 // dlsym(RTLD_DEFAULT)); nullptr under any other allocator.
 using SyscallCountFn = unsigned long long (*)();
 SyscallCountFn syscall_counter() noexcept;
+// Same for `guardarena_fallback_count` (allocations served unguarded because
+// the guard budget ran out), when the allocator exports it.
+SyscallCountFn fallback_counter() noexcept;
 
 // Measures one benchmark run: construct after setup (it resets the RSS peak
 // and counts VMAs there), call start() right before the timed loop and
 // finish() right after it with the number of allocator operations done. It
 // sets items_processed and the counters rss_peak_kib, vmas and, when the
-// allocator exposes its counter, syscalls_per_op. In multi-threaded cases
+// allocator exposes its counters, syscalls_per_op and fallback_allocations
+// (process total: any non-zero value means some blocks were not guarded). In multi-threaded cases
 // only thread 0 reports (counters from every thread would be summed).
 class RunCounters {
  public:

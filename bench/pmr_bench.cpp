@@ -55,6 +55,10 @@ class BenchResource {
   // deallocate() returns nothing (monotonic): a workload must release()
   // between iterations or memory grows with the iteration count.
   virtual bool grows_only() const noexcept { return false; }
+  // Syscalls made so far and allocations served unguarded (guard budget
+  // exhausted), for resources that count them; -1 otherwise.
+  virtual std::int64_t syscalls() const noexcept { return -1; }
+  virtual std::int64_t fallbacks() const noexcept { return -1; }
 };
 
 class NewDeleteResource final : public BenchResource {
@@ -199,6 +203,12 @@ class GuardedResource final : public BenchResource {
     res_.release();
     return true;
   }
+  std::int64_t syscalls() const noexcept override {
+    return static_cast<std::int64_t>(res_.stats().syscalls);
+  }
+  std::int64_t fallbacks() const noexcept override {
+    return static_cast<std::int64_t>(res_.stats().fallback_allocations);
+  }
 
  private:
   Guarded res_;
@@ -241,6 +251,35 @@ std::unique_ptr<BenchResource> make_or_skip(benchmark::State& state, const Resou
   }
 }
 
+// RunCounters plus what the resource itself counts: syscalls_per_op and
+// fallback_allocations (a guarded resource that ran out of guard budget and
+// served blocks unguarded is measuring something else; the counter says so).
+class ResourceCounters {
+ public:
+  ResourceCounters(benchmark::State& state, const BenchResource& res) noexcept
+      : state_(state), res_(res), run_(state) {}
+  void start() noexcept {
+    syscalls_at_start_ = res_.syscalls();
+    run_.start();
+  }
+  void finish(std::int64_t ops) noexcept {
+    run_.finish(ops);
+    const std::int64_t syscalls = res_.syscalls();
+    if (syscalls >= 0 && ops > 0) {
+      state_.counters["syscalls_per_op"] =
+          static_cast<double>(syscalls - syscalls_at_start_) / static_cast<double>(ops);
+    }
+    const std::int64_t fallbacks = res_.fallbacks();
+    if (fallbacks >= 0) state_.counters["fallback_allocations"] = static_cast<double>(fallbacks);
+  }
+
+ private:
+  benchmark::State& state_;
+  const BenchResource& res_;
+  RunCounters run_;
+  std::int64_t syscalls_at_start_ = 0;
+};
+
 // ---- the workloads ---------------------------------------------------------
 // Each takes the resource kind and the case's argument; one op is named in the
 // comment. Containers are destroyed before any release().
@@ -256,7 +295,7 @@ void pmr_alloc(benchmark::State& state, const ResourceKind& kind) {
   constexpr std::size_t kReleaseEvery = std::size_t{64} << 20;
   std::size_t grown = 0;
   const bool grows_only = res->grows_only();
-  RunCounters counters(state);
+  ResourceCounters counters(state, *res);
   counters.start();
   for (auto _ : state) {
     void* p = mr->allocate(size, 16);
@@ -275,7 +314,7 @@ void pmr_vector(benchmark::State& state, const ResourceKind& kind) {
   auto res = make_or_skip(state, kind);
   if (!res) return;
   const auto n = static_cast<int>(state.range(0));
-  RunCounters counters(state);
+  ResourceCounters counters(state, *res);
   counters.start();
   for (auto _ : state) {
     {
@@ -298,7 +337,7 @@ void pmr_map_churn(benchmark::State& state, const ResourceKind& kind) {
     Map map(res->mr());
     Rng rng(5);
     for (std::uint64_t i = 0; i < n; ++i) map.emplace(static_cast<int>(rng.next() % (2 * n)), 1);
-    RunCounters counters(state);
+    ResourceCounters counters(state, *res);
     counters.start();
     for (auto _ : state) {
       const int key = static_cast<int>(rng.next() % (2 * n));
@@ -319,7 +358,7 @@ void pmr_string(benchmark::State& state, const ResourceKind& kind) {
   auto res = make_or_skip(state, kind);
   if (!res) return;
   constexpr int kStrings = 100;
-  RunCounters counters(state);
+  ResourceCounters counters(state, *res);
   counters.start();
   for (auto _ : state) {
     {
@@ -344,7 +383,7 @@ void pmr_fill_release(benchmark::State& state, const ResourceKind& kind) {
   const auto n = static_cast<std::size_t>(state.range(0));
   std::pmr::memory_resource* mr = res->mr();
   std::vector<void*> blocks(n);
-  RunCounters counters(state);
+  ResourceCounters counters(state, *res);
   counters.start();
   for (auto _ : state) {
     for (std::size_t i = 0; i < n; ++i) {

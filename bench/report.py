@@ -179,6 +179,17 @@ def status_cell(status, detail, notes, who):
     return short + " " + notes.ref("%s: %s" % (who, detail))
 
 
+def degraded(entry):
+    """Why a finished run does not measure the allocator as configured
+    (guard budget exhausted, blocks served unguarded), or ''."""
+    if entry["status"] == "degraded":
+        return entry["detail"] or "blocks served unguarded"
+    row = entry.get("row") or {}
+    if row.get("fallback_allocations"):
+        return "%d allocations served unguarded" % row["fallback_allocations"]
+    return ""
+
+
 def measured(by_alloc):
     """Allocators with at least one entry that is not 'missing'."""
     return {a for a, entries in by_alloc.items()
@@ -210,7 +221,7 @@ def collect_malloc(out):
         _, alloc, case, status, detail, path = rec[:6]
         case = clean_name(case)
         entry = {"status": status, "detail": detail, "row": None}
-        if status == "ok" and path:
+        if status in ("ok", "degraded") and path:
             row = medians(os.path.join(out, path)).get(case)
             if row is None:
                 entry.update(status="error", detail="no result for this case in the JSON")
@@ -248,13 +259,16 @@ def malloc_section(results, notes):
             if e["row"] is not None:
                 ns = ns_per_op(e["row"])
                 r = ns / bns if ns and bns else None
-                if r:
+                cell = "%s (%s)" % (fmt_ns(ns), fmt_ratio(r)) if r else fmt_ns(ns)
+                if degraded(e):
+                    cell += " † " + notes.ref("%s: degraded, %s" % (ALLOC_LABEL.get(a, a), degraded(e)))
+                elif r:
                     ratios[a].append(r)
-                row.append("%s (%s)" % (fmt_ns(ns), fmt_ratio(r)) if r else fmt_ns(ns))
+                row.append(cell)
             else:
                 row.append(status_cell(e["status"], e["detail"], notes, ALLOC_LABEL.get(a, a)))
         rows.append(row)
-    gm = ["**geomean ratio** (completed cases)"]
+    gm = ["**geomean ratio** (completed cases, † excluded)"]
     for a in allocs:
         g = geomean(ratios[a])
         done = len(ratios[a])
@@ -319,6 +333,7 @@ def pmr_table(out, notes):
     if not runs:
         return ["No pmr_bench results.", ""], {}
     data = {}  # data[workload_case][resource] = ns or ('fail', text)
+    extra = {}  # extra[workload_case][resource] = (syscalls per op, fallbacks)
     failed = {}
     for name, status, detail, rows in runs:
         if status != "ok":
@@ -333,6 +348,9 @@ def pmr_table(out, notes):
                 data.setdefault(wl, {})[res] = ("fail", row["error"])
             else:
                 data.setdefault(wl, {})[res] = ns_per_op(row)
+                if "syscalls_per_op" in row:
+                    extra.setdefault(wl, {})[res] = (row["syscalls_per_op"],
+                                                     row.get("fallback_allocations", 0))
     resources = ordered({r for d in data.values() for r in d} | set(failed), RESOURCE_ORDER)
     lines = ["## pmr_bench: ns per op (ratio to new_delete_resource)", "",
              "No LD_PRELOAD: every resource in one process over glibc. jemalloc is its own "
@@ -355,6 +373,18 @@ def pmr_table(out, notes):
                 row.append("")
         rows.append(row)
     lines += md_table(["workload"] + resources, rows) + [""]
+    counted = ordered({r for d in extra.values() for r in d}, RESOURCE_ORDER)
+    if counted:
+        lines += ["Syscalls per op of the guarded resources (arena stats), and allocations "
+                  "served unguarded when the guard budget ran out:", ""]
+        rows = []
+        for wl in sorted(extra, key=case_sort_key):
+            row = [wl]
+            for r in counted:
+                v = extra[wl].get(r)
+                row.append("" if v is None else "%.2f%s" % (v[0], " (%d unguarded)" % v[1] if v[1] else ""))
+            rows.append(row)
+        lines += md_table(["workload"] + counted, rows) + [""]
     return lines, data
 
 
@@ -390,7 +420,7 @@ def collect_programs(out):
         times = [float(t) for t in rec[4:] if t]
         progs.setdefault(prog, {})[alloc] = {
             "status": status, "detail": detail,
-            "median": statistics.median(times) if times and status == "ok" else None,
+            "median": statistics.median(times) if times and status in ("ok", "degraded") else None,
             "runs": len(times)}
     return progs
 
@@ -408,6 +438,7 @@ def programs_table(progs, notes):
              "`gcc_c` = gcc -O2 -c bench/programs/compile_me.c (the preload reaches cc1 and as); "
              "`sqlite3` = sqlite3 :memory: < bench/programs/queries.sql. Output is compared with "
              "glibc's where the program prints a checksum.", ""]
+    runs_max = max(e["runs"] for p in progs.values() for e in p.values())
     rows = []
     for prog in sorted(progs):
         base = progs[prog].get(BASELINE, {}).get("median")
@@ -418,11 +449,18 @@ def programs_table(progs, notes):
                 row.append("")
             elif e["median"] is not None:
                 r = e["median"] / base if base else None
-                row.append("%.3f s (%s)" % (e["median"], fmt_ratio(r)) if r else "%.3f s" % e["median"])
+                cell = "%.3f s (%s)" % (e["median"], fmt_ratio(r)) if r else "%.3f s" % e["median"]
+                if e["runs"] == 1 and runs_max > 1:
+                    cell += " ¹"
+                if e["status"] == "degraded":
+                    cell += " † " + notes.ref("%s: degraded, %s" % (ALLOC_LABEL.get(a, a), e["detail"]))
+                row.append(cell)
             else:
-                row.append(status_cell(e["status"], e["detail"], notes, "%s, %s" % (ALLOC_LABEL.get(a, a), prog)))
+                row.append(status_cell(e["status"], e["detail"], notes, ALLOC_LABEL.get(a, a)))
         rows.append(row)
     lines += md_table(["program"] + [ALLOC_LABEL.get(a, a) for a in allocs], rows) + [""]
+    if any("¹" in c for r in rows for c in r):
+        lines += ["¹ one run only: runs this slow are not repeated (see bench/run).", ""]
     return lines
 
 
@@ -705,7 +743,9 @@ def main():
               "on this machine; the machine is shared and noisy, so treat differences under ~10% "
               "as noise. CRASH/TIMEOUT/EXIT/ERROR cells are runs that did not finish; the numbered "
               "notes at the end give the signal and the allocator's last message. \"not run\" "
-              "cells were skipped on purpose (reason in the note).", ""]
+              "cells were skipped on purpose (reason in the note). † marks a run that finished "
+              "but with guardarena serving blocks unguarded (guard budget used up), so it "
+              "measures the fallback; it is left out of the geomean.", ""]
     if plots:
         lines += ["Plots: " + ", ".join("[%s](%s)" % (p, p) for p in plots), ""]
         lines += ["![%s](%s)" % (p, p) for p in plots if p in ("live_set_scaling.png",)] + [""]
