@@ -600,83 +600,107 @@ void symbolize(Scratch* s, const SymbolizerConfig& config) noexcept {
 }
 
 // ---------------------------------------------------------------------------
-// Printing
+// Visiting and printing
 
-void begin_frame(RawWriter& out, std::size_t number, std::uintptr_t pc) noexcept {
-  out.str("    #").dec(number).ch(' ').hex(pc);
-}
-
-void end_frame(RawWriter& out, int fd, const char* module, std::uintptr_t offset) noexcept {
-  if (module != nullptr && module[0] != '\0') out.str(" (").str(module).ch('+').hex(offset).ch(')');
-  out.ch('\n');
-  if (fd >= 0) out.flush_to(fd);
-}
-
-// The dladdr name of a pc: the nearest exported (.dynsym) symbol, mangled, as
-// "name+0xoff". Executables linked without -rdynamic export few symbols.
-void print_dladdr_name(RawWriter& out, std::uintptr_t lookup) noexcept {
+// Fills in the dladdr name of a pc: the nearest exported (.dynsym) symbol,
+// mangled. Executables linked without -rdynamic export few symbols.
+void add_dladdr_name(SymbolizedFrame* frame, std::uintptr_t lookup) noexcept {
   Dl_info info{};
   if (dladdr(reinterpret_cast<void*>(lookup), &info) == 0 || info.dli_sname == nullptr) return;
-  out.str(" in ").str(info.dli_sname);
+  frame->function = info.dli_sname;
+  frame->function_from_dladdr = true;
   const auto sym = reinterpret_cast<std::uintptr_t>(info.dli_saddr);
-  if (sym != 0 && lookup >= sym) out.ch('+').hex(lookup - sym);
+  frame->symbol_offset = sym != 0 && lookup >= sym ? lookup - sym : 0;
 }
 
-void print_frames(RawWriter& out, int fd, const Scratch* s) noexcept {
+void visit_frames(const Scratch* s, FrameVisitor visit, void* context) noexcept {
   std::size_t number = 0;
   for (std::size_t i = 0; i < s->frame_count; ++i) {
     const Frame& f = s->frames[i];
     const Module* m = f.module == kNoModule ? nullptr : &s->modules[f.module];
-    const char* module_path = m == nullptr ? nullptr : m->path;
-    const std::uintptr_t offset = m == nullptr ? 0 : f.pc - m->bias;
-    if (f.answered && f.result_count > 0) {
-      for (std::size_t r = 0; r < f.result_count; ++r) {
-        const Result& res = s->results[f.first_result + r];
-        begin_frame(out, number++, f.pc);
-        if (res.function[0] != '\0') {
-          out.str(" in ").str(res.function);
-        } else if (r == 0) {
-          print_dladdr_name(out, f.lookup);
-        }
-        if (res.location[0] != '\0') out.ch(' ').str(res.location);
-        end_frame(out, fd, module_path, offset);
-      }
-      continue;
+    SymbolizedFrame base{};
+    base.index = i;
+    base.pc = f.pc;
+    base.function = "";
+    base.location = "";
+    base.module = m == nullptr ? "" : m->path;
+    base.module_offset = m == nullptr ? 0 : f.pc - m->bias;
+    const std::size_t results = f.answered ? f.result_count : 0;
+    for (std::size_t r = 0; r < results; ++r) {
+      const Result& res = s->results[f.first_result + r];
+      SymbolizedFrame frame = base;
+      frame.number = number++;
+      frame.function = res.function;
+      frame.location = res.location;
+      // Only the outermost answer of an inlining chain is a real symbol.
+      if (res.function[0] == '\0' && r + 1 == results) add_dladdr_name(&frame, f.lookup);
+      visit(frame, context);
     }
-    begin_frame(out, number++, f.pc);
-    print_dladdr_name(out, f.lookup);
-    end_frame(out, fd, module_path, offset);
+    if (results == 0) {
+      SymbolizedFrame frame = base;
+      frame.number = number++;
+      add_dladdr_name(&frame, f.lookup);
+      visit(frame, context);
+    }
   }
 }
 
 // Last resort when no scratch memory can be mapped: dladdr alone, on the
 // stack.
-void print_frames_minimal(RawWriter& out, int fd, const std::uintptr_t* pcs, std::size_t n,
-                          bool first_is_fault_pc) noexcept {
+void visit_frames_minimal(const std::uintptr_t* pcs, std::size_t n, bool first_is_fault_pc,
+                          FrameVisitor visit, void* context) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
     const std::uintptr_t lookup =
         (i == 0 && first_is_fault_pc) || pcs[i] == 0 ? pcs[i] : pcs[i] - 1;
-    begin_frame(out, i, pcs[i]);
-    print_dladdr_name(out, lookup);
+    SymbolizedFrame frame{};
+    frame.number = i;
+    frame.index = i;
+    frame.pc = pcs[i];
+    frame.function = "";
+    frame.location = "";
+    frame.module = "";
+    add_dladdr_name(&frame, lookup);
     Dl_info info{};
-    const bool found = dladdr(reinterpret_cast<void*>(lookup), &info) != 0;
-    const auto base = found ? reinterpret_cast<std::uintptr_t>(info.dli_fbase) : 0;
-    end_frame(out, fd, found ? info.dli_fname : nullptr, pcs[i] - base);
+    if (dladdr(reinterpret_cast<void*>(lookup), &info) != 0 && info.dli_fname != nullptr) {
+      frame.module = info.dli_fname;
+      frame.module_offset = pcs[i] - reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+    }
+    visit(frame, context);
   }
+}
+
+struct PrintTarget {
+  RawWriter* out;
+  int fd;
+};
+
+void print_frame(const SymbolizedFrame& frame, void* context) noexcept {
+  const auto* target = static_cast<const PrintTarget*>(context);
+  RawWriter& out = *target->out;
+  out.str("    #").dec(frame.number).ch(' ').hex(frame.pc);
+  if (frame.function[0] != '\0') {
+    out.str(" in ").str(frame.function);
+    if (frame.function_from_dladdr) out.ch('+').hex(frame.symbol_offset);
+  }
+  if (frame.location[0] != '\0') out.ch(' ').str(frame.location);
+  if (frame.module[0] != '\0')
+    out.str(" (").str(frame.module).ch('+').hex(frame.module_offset).ch(')');
+  out.ch('\n');
+  if (target->fd >= 0) out.flush_to(target->fd);
 }
 
 }  // namespace
 
-void print_stack(RawWriter& out, int fd, const std::uintptr_t* pcs, std::size_t n,
-                 const SymbolizerConfig& config, bool first_is_fault_pc) noexcept {
+void symbolize_stack(const std::uintptr_t* pcs, std::size_t n, const SymbolizerConfig& config,
+                     bool first_is_fault_pc, FrameVisitor visit, void* context) noexcept {
+  if (visit == nullptr) return;
   const int saved_errno = errno;
-  if (fd >= 0) out.flush_to(fd);
   if (pcs == nullptr) n = 0;
   if (n > kMaxFrames) n = kMaxFrames;
 
   auto* s = static_cast<Scratch*>(os::map_internal(sizeof(Scratch), "symbolizer"));
   if (s == nullptr) {
-    print_frames_minimal(out, fd, pcs, n, first_is_fault_pc);
+    visit_frames_minimal(pcs, n, first_is_fault_pc, visit, context);
     errno = saved_errno;
     return;
   }
@@ -689,9 +713,20 @@ void print_stack(RawWriter& out, int fd, const std::uintptr_t* pcs, std::size_t 
   }
   resolve_modules(s);
   symbolize(s, config);
-  print_frames(out, fd, s);
+  visit_frames(s, visit, context);
   os::release(s, sizeof(Scratch));
   errno = saved_errno;
+}
+
+void print_stack(RawWriter& out, int fd, const std::uintptr_t* pcs, std::size_t n,
+                 const SymbolizerConfig& config, bool first_is_fault_pc) noexcept {
+  if (fd >= 0) {
+    const int saved_errno = errno;
+    out.flush_to(fd);
+    errno = saved_errno;
+  }
+  PrintTarget target{&out, fd};
+  symbolize_stack(pcs, n, config, first_is_fault_pc, print_frame, &target);
 }
 
 bool symbolizer_available(const SymbolizerConfig& config) noexcept {

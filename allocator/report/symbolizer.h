@@ -41,6 +41,29 @@ struct SymbolizerConfig {
   int timeout_ms = kDefaultSymbolizerTimeoutMs;
 };
 
+// One line of a symbolized trace, as symbolize_stack() hands it out. The
+// strings are never null ("" when unknown) and live only until the visitor
+// returns.
+struct SymbolizedFrame {
+  std::size_t number;            // position in the trace; inlined frames count
+  std::size_t index;             // which pcs[] entry this line belongs to
+  std::uintptr_t pc;             // pcs[index] as captured
+  const char* function;          // demangled (symbolizer) or mangled (dladdr) name
+  bool function_from_dladdr;     // function is a dladdr name: print symbol_offset
+  std::uintptr_t symbol_offset;  // lookup pc - symbol address, for dladdr names
+  const char* location;          // "file:line"
+  const char* module;            // path of the executable or shared object
+  std::uintptr_t module_offset;  // pc - module load bias (the file address)
+};
+
+using FrameVisitor = void (*)(const SymbolizedFrame& frame, void* context) noexcept;
+
+// Symbolizes pcs[0..n) as print_stack() does and calls `visit` once per line,
+// in order, instead of printing (for other output formats such as JSON).
+// Same limits, deadline, fallbacks and safety as print_stack().
+void symbolize_stack(const std::uintptr_t* pcs, std::size_t n, const SymbolizerConfig& config,
+                     bool first_is_fault_pc, FrameVisitor visit, void* context) noexcept;
+
 // Prints pcs[0..n), innermost first, one line per frame (inlined frames
 // reported by llvm-symbolizer get lines of their own, with the same address):
 //   "    #3 0x55d1c0a1b2c3 in ns::fn(int) /src/a.cpp:12 (/usr/bin/prog+0x12c3)"
