@@ -484,10 +484,19 @@ COLORS = {"glibc": "#4c72b0", "jemalloc": "#55a868", "ga_full_guard": "#c44e52",
 def plot_malloc_bars(results, path):
     import matplotlib.pyplot as plt
     allocs = ordered(measured(results), ALLOC_ORDER)
+    # malloc_free at its smallest live set only: how cost grows with the live
+    # set is the scaling plot's job, and all of them make an unreadable chart.
     cases = sorted({c for a in results.values() for c in a}, key=case_sort_key)
+    smallest = {}
+    for c in cases:
+        m = re.match(r"(malloc_free/size:\d+)/live:(\d+)", c)
+        if m:
+            smallest[m.group(1)] = min(smallest.get(m.group(1), 1 << 62), int(m.group(2)))
+    cases = [c for c in cases if not re.match(r"malloc_free/", c)
+             or c.endswith("/live:%d" % smallest[c.rsplit("/", 1)[0]])]
     n, k = len(cases), len(allocs)
     height = 0.8 / max(k, 1)
-    fig, ax = plt.subplots(figsize=(11, max(4, 0.18 * n * k + 1.5)))
+    fig, ax = plt.subplots(figsize=(11, max(4, 0.15 * n * k + 1.5)))
     vals = [ns_per_op(e["row"]) for a in results.values() for e in a.values() if e["row"]]
     xmax = max([v for v in vals if v] or [1]) * 3
     for j, a in enumerate(allocs):
@@ -498,7 +507,9 @@ def plot_malloc_bars(results, path):
                 continue
             v = ns_per_op(e["row"]) if e["row"] else None
             if v:
-                ax.barh(y, v, height=height, color=COLORS.get(a), label=ALLOC_LABEL.get(a, a) if i == 0 else None)
+                ax.barh(y, v, height=height, color=COLORS.get(a), hatch="////" if degraded(e) else None,
+                        edgecolor="white" if degraded(e) else None,
+                        label=ALLOC_LABEL.get(a, a) if i == 0 else None)
             else:
                 label = e["status"].split(":")[0].split(" ")[0]
                 ax.text(1.2, y, "%s: %s" % (ALLOC_LABEL.get(a, a), label), va="center", fontsize=6,
@@ -509,7 +520,8 @@ def plot_malloc_bars(results, path):
     ax.set_yticklabels(cases, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("ns per op (log scale; lower is better)")
-    ax.set_title("malloc_bench: ns/op per allocator per workload (median)")
+    ax.set_title("malloc_bench: ns/op per allocator per workload (median; hatched: served unguarded)",
+                 fontsize=10)
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -518,10 +530,11 @@ def plot_malloc_bars(results, path):
 
 
 def scaling_series(results, workload_prefix):
-    """{alloc: ([live], [ns], [(live, status)])} for cases 'prefix.../live:N'."""
+    """{alloc: (points, degraded_points, fails)} for cases 'prefix.../live:N';
+    points are (live, ns), fails are (live, status)."""
     series = {}
     for a, cases in results.items():
-        pts, fails = [], []
+        pts, weak, fails = [], [], []
         for c, e in cases.items():
             if not c.startswith(workload_prefix):
                 continue
@@ -530,13 +543,14 @@ def scaling_series(results, workload_prefix):
                 continue
             live = int(m.group(1))
             v = ns_per_op(e["row"]) if e["row"] else None
-            if v:
+            if v and degraded(e):
+                weak.append((live, v))
+            elif v:
                 pts.append((live, v))
             elif e["status"] != "missing":
                 fails.append((live, e["status"].split(":")[0]))
-        pts.sort()
-        if pts or fails:
-            series[a] = ([p[0] for p in pts], [p[1] for p in pts], sorted(fails))
+        if pts or weak or fails:
+            series[a] = (sorted(pts), sorted(weak), sorted(fails))
     return series
 
 
@@ -547,30 +561,48 @@ def plot_scaling(results, path):
     panels = [p for p in panels if scaling_series(results, p[0])]
     if not panels:
         return False
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.6), squeeze=False)
+    handles = {}
     for ax, (prefix, title) in zip(axes[0], panels):
         series = scaling_series(results, prefix)
-        top = max([max(s[1]) for s in series.values() if s[1]] or [1]) * 4
-        for a in ordered(series.keys(), ALLOC_ORDER):
-            xs, ys, fails = series[a]
-            if xs:
-                ax.plot(xs, ys, marker="o", color=COLORS.get(a), label=ALLOC_LABEL.get(a, a))
+        values = [v for s in series.values() for v in [p[1] for p in s[0] + s[1]]]
+        top = max(values or [1]) * 3
+        order = ordered(series.keys(), ALLOC_ORDER)
+        for idx, a in enumerate(order):
+            pts, weak, fails = series[a]
+            color = COLORS.get(a)
+            if pts:
+                (h,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color=color,
+                               label=ALLOC_LABEL.get(a, a))
+                handles.setdefault(a, h)
+            for live, v in weak:
+                # Unguarded fallback: not the allocator as configured; hollow,
+                # not joined to the line.
+                ax.plot([live], [v], marker="o", markerfacecolor="none", markersize=9, color=color,
+                        linestyle="none")
+                ax.annotate("unguarded\n(budget used up)", (live, v), fontsize=6, color=color,
+                            textcoords="offset points", xytext=(-50, 6))
             for live, status in fails:
                 if status == "skipped":
                     continue
-                ax.plot([live], [top], marker="X", markersize=10, color=COLORS.get(a), linestyle="none")
-                ax.annotate("%s %s" % (ALLOC_LABEL.get(a, a), status), (live, top), fontsize=7,
-                            textcoords="offset points", xytext=(-30, -12 - 9 * ordered(series, ALLOC_ORDER).index(a) % 40),
-                            color=COLORS.get(a))
+                y = top * (1.35 ** idx)  # stagger so X markers do not hide each other
+                (h,) = ax.plot([live], [y], marker="X", markersize=9, color=color, linestyle="none")
+                handles.setdefault(a, h)
+                ax.annotate("%s: %s" % (ALLOC_LABEL.get(a, a), status), (live, y), fontsize=7,
+                            color=color, textcoords="offset points", xytext=(-8, 0), ha="right",
+                            va="center")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("live blocks held (log)")
         ax.set_ylabel("ns per op (log)")
         ax.set_title(title, fontsize=10)
         ax.grid(which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="upper left")
-    fig.suptitle("ns/op against live-set size (X = crashed or timed out at that size)", fontsize=10)
-    fig.tight_layout()
+    labels = ordered(handles.keys(), ALLOC_ORDER)
+    fig.legend([handles[a] for a in labels], [ALLOC_LABEL.get(a, a) for a in labels],
+               loc="lower center", ncol=min(4, len(labels)), fontsize=8)
+    fig.suptitle("ns/op against live-set size (X: crashed or timed out there; hollow: served "
+                 "unguarded)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
@@ -673,7 +705,7 @@ plot for [i=2:%d] '%s' using i:xtic(1) title columnheader(i)
         if series and series[0]:
             d = os.path.join(out, "scaling_%s.dat" % a)
             with open(d, "w") as f:
-                for x, y in zip(series[0], series[1]):
+                for x, y in series[0]:
                     f.write("%d %.3f\n" % (x, y))
             lines.append("'%s' using 1:2 with linespoints title '%s'" % (d, ALLOC_LABEL.get(a, a)))
     if lines:
