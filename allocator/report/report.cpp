@@ -15,6 +15,7 @@
 #include "core/check.h"
 #include "report/raw_writer.h"
 #include "report/stack_printer.h"
+#include "stack/stack_trace.h"
 
 namespace guardarena {
 
@@ -279,7 +280,18 @@ void write_report(const Report& r) noexcept {
 [[noreturn]] void report_and_abort(const Report& r) noexcept {
   // Report each error once: a second error while reporting (another thread,
   // or a fault inside the report) goes straight to abort.
-  if (!g_reporting.exchange(true)) write_report(r);
+  if (!g_reporting.exchange(true)) {
+    if (r.access_stack == nullptr && r.access_stack_id == 0 && g_config.depth > 0) {
+      // Free-time errors: the deallocation site is the current stack.
+      std::uintptr_t pcs[64];
+      Report with_stack = r;
+      with_stack.access_depth = stack::capture(pcs, g_config.depth > 64 ? 64 : g_config.depth, 0);
+      with_stack.access_stack = pcs;
+      write_report(with_stack);
+    } else {
+      write_report(r);
+    }
+  }
   if (g_config.exitcode != 0) ::_exit(static_cast<int>(g_config.exitcode));
   // abort() runs SIGABRT's default action: a core dump and the usual status.
   ::signal(SIGABRT, SIG_DFL);

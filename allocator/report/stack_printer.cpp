@@ -1,30 +1,68 @@
-// Frame printing for reports: module+offset from dladdr, names from the
-// symbolizer when enabled. dladdr takes the loader's lock in theory; reports
-// run after the fault, when the program is about to die anyway, and a hang is
-// bounded by the symbolizer timeout (see symbolizer.cpp).
+// Frame printing for reports, text or JSON, on top of the symbolizer
+// (symbolizer.h: llvm-symbolizer/addr2line child under a deadline, dladdr
+// fallback, no malloc). This file only formats.
 #include "report/stack_printer.h"
 
-#include <dlfcn.h>
-
 #include "report/raw_writer.h"
+#include "report/symbolizer.h"
 
 namespace guardarena {
+namespace {
 
-void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n, const StackPrintOptions& o) noexcept {
-  for (std::size_t i = 0; i < n; ++i) {
-    Dl_info info{};
-    bool have = ::dladdr(reinterpret_cast<void*>(pcs[i]), &info) != 0;
-    const char* module = have && info.dli_fname != nullptr ? info.dli_fname : "?";
-    std::uintptr_t off = have ? pcs[i] - reinterpret_cast<std::uintptr_t>(info.dli_fbase) : pcs[i];
-    const char* fn = have && info.dli_sname != nullptr ? info.dli_sname : "??";
-    if (o.json) {
-      if (i != 0) w.ch(',');
-      w.str("{\"pc\":\"").hex(pcs[i]).str("\",\"function\":\"").str(fn).str("\",\"module\":\"").str(module)
-          .str("\",\"offset\":\"").hex(off).str("\"}");
+struct PrintContext {
+  RawWriter* w;
+  bool json;
+  std::size_t printed;
+};
+
+void json_text(RawWriter& w, const char* s) noexcept {
+  w.ch('"');
+  for (; s != nullptr && *s != '\0'; ++s) {
+    char c = *s;
+    if (c == '"' || c == '\\') {
+      w.ch('\\').ch(c);
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      w.str("\\u00").ch("0123456789abcdef"[(c >> 4) & 15]).ch("0123456789abcdef"[c & 15]);
     } else {
-      w.str("    #").dec(i).ch(' ').hex(pcs[i]).str(" in ").str(fn).str(" (").str(module).ch('+').hex(off).str(")\n");
+      w.ch(c);
     }
   }
+  w.ch('"');
+}
+
+void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
+  auto* pc = static_cast<PrintContext*>(ctx);
+  RawWriter& w = *pc->w;
+  if (pc->json) {
+    if (pc->printed != 0) w.ch(',');
+    w.str("{\"frame\":").dec(f.number).str(",\"pc\":\"").hex(f.pc).str("\",\"function\":");
+    json_text(w, f.function);
+    w.str(",\"location\":");
+    json_text(w, f.location);
+    w.str(",\"module\":");
+    json_text(w, f.module);
+    w.str(",\"offset\":\"").hex(f.module_offset).str("\"}");
+  } else {
+    w.str("    #").dec(f.number).ch(' ').hex(f.pc);
+    if (f.function[0] != '\0') {
+      w.str(" in ").str(f.function);
+      if (f.function_from_dladdr) w.ch('+').hex(f.symbol_offset);
+    }
+    if (f.location[0] != '\0') w.ch(' ').str(f.location);
+    if (f.module[0] != '\0') w.str(" (").str(f.module).ch('+').hex(f.module_offset).ch(')');
+    w.ch('\n');
+  }
+  ++pc->printed;
+}
+
+}  // namespace
+
+void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n, const StackPrintOptions& o) noexcept {
+  report::SymbolizerConfig config;
+  // symbolize=0: no child process, names from dladdr and module+offset only.
+  config.path = o.symbolize ? o.symbolizer_path : "";
+  PrintContext ctx{&w, o.json, 0};
+  report::symbolize_stack(pcs, n, config, o.first_is_pc, visit_frame, &ctx);
 }
 
 }  // namespace guardarena

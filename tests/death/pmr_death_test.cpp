@@ -35,7 +35,11 @@ TYPED_TEST(PmrDeathTest, WriteOneBytePastAlignedBlockFaultsAtTheWrite) {
   EXPECT_EXIT(write_byte(p, 64), ::testing::KilledBySignal(SIGSEGV),
               "ERROR: guardarena: heap-buffer-overflow on address.*\n"
               "WRITE at 0x[0-9a-f]+\n"
-              ".* is located 0 bytes after the 64-byte block");
+              ".* is located 0 bytes after the 64-byte block.*\n"
+              // The access stack starts at the faulting statement, symbolized.
+              "accessed by thread T[0-9]+ here:\n"
+              "    #0 0x[0-9a-f]+ in guardarena::.*write_byte.* .*pmr_death_test.cpp:[0-9]+ .*"
+              "allocated by thread T[0-9]+ here:\n.*pmr_death_test.cpp:[0-9]+");
 }
 
 TYPED_TEST(PmrDeathTest, ReadOneBytePastAlignedBlockFaultsAsRead) {
@@ -57,7 +61,10 @@ TYPED_TEST(PmrDeathTest, UseAfterFreeFaultsOnFirstTouch) {
   void* p = r.allocate(200, 8);
   r.deallocate(p, 200, 8);
   EXPECT_EXIT(read_byte(p, 10), ::testing::KilledBySignal(SIGSEGV),
-              "heap-use-after-free.*\nREAD at .*\n.* 10 bytes inside the freed 200-byte block");
+              "heap-use-after-free.*\nREAD at .*\n.* 10 bytes inside the freed 200-byte block.*"
+              "accessed by .*read_byte.*pmr_death_test.cpp.*"
+              "freed by thread T[0-9]+ here:\n.*do_deallocate.*pmr_death_test.cpp:[0-9]+.*"
+              "allocated by thread T[0-9]+ here:\n.*do_allocate.*pmr_death_test.cpp:[0-9]+");
 }
 
 TYPED_TEST(PmrDeathTest, LargeBlockOverflowFaults) {
@@ -89,7 +96,11 @@ TYPED_TEST(PmrDeathTest, DoubleFreeIsReported) {
   guarded_resource r{this->opts()};
   void* p = r.allocate(48, 16);
   r.deallocate(p, 48, 16);
-  EXPECT_DEATH(r.deallocate(p, 48, 16), "ERROR: guardarena: double-free.*\nattempting double-free of 0x[0-9a-f]+ \\(48-byte block\\)");
+  EXPECT_DEATH(r.deallocate(p, 48, 16),
+               "ERROR: guardarena: double-free.*\nattempting double-free of 0x[0-9a-f]+ \\(48-byte block\\).*"
+               "deallocated by thread T[0-9]+ here:.*"
+               "first freed by thread T[0-9]+ here:\n.*pmr_death_test.cpp.*"
+               "allocated by thread T[0-9]+ here:\n.*pmr_death_test.cpp");
 }
 
 TYPED_TEST(PmrDeathTest, ForeignPointerIsReported) {
