@@ -4,6 +4,7 @@
 // lookup is lock-free); output through report.cpp's raw writer.
 #include <signal.h>
 #include <sys/ucontext.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -93,6 +94,13 @@ void handler(int sig, siginfo_t* info, void* ctx) {
     r.first_frame_is_pc = true;
     write_report(r);
     if (configured_exitcode() != 0) ::_exit(static_cast<int>(configured_exitcode()));
+  } else {
+    // Another thread is writing a report: let it finish before this fault
+    // kills the process (bounded: a report never takes 10 s).
+    for (int i = 0; i < 10000; ++i) {
+      struct timespec ms = {0, 1000000};
+      ::nanosleep(&ms, nullptr);
+    }
   }
   restore_and_reraise(sig, info, ctx);
   errno = saved_errno;
