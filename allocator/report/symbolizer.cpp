@@ -36,9 +36,9 @@ constexpr std::size_t kMaxResults = 512;
 constexpr std::size_t kTextCap = 512;  // one function name or one location
 constexpr std::size_t kLineCap = 1024;
 constexpr std::size_t kPathCap = 4096;
-constexpr std::size_t kInputCap = 64 * 1024;
+constexpr std::size_t kInputCap = std::size_t{64} * 1024;
 constexpr std::size_t kMaxEnv = 1024;
-constexpr std::size_t kChildStackBytes = 64 * 1024;
+constexpr std::size_t kChildStackBytes = std::size_t{64} * 1024;
 constexpr int kNoModule = -1;
 
 constexpr const char* kAutoCandidates[] = {
@@ -96,8 +96,7 @@ struct Scratch {
 };
 
 // ---------------------------------------------------------------------------
-// Small string helpers (no libc string functions that might be interposed by
-// a sanitizer runtime and no allocation).
+// Small string helpers on fixed buffers.
 
 std::size_t bounded_copy(char* dst, std::size_t cap, const char* src, std::size_t len) noexcept {
   if (cap == 0) return 0;
@@ -606,6 +605,7 @@ void symbolize(Scratch* s, const SymbolizerConfig& config) noexcept {
 // mangled. Executables linked without -rdynamic export few symbols.
 void add_dladdr_name(SymbolizedFrame* frame, std::uintptr_t lookup) noexcept {
   Dl_info info{};
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): pcs are integers by nature.
   if (dladdr(reinterpret_cast<void*>(lookup), &info) == 0 || info.dli_sname == nullptr) return;
   frame->function = info.dli_sname;
   frame->function_from_dladdr = true;
@@ -661,6 +661,7 @@ void visit_frames_minimal(const std::uintptr_t* pcs, std::size_t n, bool first_i
     frame.module = "";
     add_dladdr_name(&frame, lookup);
     Dl_info info{};
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): pcs are integers by nature.
     if (dladdr(reinterpret_cast<void*>(lookup), &info) != 0 && info.dli_fname != nullptr) {
       frame.module = info.dli_fname;
       frame.module_offset = pcs[i] - reinterpret_cast<std::uintptr_t>(info.dli_fbase);

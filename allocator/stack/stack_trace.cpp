@@ -87,6 +87,7 @@ template <typename ReadRecord>
 }
 
 bool read_record_direct(std::uintptr_t fp, FrameRecord* out) noexcept {
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): frame pointers are integers here.
   std::memcpy(out, reinterpret_cast<const void*>(fp), sizeof(*out));
   return true;
 }
@@ -97,6 +98,7 @@ bool read_record_direct(std::uintptr_t fp, FrameRecord* out) noexcept {
 // ENOSYS), falls back to a direct read; the bounds checks still apply.
 bool read_record_checked(std::uintptr_t fp, FrameRecord* out) noexcept {
   iovec local{out, sizeof(*out)};
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): frame pointers are integers here.
   iovec remote{reinterpret_cast<void*>(fp), sizeof(*out)};
   const int saved_errno = errno;
   const long copied = ::syscall(SYS_process_vm_readv, ::getpid(), &local, 1UL, &remote, 1UL, 0UL);
