@@ -11,7 +11,8 @@ int main() {
   std::pmr::vector<int> v{&arena};
   v.reserve(4);
   for (int i = 0; i < 4; ++i) v.push_back(i);
-  std::printf("vector of %zu ints at %p; writing v.data()[4]...\n", v.size(), static_cast<void*>(v.data()));
+  std::printf("vector of %zu ints at %p; writing v.data()[4]...\n", v.size(),
+              static_cast<void*>(v.data()));
   std::fflush(stdout);
   v.data()[4] = 42;  // one element past the end: faults here
   std::printf("not reached\n");

@@ -14,8 +14,8 @@
 
 #include "core/check.h"
 #include "core/metadata.h"
-#include "core/thread_cache.h"
 #include "core/slot.h"
+#include "core/thread_cache.h"
 #include "os/guard_backend.h"
 #include "os/os_linux.h"
 #include "report/raw_writer.h"
@@ -61,10 +61,13 @@ pthread_once_t g_cache_key_once = PTHREAD_ONCE_INIT;
 
 void flush_cache_at_thread_exit(void* p) {
   auto* tc = static_cast<ThreadCache*>(p);
-  if (tc->owner != nullptr && Arena::is_current(tc->owner, tc->epoch)) tc->owner->absorb_thread_cache(*tc);
+  if (tc->owner != nullptr && Arena::is_current(tc->owner, tc->epoch))
+    tc->owner->absorb_thread_cache(*tc);
   tc->owner = nullptr;
 }
-void create_cache_key() { pthread_key_create(&g_cache_key, flush_cache_at_thread_exit); }
+void create_cache_key() {
+  pthread_key_create(&g_cache_key, flush_cache_at_thread_exit);
+}
 
 std::int64_t region_limit(std::uint64_t headroom) noexcept {
   std::int64_t lim = g_region_limit.load(std::memory_order_acquire);
@@ -82,9 +85,11 @@ void warn_fallback_once(const char* why) noexcept {
   if (g_warned_fallback.exchange(true)) return;
   char buf[512];
   RawWriter w(buf, sizeof buf);
-  w.str("guardarena: warning: ").str(why).str(
-      "; serving further blocks unguarded from the system allocator (on_exhaustion=fallback). "
-      "Raise vm.max_map_count, use backend=guard (Linux 6.13+), or sample_rate=N.\n");
+  w.str("guardarena: warning: ")
+      .str(why)
+      .str(
+          "; serving further blocks unguarded from the system allocator (on_exhaustion=fallback). "
+          "Raise vm.max_map_count, use backend=guard (Linux 6.13+), or sample_rate=N.\n");
   w.flush_to(report::report_fd());
 }
 
@@ -146,7 +151,8 @@ class FallbackSet {
  public:
   bool init(std::size_t capacity) noexcept {
     cap_ = capacity;
-    slots_ = static_cast<std::uintptr_t*>(os::map_internal(cap_ * sizeof(std::uintptr_t), "fallback"));
+    slots_ =
+        static_cast<std::uintptr_t*>(os::map_internal(cap_ * sizeof(std::uintptr_t), "fallback"));
     return slots_ != nullptr;
   }
   void destroy() noexcept { os::release(slots_, cap_ * sizeof(std::uintptr_t)); }
@@ -221,9 +227,11 @@ class ArenaImpl final : public Arena {
     page_ = os::page_size();
     chunk_bytes_ = kChunkPages * page_;
     max_class_ = class_for_pages(kChunkPages / 4);
-    GUARDARENA_CHECK(max_class_ < kMaxClasses && max_class_ < ThreadCache::kClasses, "too many size classes");
+    GUARDARENA_CHECK(max_class_ < kMaxClasses && max_class_ < ThreadCache::kClasses,
+                     "too many size classes");
     // Slot ids are chunk << slot_shift_ | index, so id -> chunk is a shift.
-    slot_shift_ = static_cast<std::uint32_t>(std::bit_width(SlotGeometry{page_, 1}.slots_in(chunk_bytes_) - 1));
+    slot_shift_ = static_cast<std::uint32_t>(
+        std::bit_width(SlotGeometry{page_, 1}.slots_in(chunk_bytes_) - 1));
     max_slots_ = std::uint32_t{1} << slot_shift_;
     page_shift_ = static_cast<std::uint32_t>(std::countr_zero(page_));
     for (std::size_t c = 0; c <= max_class_; ++c) {
@@ -232,7 +240,8 @@ class ArenaImpl final : public Arena {
       // Exact for page offsets below 2^16 and strides below 2^15 (checked).
       stride_pages_[c] = static_cast<std::uint32_t>(class_pages(c) + 1);
       stride_magic_[c] = (std::uint64_t{1} << 32) / stride_pages_[c] + 1;
-      slots_per_chunk_[c] = static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(c)}.slots_in(chunk_bytes_));
+      slots_per_chunk_[c] =
+          static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(c)}.slots_in(chunk_bytes_));
     }
     static_assert(std::uint64_t{kChunkPages} * (kChunkPages / 4 + 1) < (std::uint64_t{1} << 32),
                   "the reciprocal division in slot_of() must stay exact");
@@ -281,7 +290,8 @@ class ArenaImpl final : public Arena {
 
   void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept override {
     if (align < 1) align = 1;
-    if (size > span_ || align > span_ / 4) return exhausted(size, align, zero, "request larger than the arena");
+    if (size > span_ || align > span_ / 4)
+      return exhausted(size, align, zero, "request larger than the arena");
     std::size_t need = slot_bytes_needed(size, align, page_);
     std::size_t cls = class_for_pages(need / page_);
     std::uint32_t id = kNoSlot;
@@ -289,14 +299,16 @@ class ArenaImpl final : public Arena {
     std::size_t usable = 0;
     if (cls <= max_class_) {
       id = options_.mode == Mode::kFast ? take_cached_slot(cls) : take_slot(cls);
-      if (id == kNoSlot) return exhausted(size, align, zero, "the arena's address space is exhausted");
+      if (id == kNoSlot)
+        return exhausted(size, align, zero, "the arena's address space is exhausted");
       slot_start = slot_address(id, cls);
       usable = class_pages(cls) * page_;
     } else {
       cls = large_class();
       std::size_t run = (need + 2 * page_ + chunk_bytes_ - 1) / chunk_bytes_;
       std::uint32_t first = take_run(static_cast<std::uint32_t>(run), true);
-      if (first == kNoSlot) return exhausted(size, align, zero, "the arena's address space is exhausted");
+      if (first == kNoSlot)
+        return exhausted(size, align, zero, "the arena's address space is exhausted");
       id = first << slot_shift_;
       slot_start = base_ + std::uintptr_t{first} * chunk_bytes_ + page_;
       usable = run * chunk_bytes_ - 2 * page_;
@@ -310,23 +322,28 @@ class ArenaImpl final : public Arena {
       // in fast mode (that would cost a syscall on every reuse).
       std::size_t ob = std::min<std::size_t>(pl.open_begin, m.open_begin);
       std::size_t oe = std::max<std::size_t>(pl.open_end, m.open_end);
-      if (ob < m.open_begin && !Backend::open(reinterpret_cast<void*>(slot_start + ob), m.open_begin - ob)) {
+      if (ob < m.open_begin &&
+          !Backend::open(reinterpret_cast<void*>(slot_start + ob), m.open_begin - ob)) {
         return give_back_and_exhaust(id, cls, size, align, zero);
       }
-      if (oe > m.open_end && !Backend::open(reinterpret_cast<void*>(slot_start + m.open_end), oe - m.open_end)) {
+      if (oe > m.open_end &&
+          !Backend::open(reinterpret_cast<void*>(slot_start + m.open_end), oe - m.open_end)) {
         return give_back_and_exhaust(id, cls, size, align, zero);
       }
       pl.open_begin = ob;
       pl.open_end = oe;
     } else {
       if constexpr (Backend::kCountsVmas) {
-        if (g_open_regions.fetch_add(1, std::memory_order_relaxed) >= region_limit(options_.vma_headroom)) {
+        if (g_open_regions.fetch_add(1, std::memory_order_relaxed) >=
+            region_limit(options_.vma_headroom)) {
           g_open_regions.fetch_sub(1, std::memory_order_relaxed);
-          return give_back_and_exhaust(id, cls, size, align, zero, "the vm.max_map_count budget is used up");
+          return give_back_and_exhaust(id, cls, size, align, zero,
+                                       "the vm.max_map_count budget is used up");
         }
         open_regions_.fetch_add(1, std::memory_order_relaxed);
       }
-      if (!Backend::open(reinterpret_cast<void*>(slot_start + pl.open_begin), pl.open_end - pl.open_begin)) {
+      if (!Backend::open(reinterpret_cast<void*>(slot_start + pl.open_begin),
+                         pl.open_end - pl.open_begin)) {
         if constexpr (Backend::kCountsVmas) {
           g_open_regions.fetch_sub(1, std::memory_order_relaxed);
           open_regions_.fetch_sub(1, std::memory_order_relaxed);
@@ -366,7 +383,8 @@ class ArenaImpl final : public Arena {
     return p;
   }
 
-  FreeResult deallocate(void* ptr, std::size_t size, std::size_t align, AllocKind kind) noexcept override {
+  FreeResult deallocate(void* ptr, std::size_t size, std::size_t align,
+                        AllocKind kind) noexcept override {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
     if (!owns(ptr)) {
       if (fallback_set_.erase(a)) {
@@ -399,7 +417,8 @@ class ArenaImpl final : public Arena {
       report::report_and_abort(r);
     }
     bool size_differs = size != 0 && size != m.size;
-    bool align_differs = kind == AllocKind::kPmr && align != 0 && std::countr_zero(align) != m.align_log2;
+    bool align_differs =
+        kind == AllocKind::kPmr && align != 0 && std::countr_zero(align) != m.align_log2;
     if (size_differs || align_differs) {
       Report r = make_report(ErrorKind::kSizeMismatch, a, m, slot_start);
       r.expected_size = size;
@@ -452,7 +471,8 @@ class ArenaImpl final : public Arena {
     if (id == kNoSlot) return false;
     const SlotMeta& m = meta_[id];
     std::uintptr_t slot_start = slot_address(id, cls);
-    if (slot_start + m.offset != a || m.state.load(std::memory_order_acquire) != SlotState::kLive) return false;
+    if (slot_start + m.offset != a || m.state.load(std::memory_order_acquire) != SlotState::kLive)
+      return false;
     fill_block(out, m, slot_start);
     return true;
   }
@@ -605,7 +625,8 @@ class ArenaImpl final : public Arena {
     s.failed_allocations = failed_total_.load(std::memory_order_relaxed);
     s.quarantined_blocks = q_blocks_.load(std::memory_order_relaxed);
     s.quarantined_bytes = q_bytes_.load(std::memory_order_relaxed);
-    if constexpr (Backend::kCountsVmas) s.vmas_in_use = 2 * open_regions_.load(std::memory_order_relaxed);
+    if constexpr (Backend::kCountsVmas)
+      s.vmas_in_use = 2 * open_regions_.load(std::memory_order_relaxed);
     s.reserved_bytes = span_;
     s.syscalls = os::syscall_count();
     s.backend = Backend::kName;
@@ -615,11 +636,11 @@ class ArenaImpl final : public Arena {
  private:
   struct alignas(64) ClassState {
     std::mutex mu;
-    std::uint32_t free_head = kNoSlot;   // slots back from quarantine
-    std::uint32_t cur_chunk = kNoSlot;   // chunk being bump-allocated
+    std::uint32_t free_head = kNoSlot;  // slots back from quarantine
+    std::uint32_t cur_chunk = kNoSlot;  // chunk being bump-allocated
     std::uint32_t next_index = 0;
     std::uint32_t slots_in_chunk = 0;
-    std::uint32_t q_head = kNoSlot;      // quarantine FIFO, oldest first
+    std::uint32_t q_head = kNoSlot;  // quarantine FIFO, oldest first
     std::uint32_t q_tail = kNoSlot;
     std::uint64_t free_resident = 0;  // open bytes of slots on the free list
     void reset() noexcept {
@@ -673,7 +694,8 @@ class ArenaImpl final : public Arena {
   }
 
   void switch_cache(ThreadCache& tc, std::uint64_t e) noexcept {
-    if (tc.owner != nullptr && Arena::is_current(tc.owner, tc.epoch)) tc.owner->absorb_thread_cache(tc);
+    if (tc.owner != nullptr && Arena::is_current(tc.owner, tc.epoch))
+      tc.owner->absorb_thread_cache(tc);
     // Whatever is left belongs to a released or destroyed arena: drop it.
     std::memset(tc.bin_count, 0, sizeof tc.bin_count);
     tc.pending_count = 0;
@@ -701,9 +723,11 @@ class ArenaImpl final : public Arena {
 
   void fold_stats(ThreadCache& tc) noexcept {
     if (tc.allocations == 0 && tc.live_blocks == 0 && tc.live_bytes == 0) return;
-    std::uint64_t lb = live_blocks_.fetch_add(static_cast<std::uint64_t>(tc.live_blocks), std::memory_order_relaxed) +
+    std::uint64_t lb = live_blocks_.fetch_add(static_cast<std::uint64_t>(tc.live_blocks),
+                                              std::memory_order_relaxed) +
                        static_cast<std::uint64_t>(tc.live_blocks);
-    std::uint64_t lby = live_bytes_.fetch_add(static_cast<std::uint64_t>(tc.live_bytes), std::memory_order_relaxed) +
+    std::uint64_t lby = live_bytes_.fetch_add(static_cast<std::uint64_t>(tc.live_bytes),
+                                              std::memory_order_relaxed) +
                         static_cast<std::uint64_t>(tc.live_bytes);
     update_peak(peak_blocks_, lb);
     update_peak(peak_bytes_, lby);
@@ -807,7 +831,8 @@ class ArenaImpl final : public Arena {
       chunks_[c].kind.store(ChunkKind::kClass, std::memory_order_release);
       cs.cur_chunk = c;
       cs.next_index = 0;
-      cs.slots_in_chunk = static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(cls)}.slots_in(chunk_bytes_));
+      cs.slots_in_chunk =
+          static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(cls)}.slots_in(chunk_bytes_));
     }
     return (cs.cur_chunk << slot_shift_) | cs.next_index++;
   }
@@ -843,21 +868,24 @@ class ArenaImpl final : public Arena {
     for (std::uint32_t c = start; c < start + len; ++c) {
       if (chunks_[c].prepared) continue;
       // prepare_chunk fails only on ENOMEM (page tables, commit limit).
-      if (!Backend::prepare_chunk(reinterpret_cast<void*>(base_ + std::uintptr_t{c} * chunk_bytes_), chunk_bytes_)) {
+      if (!Backend::prepare_chunk(reinterpret_cast<void*>(base_ + std::uintptr_t{c} * chunk_bytes_),
+                                  chunk_bytes_)) {
         give_back_run(start, len);
         return kNoSlot;
       }
       chunks_[c].prepared = 1;
     }
     if (large) {
-      for (std::uint32_t c = start; c < start + len; ++c) chunks_[c].kind.store(ChunkKind::kLarge, std::memory_order_release);
+      for (std::uint32_t c = start; c < start + len; ++c)
+        chunks_[c].kind.store(ChunkKind::kLarge, std::memory_order_release);
     }
     return start;
   }
 
   void give_back_run(std::uint32_t start, std::uint32_t len) noexcept {
     std::lock_guard<std::mutex> g(chunk_mu_);
-    for (std::uint32_t c = start; c < start + len; ++c) chunks_[c].kind.store(ChunkKind::kFree, std::memory_order_release);
+    for (std::uint32_t c = start; c < start + len; ++c)
+      chunks_[c].kind.store(ChunkKind::kFree, std::memory_order_release);
     // Merge with an adjacent free run when there is one; the list stays short
     // because only large blocks ever give chunks back.
     for (std::uint32_t i = 0; i < free_run_count_; ++i) {
@@ -875,8 +903,9 @@ class ArenaImpl final : public Arena {
     free_runs_[free_run_count_++] = FreeRun{start, len};
   }
 
-  void* give_back_and_exhaust(std::uint32_t id, std::size_t cls, std::size_t size, std::size_t align, bool zero,
-                              const char* why = "the kernel refused more guard pages (ENOMEM)") noexcept {
+  void* give_back_and_exhaust(
+      std::uint32_t id, std::size_t cls, std::size_t size, std::size_t align, bool zero,
+      const char* why = "the kernel refused more guard pages (ENOMEM)") noexcept {
     if (cls == large_class()) {
       give_back_run(id >> slot_shift_, chunks_[id >> slot_shift_].run_len);
     } else {
@@ -910,13 +939,15 @@ class ArenaImpl final : public Arena {
   }
 
   void release_fallbacks() noexcept {
-    fallback_set_.drain([this](std::uintptr_t p) { fallback_.deallocate(reinterpret_cast<void*>(p)); });
+    fallback_set_.drain(
+        [this](std::uintptr_t p) { fallback_.deallocate(reinterpret_cast<void*>(p)); });
     fallback_live_ = 0;
   }
 
   void close_slot(SlotMeta& m, std::uintptr_t slot_start) noexcept {
     if (m.open_end <= m.open_begin) return;
-    bool ok = Backend::close(reinterpret_cast<void*>(slot_start + m.open_begin), m.open_end - m.open_begin);
+    bool ok = Backend::close(reinterpret_cast<void*>(slot_start + m.open_begin),
+                             m.open_end - m.open_begin);
     if (!ok) {
       // Could not take access away (ENOMEM on page tables): the block stays
       // readable but its contents are dropped so stale reads see zeros.
@@ -949,7 +980,8 @@ class ArenaImpl final : public Arena {
   }
 
   std::uint64_t quarantine_byte_bound() const noexcept {
-    if (options_.mode == Mode::kFast) return std::min(options_.quarantine_bytes, options_.fast_quarantine_bytes);
+    if (options_.mode == Mode::kFast)
+      return std::min(options_.quarantine_bytes, options_.fast_quarantine_bytes);
     return options_.quarantine_bytes;
   }
 
@@ -971,7 +1003,8 @@ class ArenaImpl final : public Arena {
     std::uint64_t byte_bound = quarantine_byte_bound();
     std::uint64_t evicted = 0;
     std::uint64_t evicted_bytes = 0;
-    while (cs.q_head != kNoSlot && (blocks - evicted > options_.quarantine_slots || bytes - evicted_bytes > byte_bound)) {
+    while (cs.q_head != kNoSlot &&
+           (blocks - evicted > options_.quarantine_slots || bytes - evicted_bytes > byte_bound)) {
       evicted_bytes += slot_quarantine_bytes(cs.q_head, cls);
       ++evicted;
       evict_one(cls, cs, false);
@@ -1001,16 +1034,20 @@ class ArenaImpl final : public Arena {
     push_free_locked(id, cls, cs);
   }
 
-  void write_canaries(std::uintptr_t slot_start, std::size_t open_begin, std::size_t offset, std::size_t s,
-                      std::size_t open_end) noexcept {
+  void write_canaries(std::uintptr_t slot_start, std::size_t open_begin, std::size_t offset,
+                      std::size_t s, std::size_t open_end) noexcept {
     // Zero-length fills are skipped on purpose: a memset of 0 bytes at the
     // first byte of a guard page takes glibc's slow masked-store path.
     std::size_t lead_begin = open_begin;
-    if (options_.mode == Mode::kFast && offset - lead_begin > kFastLeadCanary) lead_begin = offset - kFastLeadCanary;
-    if (offset > lead_begin) std::memset(reinterpret_cast<void*>(slot_start + lead_begin), kCanaryByte, offset - lead_begin);
+    if (options_.mode == Mode::kFast && offset - lead_begin > kFastLeadCanary)
+      lead_begin = offset - kFastLeadCanary;
+    if (offset > lead_begin)
+      std::memset(reinterpret_cast<void*>(slot_start + lead_begin), kCanaryByte,
+                  offset - lead_begin);
     std::size_t tail = offset + s;
     std::size_t tail_end = std::min(open_end, round_up(tail, page_));
-    if (tail_end > tail) std::memset(reinterpret_cast<void*>(slot_start + tail), kCanaryByte, tail_end - tail);
+    if (tail_end > tail)
+      std::memset(reinterpret_cast<void*>(slot_start + tail), kCanaryByte, tail_end - tail);
   }
 
   void check_canaries(const SlotMeta& m, std::uintptr_t slot_start) noexcept {
@@ -1018,7 +1055,8 @@ class ArenaImpl final : public Arena {
     std::size_t tail = m.offset + s;
     std::size_t tail_end = std::min<std::size_t>(m.open_end, round_up(tail, page_));
     auto* base = reinterpret_cast<const unsigned char*>(slot_start);
-    std::size_t bad_end = tail_end > tail ? last_mismatch_end(base + tail, tail_end - tail, kCanaryByte) : 0;
+    std::size_t bad_end =
+        tail_end > tail ? last_mismatch_end(base + tail, tail_end - tail, kCanaryByte) : 0;
     if (bad_end != 0) {
       Report r = make_report(ErrorKind::kSlackOverflow, slot_start + tail, m, slot_start);
       r.bad_bytes = bad_end;
@@ -1026,7 +1064,8 @@ class ArenaImpl final : public Arena {
       report::report_and_abort(r);
     }
     std::size_t lead_begin = m.open_begin;
-    if (options_.mode == Mode::kFast && m.offset - lead_begin > kFastLeadCanary) lead_begin = m.offset - kFastLeadCanary;
+    if (options_.mode == Mode::kFast && m.offset - lead_begin > kFastLeadCanary)
+      lead_begin = m.offset - kFastLeadCanary;
     std::size_t lead = m.offset - lead_begin;
     std::size_t first_bad = first_mismatch(base + lead_begin, lead, kCanaryByte);
     if (first_bad != lead) {
@@ -1062,7 +1101,8 @@ class ArenaImpl final : public Arena {
     b.free_tid = m.free_tid;
   }
 
-  Report make_report(ErrorKind k, std::uintptr_t addr, const SlotMeta& m, std::uintptr_t slot_start) const noexcept {
+  Report make_report(ErrorKind k, std::uintptr_t addr, const SlotMeta& m,
+                     std::uintptr_t slot_start) const noexcept {
     Report r;
     r.kind = k;
     r.address = addr;
@@ -1072,8 +1112,8 @@ class ArenaImpl final : public Arena {
     return r;
   }
 
-  [[noreturn]] void report_block(ErrorKind k, std::uintptr_t a, const SlotMeta& m, std::uintptr_t slot_start,
-                                 AllocKind kind) noexcept {
+  [[noreturn]] void report_block(ErrorKind k, std::uintptr_t a, const SlotMeta& m,
+                                 std::uintptr_t slot_start, AllocKind kind) noexcept {
     Report r = make_report(k, a, m, slot_start);
     r.dealloc_kind = static_cast<std::uint8_t>(kind);
     report::report_and_abort(r);
@@ -1115,13 +1155,15 @@ class ArenaImpl final : public Arena {
   ClassState classes_[kMaxClasses + 1];
   FallbackSet fallback_set_;
   std::atomic<std::uint64_t> live_blocks_{0}, live_bytes_{0}, peak_blocks_{0}, peak_bytes_{0};
-  std::atomic<std::uint64_t> guarded_total_{0}, fallback_total_{0}, fallback_live_{0}, failed_total_{0};
+  std::atomic<std::uint64_t> guarded_total_{0}, fallback_total_{0}, fallback_live_{0},
+      failed_total_{0};
   std::atomic<std::uint64_t> q_blocks_{0}, q_bytes_{0};
   std::atomic<std::int64_t> open_regions_{0};
 };
 
 template <class Impl>
-Arena* construct(void* storage, const Options& o, FallbackAllocator fb, const char** error) noexcept {
+Arena* construct(void* storage, const Options& o, FallbackAllocator fb,
+                 const char** error) noexcept {
   auto* a = new (storage) Impl(o, fb);
   if (!a->init(error)) {
     a->~Impl();
@@ -1137,17 +1179,21 @@ Arena* construct(void* storage, const Options& o, FallbackAllocator fb, const ch
 }  // namespace
 
 std::size_t Arena::storage_size() noexcept {
-  return std::max(sizeof(ArenaImpl<os::GuardRegionBackend>), sizeof(ArenaImpl<os::MprotectBackend>));
+  return std::max(sizeof(ArenaImpl<os::GuardRegionBackend>),
+                  sizeof(ArenaImpl<os::MprotectBackend>));
 }
 
-Arena* Arena::create(void* storage, const Options& o, FallbackAllocator fb, const char** error) noexcept {
+Arena* Arena::create(void* storage, const Options& o, FallbackAllocator fb,
+                     const char** error) noexcept {
   const char* ignored = nullptr;
   if (error == nullptr) error = &ignored;
   bool guard = false;
   switch (o.backend) {
     case Backend::kGuard:
       if (!os::guard_regions_supported()) {
-        *error = "guardarena: backend=guard needs MADV_GUARD_INSTALL (Linux 6.13+); this kernel lacks it (use backend=mprotect or auto)";
+        *error =
+            "guardarena: backend=guard needs MADV_GUARD_INSTALL (Linux 6.13+); this kernel lacks "
+            "it (use backend=mprotect or auto)";
         return nullptr;
       }
       guard = true;
@@ -1185,9 +1231,13 @@ void unregister_arena(Arena* a) noexcept {
   }
 }
 
-void set_stack_capture(StackCaptureFn fn) noexcept { g_capture.store(fn, std::memory_order_relaxed); }
+void set_stack_capture(StackCaptureFn fn) noexcept {
+  g_capture.store(fn, std::memory_order_relaxed);
+}
 
-void reset_tid_cache() noexcept { t_tid = 0; }
+void reset_tid_cache() noexcept {
+  t_tid = 0;
+}
 
 std::uint32_t current_tid() noexcept {
   if (t_tid == 0) t_tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));

@@ -36,7 +36,7 @@ struct ArenaStats {
   std::uint64_t live_bytes = 0;
   std::uint64_t peak_live_blocks = 0;
   std::uint64_t peak_live_bytes = 0;
-  std::uint64_t guarded_allocations = 0;  // total, since creation or release()
+  std::uint64_t guarded_allocations = 0;   // total, since creation or release()
   std::uint64_t fallback_allocations = 0;  // total unguarded (exhaustion)
   std::uint64_t fallback_live = 0;
   std::uint64_t failed_allocations = 0;  // nullptr returned (on_exhaustion=fail)

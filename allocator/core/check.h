@@ -7,8 +7,8 @@ namespace guardarena {
 [[noreturn]] void check_failed(const char* file, int line, const char* msg) noexcept;
 }  // namespace guardarena
 
-#define GUARDARENA_CHECK(cond, msg)                                          \
-  do {                                                                       \
+#define GUARDARENA_CHECK(cond, msg)                                                        \
+  do {                                                                                     \
     if (__builtin_expect(!(cond), 0)) ::guardarena::check_failed(__FILE__, __LINE__, msg); \
   } while (0)
 

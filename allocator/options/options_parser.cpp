@@ -59,11 +59,24 @@ bool parse_size(const char* s, std::size_t n, std::uint64_t& v) noexcept {
       c = n > 0 ? s[n - 1] : '\0';
     }
     switch (c) {
-      case 'k': case 'K': shift = 10; break;
-      case 'm': case 'M': shift = 20; break;
-      case 'g': case 'G': shift = 30; break;
-      case 't': case 'T': shift = 40; break;
-      default: break;
+      case 'k':
+      case 'K':
+        shift = 10;
+        break;
+      case 'm':
+      case 'M':
+        shift = 20;
+        break;
+      case 'g':
+      case 'G':
+        shift = 30;
+        break;
+      case 't':
+      case 'T':
+        shift = 40;
+        break;
+      default:
+        break;
     }
     if (shift != 0) --n;
   }
@@ -130,7 +143,9 @@ void format_size(std::uint64_t v, RawWriter& out) noexcept {
   out.dec(v);
 }
 
-void format_field(bool v, RawWriter& out, const char*) noexcept { out.str(v ? "1" : "0"); }
+void format_field(bool v, RawWriter& out, const char*) noexcept {
+  out.str(v ? "1" : "0");
+}
 void format_field(std::uint64_t v, RawWriter& out, const char* kind) noexcept {
   if (std::strcmp(kind, "Size") == 0) {
     format_size(v, out);
@@ -138,7 +153,9 @@ void format_field(std::uint64_t v, RawWriter& out, const char* kind) noexcept {
     out.dec(v);
   }
 }
-void format_field(const Text& v, RawWriter& out, const char*) noexcept { out.str(v.c_str()); }
+void format_field(const Text& v, RawWriter& out, const char*) noexcept {
+  out.str(v.c_str());
+}
 template <class E>
 void format_field(E v, RawWriter& out, const char*) noexcept {
   out.str(enum_name(v));
@@ -151,10 +168,12 @@ constexpr OptionInfo kTable[] = {
 };
 static_assert(sizeof kTable / sizeof kTable[0] == kOptionCount);
 
-bool is_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_space(char c) noexcept {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
-void set_error(char* error, std::size_t cap, const char* key, std::size_t key_len,
-               const char* what, const char* accepted) noexcept {
+void set_error(char* error, std::size_t cap, const char* key, std::size_t key_len, const char* what,
+               const char* accepted) noexcept {
   if (error == nullptr || cap == 0) return;
   RawWriter w(error, cap - 1);
   w.str("guardarena: ");
@@ -196,7 +215,9 @@ bool check_rules(const Options& o, char* error, std::size_t cap) noexcept {
 
 }  // namespace
 
-const OptionInfo* option_table() noexcept { return kTable; }
+const OptionInfo* option_table() noexcept {
+  return kTable;
+}
 
 void format_default(std::size_t index, RawWriter& out) noexcept {
   static const Options kDefaults{};

@@ -22,9 +22,12 @@ template <class B>
 concept GuardBackend = requires(void* p, std::size_t n) {
   { B::kName } -> std::convertible_to<const char*>;
   { B::kCountsVmas } -> std::convertible_to<bool>;
-  { B::prepare_chunk(p, n) } noexcept -> std::same_as<bool>;
-  { B::open(p, n) } noexcept -> std::same_as<bool>;
-  { B::close(p, n) } noexcept -> std::same_as<bool>;
+  { B::prepare_chunk(p, n) }
+  noexcept->std::same_as<bool>;
+  { B::open(p, n) }
+  noexcept->std::same_as<bool>;
+  { B::close(p, n) }
+  noexcept->std::same_as<bool>;
 };
 
 // MADV_GUARD_INSTALL/REMOVE (Linux 6.13+): guard markers live in the page

@@ -33,8 +33,9 @@ std::atomic<std::uint64_t> g_syscalls{0};
 // 0 = not probed, 1 = supported, 2 = unsupported.
 std::atomic<int> g_guard_probe{0};
 
-void count_syscall() noexcept { g_syscalls.fetch_add(1, std::memory_order_relaxed); }
-
+void count_syscall() noexcept {
+  g_syscalls.fetch_add(1, std::memory_order_relaxed);
+}
 
 // Reads a small file into buf with raw syscalls (no stdio, no malloc).
 std::size_t read_small_file(const char* path, char* buf, std::size_t cap) noexcept {
@@ -80,7 +81,8 @@ void* reserve(std::size_t bytes, std::size_t alignment, const char* name) noexce
   std::size_t padded = bytes + (alignment > page_size() ? alignment : 0);
   if (padded < bytes) return nullptr;
   count_syscall();
-  void* raw = ::mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* raw =
+      ::mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) {
     GUARDARENA_CHECK(errno == ENOMEM, "reserve: mmap failed with an error other than ENOMEM");
     return nullptr;
@@ -123,7 +125,8 @@ void release(void* base, std::size_t bytes) noexcept {
 bool protect_read_write(void* base, std::size_t bytes) noexcept {
   count_syscall();
   if (::mprotect(base, bytes, PROT_READ | PROT_WRITE) == 0) return true;
-  GUARDARENA_CHECK(errno == ENOMEM, "protect_read_write: mprotect failed with an error other than ENOMEM");
+  GUARDARENA_CHECK(errno == ENOMEM,
+                   "protect_read_write: mprotect failed with an error other than ENOMEM");
   return false;
 }
 
@@ -135,7 +138,8 @@ bool replace_with_inaccessible(void* base, std::size_t bytes) noexcept {
   void* p = ::mmap(base, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
                    -1, 0);
   if (p != MAP_FAILED) return true;
-  GUARDARENA_CHECK(errno == ENOMEM, "replace_with_inaccessible: mmap failed with an error other than ENOMEM");
+  GUARDARENA_CHECK(errno == ENOMEM,
+                   "replace_with_inaccessible: mmap failed with an error other than ENOMEM");
   return false;
 }
 
@@ -152,7 +156,8 @@ bool guard_install(void* base, std::size_t bytes) noexcept {
     // EINTR/EAGAIN: the kernel was interrupted while zapping pages; retrying
     // is what the man page asks for.
     if (errno == EINTR || errno == EAGAIN) continue;
-    GUARDARENA_CHECK(errno == ENOMEM || errno == EINVAL, "guard_install: madvise failed unexpectedly");
+    GUARDARENA_CHECK(errno == ENOMEM || errno == EINVAL,
+                     "guard_install: madvise failed unexpectedly");
     return false;
   }
 }
@@ -162,7 +167,8 @@ bool guard_remove(void* base, std::size_t bytes) noexcept {
     count_syscall();
     if (::madvise(base, bytes, MADV_GUARD_REMOVE) == 0) return true;
     if (errno == EINTR || errno == EAGAIN) continue;
-    GUARDARENA_CHECK(errno == ENOMEM || errno == EINVAL, "guard_remove: madvise failed unexpectedly");
+    GUARDARENA_CHECK(errno == ENOMEM || errno == EINVAL,
+                     "guard_remove: madvise failed unexpectedly");
     return false;
   }
 }
@@ -211,6 +217,8 @@ std::size_t count_mappings() noexcept {
   return lines;
 }
 
-std::uint64_t syscall_count() noexcept { return g_syscalls.load(std::memory_order_relaxed); }
+std::uint64_t syscall_count() noexcept {
+  return g_syscalls.load(std::memory_order_relaxed);
+}
 
 }  // namespace guardarena::os

@@ -17,7 +17,9 @@ void* fallback_allocate(std::size_t size, std::size_t align) noexcept {
   if (align < sizeof(void*)) align = sizeof(void*);
   return ::posix_memalign(&p, align, size) == 0 ? p : nullptr;
 }
-void fallback_deallocate(void* p) noexcept { std::free(p); }
+void fallback_deallocate(void* p) noexcept {
+  std::free(p);
+}
 
 }  // namespace
 
@@ -25,25 +27,35 @@ options parse_options(std::string_view text) {
   options o;
   std::string s(text);
   char error[512];
-  if (!guardarena::parse_options(s.c_str(), o, error, sizeof error)) throw std::invalid_argument(error);
+  if (!guardarena::parse_options(s.c_str(), o, error, sizeof error))
+    throw std::invalid_argument(error);
   return o;
 }
 
-guarded_resource::guarded_resource() { init(options{}); }
-guarded_resource::guarded_resource(const options& o) { init(o); }
-guarded_resource::guarded_resource(std::string_view text) { init(guardarena::parse_options(text)); }
+guarded_resource::guarded_resource() {
+  init(options{});
+}
+guarded_resource::guarded_resource(const options& o) {
+  init(o);
+}
+guarded_resource::guarded_resource(std::string_view text) {
+  init(guardarena::parse_options(text));
+}
 
 void guarded_resource::init(const options& o) {
   char error[512];
   options checked = o;
-  if (!guardarena::parse_options(nullptr, checked, error, sizeof error)) throw std::invalid_argument(error);
+  if (!guardarena::parse_options(nullptr, checked, error, sizeof error))
+    throw std::invalid_argument(error);
   report::configure(o);
   if (o.handle_segv) report::install_fault_handler();
-  storage_ = static_cast<unsigned char*>(::operator new(Arena::storage_size(), std::align_val_t{64}));
+  storage_ =
+      static_cast<unsigned char*>(::operator new (Arena::storage_size(), std::align_val_t{64}));
   const char* why = nullptr;
-  arena_ = Arena::create(storage_, o, FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
+  arena_ =
+      Arena::create(storage_, o, FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
   if (arena_ == nullptr) {
-    ::operator delete(storage_, std::align_val_t{64});
+    ::operator delete (storage_, std::align_val_t{64});
     storage_ = nullptr;
     std::string msg = why != nullptr ? why : "guardarena: cannot create the arena";
     if (msg.find("reserve") != std::string::npos) throw std::bad_alloc();
@@ -53,13 +65,21 @@ void guarded_resource::init(const options& o) {
 
 guarded_resource::~guarded_resource() {
   if (arena_ != nullptr) arena_->~Arena();
-  ::operator delete(storage_, std::align_val_t{64});
+  ::operator delete (storage_, std::align_val_t{64});
 }
 
-void guarded_resource::release() noexcept { arena_->release_all(); }
-arena_stats guarded_resource::stats() const noexcept { return arena_->stats(); }
-const options& guarded_resource::get_options() const noexcept { return arena_->options(); }
-bool guarded_resource::owns(const void* p) const noexcept { return arena_->owns_block(p); }
+void guarded_resource::release() noexcept {
+  arena_->release_all();
+}
+arena_stats guarded_resource::stats() const noexcept {
+  return arena_->stats();
+}
+const options& guarded_resource::get_options() const noexcept {
+  return arena_->options();
+}
+bool guarded_resource::owns(const void* p) const noexcept {
+  return arena_->owns_block(p);
+}
 
 void* guarded_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
   void* p = arena_->allocate(bytes, alignment, AllocKind::kPmr, false);
@@ -77,6 +97,8 @@ void guarded_resource::do_deallocate(void* p, std::size_t bytes, std::size_t ali
   }
 }
 
-bool guarded_resource::do_is_equal(const std::pmr::memory_resource& other) const noexcept { return this == &other; }
+bool guarded_resource::do_is_equal(const std::pmr::memory_resource& other) const noexcept {
+  return this == &other;
+}
 
 }  // namespace guardarena

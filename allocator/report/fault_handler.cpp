@@ -89,7 +89,10 @@ void handler(int sig, siginfo_t* info, void* ctx) {
     r.distance = ai.distance;
     std::uintptr_t pcs[64];
     std::size_t depth = configured_depth();
-    r.access_depth = stack::capture_from_context(static_cast<const ucontext_t*>(ctx), pcs, depth > 64 ? 64 : depth == 0 ? 1 : depth);
+    r.access_depth = stack::capture_from_context(static_cast<const ucontext_t*>(ctx), pcs,
+                                                 depth > 64   ? 64
+                                                 : depth == 0 ? 1
+                                                              : depth);
     r.access_stack = pcs;
     r.first_frame_is_pc = true;
     write_report(r);

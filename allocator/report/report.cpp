@@ -22,7 +22,13 @@ namespace guardarena {
 [[noreturn]] void check_failed(const char* file, int line, const char* msg) noexcept {
   char buf[512];
   RawWriter w(buf, sizeof buf);
-  w.str("guardarena: internal check failed: ").str(msg).str(" (").str(file).ch(':').dec(static_cast<std::uint64_t>(line)).str(")\n");
+  w.str("guardarena: internal check failed: ")
+      .str(msg)
+      .str(" (")
+      .str(file)
+      .ch(':')
+      .dec(static_cast<std::uint64_t>(line))
+      .str(")\n");
   w.flush_to(2);
   ::abort();
 }
@@ -43,8 +49,8 @@ struct Config {
 Config g_config;
 std::atomic<bool> g_reporting{false};
 
-void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std::uintptr_t* pcs, std::size_t n,
-                  bool first_is_pc) noexcept {
+void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std::uintptr_t* pcs,
+                  std::size_t n, bool first_is_pc) noexcept {
   w.str(title);
   if (tid != 0) w.str(" by thread T").dec(tid);
   w.str(" here:\n");
@@ -54,7 +60,8 @@ void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std:
   }
   StackPrintOptions po;
   po.symbolize = g_config.symbolize;
-  po.symbolizer_path = g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
+  po.symbolizer_path =
+      g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
   po.first_is_pc = first_is_pc;
   print_frames(w, pcs, n, po);
 }
@@ -77,10 +84,19 @@ void describe_location(RawWriter& w, const Report& r) noexcept {
   } else {
     w.dec(static_cast<std::uint64_t>(d)).str(" bytes inside");
   }
-  w.str(" the ").str(r.kind == ErrorKind::kHeapUseAfterFree || r.kind == ErrorKind::kWriteAfterFree ? "freed " : "")
-      .dec(s).str("-byte block [").ptr(reinterpret_cast<void*>(b.block)).str(", ")
-      .ptr(reinterpret_cast<void*>(b.block + s)).str(") (alignment ").dec(b.align).str(", allocated with ")
-      .str(alloc_kind_name(static_cast<AllocKind>(b.alloc_kind))).str(")\n");
+  w.str(" the ")
+      .str(r.kind == ErrorKind::kHeapUseAfterFree || r.kind == ErrorKind::kWriteAfterFree ? "freed "
+                                                                                          : "")
+      .dec(s)
+      .str("-byte block [")
+      .ptr(reinterpret_cast<void*>(b.block))
+      .str(", ")
+      .ptr(reinterpret_cast<void*>(b.block + s))
+      .str(") (alignment ")
+      .dec(b.align)
+      .str(", allocated with ")
+      .str(alloc_kind_name(static_cast<AllocKind>(b.alloc_kind)))
+      .str(")\n");
 }
 
 void write_headline(RawWriter& w, const Report& r) noexcept {
@@ -88,43 +104,83 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
   auto dk = static_cast<AllocKind>(r.dealloc_kind);
   switch (r.kind) {
     case ErrorKind::kDoubleFree:
-      w.str("attempting double-free of ").ptr(reinterpret_cast<void*>(r.address)).str(" (").dec(b.size)
-          .str("-byte block) in ").str(dealloc_kind_name(dk)).ch('\n');
+      w.str("attempting double-free of ")
+          .ptr(reinterpret_cast<void*>(r.address))
+          .str(" (")
+          .dec(b.size)
+          .str("-byte block) in ")
+          .str(dealloc_kind_name(dk))
+          .ch('\n');
       break;
     case ErrorKind::kInvalidFree:
-      w.str("attempting ").str(dealloc_kind_name(dk)).str(" on address ").ptr(reinterpret_cast<void*>(r.address));
+      w.str("attempting ")
+          .str(dealloc_kind_name(dk))
+          .str(" on address ")
+          .ptr(reinterpret_cast<void*>(r.address));
       if (r.has_block) {
-        w.str(", which is ").sdec(r.distance).str(" bytes from the start of the live ").dec(b.size)
-            .str("-byte block at ").ptr(reinterpret_cast<void*>(b.block)).str(" (interior pointer)\n");
+        w.str(", which is ")
+            .sdec(r.distance)
+            .str(" bytes from the start of the live ")
+            .dec(b.size)
+            .str("-byte block at ")
+            .ptr(reinterpret_cast<void*>(b.block))
+            .str(" (interior pointer)\n");
       } else {
         w.str(", which was not returned by this allocator\n");
       }
       break;
     case ErrorKind::kAllocDeallocMismatch:
-      w.str("alloc-dealloc mismatch (").str(alloc_kind_name(static_cast<AllocKind>(b.alloc_kind))).str(" vs ")
-          .str(dealloc_kind_name(dk)).str(") on ").ptr(reinterpret_cast<void*>(r.address)).ch('\n');
+      w.str("alloc-dealloc mismatch (")
+          .str(alloc_kind_name(static_cast<AllocKind>(b.alloc_kind)))
+          .str(" vs ")
+          .str(dealloc_kind_name(dk))
+          .str(") on ")
+          .ptr(reinterpret_cast<void*>(r.address))
+          .ch('\n');
       break;
     case ErrorKind::kSizeMismatch:
       w.str(dealloc_kind_name(dk)).str(" called with size ").dec(r.expected_size);
       if (r.expected_align != 0) w.str(" and alignment ").dec(r.expected_align);
-      w.str(" for the ").dec(b.size).str("-byte block at ").ptr(reinterpret_cast<void*>(b.block))
-          .str(" (allocated with alignment ").dec(b.align).str(")\n");
+      w.str(" for the ")
+          .dec(b.size)
+          .str("-byte block at ")
+          .ptr(reinterpret_cast<void*>(b.block))
+          .str(" (allocated with alignment ")
+          .dec(b.align)
+          .str(")\n");
       break;
     case ErrorKind::kSlackOverflow:
-      w.dec(r.bad_bytes).str(" bytes written past the end of the ").dec(b.size).str("-byte block at ")
-          .ptr(reinterpret_cast<void*>(b.block)).str(" (slack canary damaged, found at deallocation)\n");
+      w.dec(r.bad_bytes)
+          .str(" bytes written past the end of the ")
+          .dec(b.size)
+          .str("-byte block at ")
+          .ptr(reinterpret_cast<void*>(b.block))
+          .str(" (slack canary damaged, found at deallocation)\n");
       break;
     case ErrorKind::kSlackUnderflow:
-      w.dec(r.bad_bytes).str(" bytes written before the start of the ").dec(b.size).str("-byte block at ")
-          .ptr(reinterpret_cast<void*>(b.block)).str(" (slack canary damaged, found at deallocation)\n");
+      w.dec(r.bad_bytes)
+          .str(" bytes written before the start of the ")
+          .dec(b.size)
+          .str("-byte block at ")
+          .ptr(reinterpret_cast<void*>(b.block))
+          .str(" (slack canary damaged, found at deallocation)\n");
       break;
     case ErrorKind::kWriteAfterFree:
-      w.str("write after free: byte ").sdec(r.distance).str(" of the freed ").dec(b.size).str("-byte block at ")
-          .ptr(reinterpret_cast<void*>(b.block)).str(" changed (poison checked when the slot was reused)\n");
+      w.str("write after free: byte ")
+          .sdec(r.distance)
+          .str(" of the freed ")
+          .dec(b.size)
+          .str("-byte block at ")
+          .ptr(reinterpret_cast<void*>(b.block))
+          .str(" changed (poison checked when the slot was reused)\n");
       break;
     default:
-      w.str(r.access == Access::kWrite ? "WRITE" : r.access == Access::kRead ? "READ" : "ACCESS")
-          .str(" at ").ptr(reinterpret_cast<void*>(r.address)).ch('\n');
+      w.str(r.access == Access::kWrite  ? "WRITE"
+            : r.access == Access::kRead ? "READ"
+                                        : "ACCESS")
+          .str(" at ")
+          .ptr(reinterpret_cast<void*>(r.address))
+          .ch('\n');
       if (r.has_block) describe_location(w, r);
       break;
   }
@@ -134,15 +190,23 @@ void write_text(const Report& r) noexcept {
   static char buf[32768];  // one report at a time (g_reporting)
   RawWriter w(buf, sizeof buf);
   auto pid = static_cast<std::uint64_t>(::getpid());
-  w.str("==").dec(pid).str("==ERROR: guardarena: ").str(error_kind_name(r.kind)).str(" on address ")
-      .ptr(reinterpret_cast<void*>(r.address)).str(" (thread T").dec(current_tid()).str(")\n");
+  w.str("==")
+      .dec(pid)
+      .str("==ERROR: guardarena: ")
+      .str(error_kind_name(r.kind))
+      .str(" on address ")
+      .ptr(reinterpret_cast<void*>(r.address))
+      .str(" (thread T")
+      .dec(current_tid())
+      .str(")\n");
   write_headline(w, r);
-  const char* here = r.kind == ErrorKind::kDoubleFree || r.kind == ErrorKind::kInvalidFree ||
-                             r.kind == ErrorKind::kAllocDeallocMismatch || r.kind == ErrorKind::kSizeMismatch ||
-                             r.kind == ErrorKind::kSlackOverflow || r.kind == ErrorKind::kSlackUnderflow
-                         ? "deallocated"
-                     : r.kind == ErrorKind::kWriteAfterFree ? "reused"
-                                                            : "accessed";
+  const char* here =
+      r.kind == ErrorKind::kDoubleFree || r.kind == ErrorKind::kInvalidFree ||
+              r.kind == ErrorKind::kAllocDeallocMismatch || r.kind == ErrorKind::kSizeMismatch ||
+              r.kind == ErrorKind::kSlackOverflow || r.kind == ErrorKind::kSlackUnderflow
+          ? "deallocated"
+      : r.kind == ErrorKind::kWriteAfterFree ? "reused"
+                                             : "accessed";
   if (r.access_stack != nullptr) {
     write_frames(w, here, current_tid(), r.access_stack, r.access_depth, r.first_frame_is_pc);
   } else if (r.access_stack_id != 0) {
@@ -153,7 +217,8 @@ void write_text(const Report& r) noexcept {
     bool freed = r.kind == ErrorKind::kDoubleFree || r.kind == ErrorKind::kHeapUseAfterFree ||
                  r.kind == ErrorKind::kWriteAfterFree;
     if (freed && b.free_tid != 0) {
-      write_stack_id(w, r.kind == ErrorKind::kDoubleFree ? "first freed" : "freed", b.free_tid, b.free_stack);
+      write_stack_id(w, r.kind == ErrorKind::kDoubleFree ? "first freed" : "freed", b.free_tid,
+                     b.free_stack);
     }
     write_stack_id(w, "allocated", b.alloc_tid, b.alloc_stack);
   }
@@ -178,11 +243,13 @@ void json_str(RawWriter& w, const char* s) noexcept {
   w.ch('"');
 }
 
-void json_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n, bool first_is_pc) noexcept {
+void json_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
+                 bool first_is_pc) noexcept {
   w.ch('[');
   StackPrintOptions po;
   po.symbolize = g_config.symbolize;
-  po.symbolizer_path = g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
+  po.symbolizer_path =
+      g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
   po.first_is_pc = first_is_pc;
   po.json = true;
   print_frames(w, pcs, n, po);
@@ -203,7 +270,9 @@ void write_json(const Report& r) noexcept {
   w.str(",\"kind\":");
   json_str(w, error_kind_name(r.kind));
   w.str(",\"address\":\"").hex(r.address).str("\",\"access\":");
-  json_str(w, r.access == Access::kWrite ? "WRITE" : r.access == Access::kRead ? "READ" : "UNKNOWN");
+  json_str(w, r.access == Access::kWrite  ? "WRITE"
+              : r.access == Access::kRead ? "READ"
+                                          : "UNKNOWN");
   w.str(",\"thread\":").dec(current_tid());
   // The same human sentence the text report prints, for CI logs.
   RawWriter d(line, sizeof line - 1);
@@ -213,8 +282,13 @@ void write_json(const Report& r) noexcept {
   json_str(w, line);
   if (r.has_block) {
     const BlockInfo& b = r.block;
-    w.str(",\"block\":{\"address\":\"").hex(b.block).str("\",\"size\":").dec(b.size).str(",\"alignment\":")
-        .dec(b.align).str(",\"allocated_with\":");
+    w.str(",\"block\":{\"address\":\"")
+        .hex(b.block)
+        .str("\",\"size\":")
+        .dec(b.size)
+        .str(",\"alignment\":")
+        .dec(b.align)
+        .str(",\"allocated_with\":");
     json_str(w, alloc_kind_name(static_cast<AllocKind>(b.alloc_kind)));
     w.str(",\"alloc_thread\":").dec(b.alloc_tid).str(",\"free_thread\":").dec(b.free_tid).str("}");
     w.str(",\"offset\":").sdec(r.distance);
@@ -298,9 +372,15 @@ void write_report(const Report& r) noexcept {
   ::abort();
 }
 
-bool begin_report() noexcept { return !g_reporting.exchange(true); }
-unsigned configured_exitcode() noexcept { return g_config.exitcode; }
-std::size_t configured_depth() noexcept { return g_config.depth; }
+bool begin_report() noexcept {
+  return !g_reporting.exchange(true);
+}
+unsigned configured_exitcode() noexcept {
+  return g_config.exitcode;
+}
+std::size_t configured_depth() noexcept {
+  return g_config.depth;
+}
 
 }  // namespace report
 }  // namespace guardarena

@@ -33,11 +33,11 @@ struct Report {
   Access access = Access::kUnknown;
   bool has_block = false;
   BlockInfo block;
-  std::int64_t distance = 0;   // address - block (for faults)
-  std::uint64_t bad_bytes = 0; // canary: how many bytes were damaged
+  std::int64_t distance = 0;        // address - block (for faults)
+  std::uint64_t bad_bytes = 0;      // canary: how many bytes were damaged
   std::uint64_t expected_size = 0;  // size/alignment mismatch: what the caller said
   std::uint64_t expected_align = 0;
-  std::uint8_t dealloc_kind = 0;    // mismatch: AllocKind of the deallocation call
+  std::uint8_t dealloc_kind = 0;                 // mismatch: AllocKind of the deallocation call
   const std::uintptr_t* access_stack = nullptr;  // fault pc + frames, or free-site frames
   std::size_t access_depth = 0;
   std::uint32_t access_stack_id = 0;  // depot id instead of raw frames

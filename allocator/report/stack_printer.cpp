@@ -57,7 +57,8 @@ void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
 
 }  // namespace
 
-void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n, const StackPrintOptions& o) noexcept {
+void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
+                  const StackPrintOptions& o) noexcept {
   report::SymbolizerConfig config;
   // symbolize=0: no child process, names from dladdr and module+offset only.
   config.path = o.symbolize ? o.symbolizer_path : "";

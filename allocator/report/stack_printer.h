@@ -16,6 +16,7 @@ struct StackPrintOptions {
   bool json = false;                      // JSON array elements instead of text lines
 };
 
-void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n, const StackPrintOptions& o) noexcept;
+void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
+                  const StackPrintOptions& o) noexcept;
 
 }  // namespace guardarena

@@ -39,12 +39,16 @@ void configure_stacks(const Options& o) noexcept {
   set_stack_capture(capture_for_arena);
 }
 
-std::uint32_t capture_stack(std::size_t skip) noexcept { return capture_for_arena(skip + 1); }
+std::uint32_t capture_stack(std::size_t skip) noexcept {
+  return capture_for_arena(skip + 1);
+}
 
 std::size_t load_stack(std::uint32_t id, std::uintptr_t* out, std::size_t max) noexcept {
   return g_depot.initialized() ? g_depot.load(id, out, max) : 0;
 }
 
-stack::StackDepotStats depot_stats() noexcept { return g_depot.stats(); }
+stack::StackDepotStats depot_stats() noexcept {
+  return g_depot.stats();
+}
 
 }  // namespace guardarena::report

@@ -58,7 +58,8 @@ TEST(PlacementTest, OnlyNeededPagesOpenForSmallBlockInBigSlot) {
 
 TEST(PlacementTest, EveryAlignmentFitsInTheNeededSlot) {
   for (std::size_t align = 1; align <= 1u << 20; align <<= 1) {
-    for (std::size_t size : {std::size_t{1}, std::size_t{13}, std::size_t{4096}, std::size_t{70000}}) {
+    for (std::size_t size :
+         {std::size_t{1}, std::size_t{13}, std::size_t{4096}, std::size_t{70000}}) {
       std::size_t need = slot_bytes_needed(size, align, kPage);
       std::uintptr_t slot = 0x40000000 + kPage;  // page- but not over-aligned
       for (bool below : {false, true}) {

@@ -17,8 +17,12 @@ using testing::with_backend;
 
 #define GA_NOINLINE [[gnu::noinline, gnu::optimize("O0")]]
 
-GA_NOINLINE void write_byte(void* p, std::ptrdiff_t at) { static_cast<volatile char*>(p)[at] = 1; }
-GA_NOINLINE char read_byte(const void* p, std::ptrdiff_t at) { return static_cast<const volatile char*>(p)[at]; }
+GA_NOINLINE void write_byte(void* p, std::ptrdiff_t at) {
+  static_cast<volatile char*>(p)[at] = 1;
+}
+GA_NOINLINE char read_byte(const void* p, std::ptrdiff_t at) {
+  return static_cast<const volatile char*>(p)[at];
+}
 
 template <class B>
 class PmrDeathTest : public ::testing::Test {
@@ -81,7 +85,8 @@ TYPED_TEST(PmrDeathTest, SlackOverflowOfThirteenByteBlockIsReportedAtDeallocatio
   void* p = r.allocate(13, 16);
   write_byte(p, 13);  // inside the alignment slack: no fault yet
   EXPECT_DEATH(r.deallocate(p, 13, 16),
-               "ERROR: guardarena: heap-buffer-overflow.*\n1 bytes written past the end of the 13-byte block");
+               "ERROR: guardarena: heap-buffer-overflow.*\n1 bytes written past the end of the "
+               "13-byte block");
 }
 
 TYPED_TEST(PmrDeathTest, SlackUnderflowIsReportedAtDeallocation) {
@@ -97,7 +102,8 @@ TYPED_TEST(PmrDeathTest, DoubleFreeIsReported) {
   void* p = r.allocate(48, 16);
   r.deallocate(p, 48, 16);
   EXPECT_DEATH(r.deallocate(p, 48, 16),
-               "ERROR: guardarena: double-free.*\nattempting double-free of 0x[0-9a-f]+ \\(48-byte block\\).*"
+               "ERROR: guardarena: double-free.*\nattempting double-free of 0x[0-9a-f]+ \\(48-byte "
+               "block\\).*"
                "deallocated by thread T[0-9]+ here:.*"
                "first freed by thread T[0-9]+ here:\n.*pmr_death_test.cpp.*"
                "allocated by thread T[0-9]+ here:\n.*pmr_death_test.cpp");
@@ -106,7 +112,8 @@ TYPED_TEST(PmrDeathTest, DoubleFreeIsReported) {
 TYPED_TEST(PmrDeathTest, ForeignPointerIsReported) {
   guarded_resource r{this->opts()};
   static char not_ours[64];
-  EXPECT_DEATH(r.deallocate(not_ours, 64, 16), "invalid-free.*\n.*which was not returned by this allocator");
+  EXPECT_DEATH(r.deallocate(not_ours, 64, 16),
+               "invalid-free.*\n.*which was not returned by this allocator");
 }
 
 TYPED_TEST(PmrDeathTest, PointerFromAnotherResourceIsReported) {
@@ -119,19 +126,24 @@ TYPED_TEST(PmrDeathTest, PointerFromAnotherResourceIsReported) {
 TYPED_TEST(PmrDeathTest, InteriorPointerIsReported) {
   guarded_resource r{this->opts()};
   auto* p = static_cast<char*>(r.allocate(100, 16));
-  EXPECT_DEATH(r.deallocate(p + 8, 92, 16), "invalid-free.*\n.*8 bytes from the start of the live 100-byte block.*interior pointer");
+  EXPECT_DEATH(
+      r.deallocate(p + 8, 92, 16),
+      "invalid-free.*\n.*8 bytes from the start of the live 100-byte block.*interior pointer");
 }
 
 TYPED_TEST(PmrDeathTest, SizeMismatchIsReported) {
   guarded_resource r{this->opts()};
   void* p = r.allocate(100, 16);
-  EXPECT_DEATH(r.deallocate(p, 96, 16), "dealloc-size-mismatch.*\nmemory_resource::deallocate called with size 96 and alignment 16 for the 100-byte block");
+  EXPECT_DEATH(r.deallocate(p, 96, 16),
+               "dealloc-size-mismatch.*\nmemory_resource::deallocate called with size 96 and "
+               "alignment 16 for the 100-byte block");
 }
 
 TYPED_TEST(PmrDeathTest, AlignmentMismatchIsReported) {
   guarded_resource r{this->opts()};
   void* p = r.allocate(100, 64);
-  EXPECT_DEATH(r.deallocate(p, 100, 8), "dealloc-size-mismatch.*alignment 8.*allocated with alignment 64");
+  EXPECT_DEATH(r.deallocate(p, 100, 8),
+               "dealloc-size-mismatch.*alignment 8.*allocated with alignment 64");
 }
 
 TYPED_TEST(PmrDeathTest, PointerAfterReleaseFaults) {

@@ -39,7 +39,8 @@ TEST(OptionsParserTest, ParsesColonSeparatedPairsWithSizes) {
 TEST(OptionsParserTest, AcceptsCommasWhitespaceAndAllSizeSuffixes) {
   Options o;
   std::string err;
-  ASSERT_TRUE(parse(" mode = fast , reserve_size=2G,depot_size=64k:quarantine_bytes=1T ", o, err)) << err;
+  ASSERT_TRUE(parse(" mode = fast , reserve_size=2G,depot_size=64k:quarantine_bytes=1T ", o, err))
+      << err;
   EXPECT_EQ(o.mode, Mode::kFast);
   EXPECT_EQ(o.reserve_size, 2ull << 30);
   EXPECT_EQ(o.depot_size, 64u << 10);
@@ -116,7 +117,8 @@ TEST(OptionsDocTest, HelpAndMarkdownListEveryOptionWithItsDefault) {
   write_options_markdown(w);
   std::string md(buf, w.size());
   for (std::size_t i = 0; i < kOptionCount; ++i) {
-    EXPECT_NE(md.find(std::string("`") + option_table()[i].name + "`"), std::string::npos) << option_table()[i].name;
+    EXPECT_NE(md.find(std::string("`") + option_table()[i].name + "`"), std::string::npos)
+        << option_table()[i].name;
   }
   EXPECT_NE(md.find("| `quarantine_bytes` | `256M` |"), std::string::npos) << md;
   RawWriter h(buf, sizeof buf - 1);

@@ -95,7 +95,8 @@ TEST(OsTest, GuardRegionsDoNotSplitVmas) {
   void* span = reserve(n * 2 * ps, ps, "vma-count");
   ASSERT_TRUE(GuardRegionBackend::prepare_chunk(span, n * 2 * ps));
   std::size_t before = count_mappings();
-  for (std::size_t i = 0; i < n; ++i) GuardRegionBackend::open(static_cast<char*>(span) + 2 * i * ps, ps);
+  for (std::size_t i = 0; i < n; ++i)
+    GuardRegionBackend::open(static_cast<char*>(span) + 2 * i * ps, ps);
   EXPECT_LE(count_mappings(), before + 1);
   release(span, n * 2 * ps);
 }
@@ -105,9 +106,11 @@ TEST(OsTest, MprotectIslandsCostVmas) {
   std::size_t n = 64;
   void* span = reserve(n * 2 * ps, ps, "vma-count-mprotect");
   std::size_t before = count_mappings();
-  for (std::size_t i = 0; i < n; ++i) MprotectBackend::open(static_cast<char*>(span) + 2 * i * ps, ps);
+  for (std::size_t i = 0; i < n; ++i)
+    MprotectBackend::open(static_cast<char*>(span) + 2 * i * ps, ps);
   EXPECT_GE(count_mappings(), before + 2 * n - 1);
-  for (std::size_t i = 0; i < n; ++i) MprotectBackend::close(static_cast<char*>(span) + 2 * i * ps, ps);
+  for (std::size_t i = 0; i < n; ++i)
+    MprotectBackend::close(static_cast<char*>(span) + 2 * i * ps, ps);
   EXPECT_LE(count_mappings(), before + 1) << "closed islands must merge back";
   release(span, n * 2 * ps);
 }

@@ -22,7 +22,9 @@ namespace {
 using testing::with_backend;
 
 #define GA_NOINLINE [[gnu::noinline, gnu::optimize("O0")]]
-GA_NOINLINE void write_byte(void* p, std::ptrdiff_t at) { static_cast<volatile char*>(p)[at] = 1; }
+GA_NOINLINE void write_byte(void* p, std::ptrdiff_t at) {
+  static_cast<volatile char*>(p)[at] = 1;
+}
 
 template <class B>
 class FastModeTest : public ::testing::Test {
@@ -160,7 +162,8 @@ TYPED_TEST(FastModeTest, ResidentMemoryOfFreedSlotsIsBounded) {
 TYPED_TEST(FastModeDeathTest, OverflowStillFaultsAtOnce) {
   guarded_resource r{this->opts()};
   void* p = r.allocate(64, 16);
-  EXPECT_EXIT(write_byte(p, 64), ::testing::KilledBySignal(SIGSEGV), "heap-buffer-overflow.*\nWRITE");
+  EXPECT_EXIT(write_byte(p, 64), ::testing::KilledBySignal(SIGSEGV),
+              "heap-buffer-overflow.*\nWRITE");
 }
 
 TYPED_TEST(FastModeDeathTest, WriteAfterFreeIsReportedWhenTheSlotIsReused) {

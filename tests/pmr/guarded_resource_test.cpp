@@ -55,7 +55,8 @@ TYPED_TEST(GuardedResourceTest, HonoursEveryAlignmentUpTo64KiBAndBeyondThePage) 
   for (std::size_t align : aligns) {
     for (std::size_t size : {std::size_t{1}, std::size_t{24}, align, align + 1}) {
       void* p = r.allocate(size, align);
-      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % align, 0u) << "align " << align << " size " << size;
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % align, 0u)
+          << "align " << align << " size " << size;
       std::memset(p, 1, size);
       r.deallocate(p, size, align);
     }
@@ -127,7 +128,8 @@ TYPED_TEST(GuardedResourceTest, QuarantineIsFifoAndBoundedByCount) {
 
 TYPED_TEST(GuardedResourceTest, QuarantineIsBoundedByBytes) {
   std::size_t ps = os::page_size();
-  guarded_resource r{this->opts("quarantine_slots=1000:quarantine_bytes=" + std::to_string(3 * ps))};
+  guarded_resource r{
+      this->opts("quarantine_slots=1000:quarantine_bytes=" + std::to_string(3 * ps))};
   std::vector<void*> v;
   for (int i = 0; i < 8; ++i) v.push_back(r.allocate(64, 16));
   for (void* p : v) r.deallocate(p, 64, 16);

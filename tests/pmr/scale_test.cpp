@@ -36,11 +36,14 @@ TEST(ScaleTest, OneMillionLive64ByteBlocksOnTheGuardBackend) {
   arena_stats s = r.stats();
   EXPECT_EQ(s.live_blocks, kBlocks);
   EXPECT_EQ(s.fallback_allocations, 0u);
-  for (std::size_t i = 0; i < kBlocks; i += 997) EXPECT_EQ(blocks[i][0], static_cast<unsigned char>(i));
+  for (std::size_t i = 0; i < kBlocks; i += 997)
+    EXPECT_EQ(blocks[i][0], static_cast<unsigned char>(i));
   // Guard markers split no VMA: the process keeps a handful of mappings.
   EXPECT_LT(os::count_mappings(), 1000u);
-  std::printf("[ figures  ] 1,000,000 live 64-byte blocks (guard backend): %.2f s to allocate, peak RSS %ld MiB\n",
-              std::chrono::duration<double>(t1 - t0).count(), max_rss_kib() / 1024);
+  std::printf(
+      "[ figures  ] 1,000,000 live 64-byte blocks (guard backend): %.2f s to allocate, peak RSS "
+      "%ld MiB\n",
+      std::chrono::duration<double>(t1 - t0).count(), max_rss_kib() / 1024);
   r.release();
   EXPECT_EQ(r.stats().live_blocks, 0u);
 }
@@ -67,7 +70,8 @@ TEST(ScaleTest, MprotectBudgetFallsBackToUnguardedBlocks) {
   // Warned once, with advice.
   EXPECT_NE(err.find("vm.max_map_count"), std::string::npos) << err;
   EXPECT_EQ(err.find("warning"), err.rfind("warning")) << err;
-  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(blocks[i][63], static_cast<unsigned char>(i & 0xff));
+  for (std::size_t i = 0; i < n; ++i)
+    ASSERT_EQ(blocks[i][63], static_cast<unsigned char>(i & 0xff));
   // Fallback blocks are recognised on the way back.
   for (std::size_t i = 0; i < n; ++i) r.deallocate(blocks[i], 64, 16);
   EXPECT_EQ(r.stats().fallback_live, 0u);

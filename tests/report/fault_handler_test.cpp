@@ -50,7 +50,23 @@ ChildResult run_child(const std::function<void()>& fn) {
   return r;
 }
 
-[[gnu::noinline, gnu::optimize("O0")]] void poke(void* p, std::ptrdiff_t at) { static_cast<volatile char*>(p)[at] = 7; }
+// Runs one FaultHandlerChild test in a fresh process (re-executing this
+// binary), for cases that need a process where no earlier test installed the
+// handler: handler installation is once per process.
+ChildResult run_fresh(const char* child_test) {
+  return run_child([&] {
+    std::string filter = std::string("--gtest_filter=FaultHandlerChild.") + child_test;
+    setenv("GUARDARENA_TEST_CHILD", "1", 1);
+    execl("/proc/self/exe", "guardarena_tests", filter.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  });
+}
+
+bool in_fresh_child() { return std::getenv("GUARDARENA_TEST_CHILD") != nullptr; }
+
+[[gnu::noinline, gnu::optimize("O0")]] void poke(void* p, std::ptrdiff_t at) {
+  static_cast<volatile char*>(p)[at] = 7;
+}
 
 TEST(FaultHandlerTest, JsonReportParsesAndNamesTheBug) {
   std::string prefix = ::testing::TempDir() + "ga-json-" + std::to_string(getpid());
@@ -69,58 +85,70 @@ TEST(FaultHandlerTest, JsonReportParsesAndNamesTheBug) {
   ASSERT_EQ(fscanf(f, "%d", &files), 1);
   pclose(f);
   EXPECT_EQ(files, 1);
-  std::string check = "/usr/bin/python3 -c 'import json,glob,sys; "
-                      "d=json.load(open(glob.glob(sys.argv[1]+\".*\")[0])); "
-                      "assert d[\"kind\"]==\"heap-buffer-overflow\", d; "
-                      "assert d[\"access\"]==\"WRITE\"; "
-                      "assert d[\"block\"][\"size\"]==24; "
-                      "assert d[\"offset\"]==27; "
-                      "assert any(\"poke\" in fr[\"function\"] for fr in d[\"stacks\"][\"access\"]), d[\"stacks\"]; "
-                      "assert any(\"fault_handler_test.cpp\" in fr[\"location\"] for fr in d[\"stacks\"][\"alloc\"])' " +
-                      prefix;
+  std::string check =
+      "/usr/bin/python3 -c 'import json,glob,sys; "
+      "d=json.load(open(glob.glob(sys.argv[1]+\".*\")[0])); "
+      "assert d[\"kind\"]==\"heap-buffer-overflow\", d; "
+      "assert d[\"access\"]==\"WRITE\"; "
+      "assert d[\"block\"][\"size\"]==24; "
+      "assert d[\"offset\"]==27; "
+      "assert any(\"poke\" in fr[\"function\"] for fr in d[\"stacks\"][\"access\"]), "
+      "d[\"stacks\"]; "
+      "assert any(\"fault_handler_test.cpp\" in fr[\"location\"] for fr in "
+      "d[\"stacks\"][\"alloc\"])' " +
+      prefix;
   EXPECT_EQ(std::system(check.c_str()), 0);
   std::system(("rm -f " + prefix + ".*").c_str());
 }
 
-TEST(FaultHandlerTest, HandleSegvZeroLeavesAPlainSigsegv) {
-  ChildResult r = run_child([] {
-    guarded_resource res{"handle_segv=0"};
-    void* p = res.allocate(64, 16);
-    poke(p, 64);
-  });
-  ASSERT_TRUE(WIFSIGNALED(r.status));
-  EXPECT_EQ(WTERMSIG(r.status), SIGSEGV);
-  EXPECT_EQ(r.err.find("guardarena"), std::string::npos) << r.err;
+// Bodies run only inside run_fresh(); skipped in a normal run.
+TEST(FaultHandlerChild, HandleSegvZero) {
+  if (!in_fresh_child()) GTEST_SKIP();
+  guarded_resource res{"handle_segv=0"};
+  void* p = res.allocate(64, 16);
+  poke(p, 64);
 }
 
-std::atomic<int> g_own_handler_calls{0};
 void own_handler(int) {
   static const char msg[] = "own handler ran\n";
   (void)!write(2, msg, sizeof msg - 1);
   _exit(42);
 }
 
+TEST(FaultHandlerChild, OwnHandlerThenForeignFault) {
+  if (!in_fresh_child()) GTEST_SKIP();
+  signal(SIGSEGV, own_handler);  // installed before guardarena's
+  guarded_resource res;
+  (void)res.allocate(64, 16);
+  void* not_ours = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  poke(not_ours, 0);
+}
+
+TEST(FaultHandlerChild, OwnHandlerThenGuardFault) {
+  if (!in_fresh_child()) GTEST_SKIP();
+  signal(SIGSEGV, own_handler);
+  guarded_resource res;
+  void* p = res.allocate(64, 16);
+  poke(p, 64);
+}
+
+TEST(FaultHandlerTest, HandleSegvZeroLeavesAPlainSigsegv) {
+  ChildResult r = run_fresh("HandleSegvZero");
+  ASSERT_TRUE(WIFSIGNALED(r.status)) << r.err;
+  EXPECT_EQ(WTERMSIG(r.status), SIGSEGV);
+  EXPECT_EQ(r.err.find("guardarena:"), std::string::npos) << r.err;
+}
+
 TEST(FaultHandlerTest, ProgramsOwnHandlerStillGetsFaultsThatAreNotOurs) {
-  ChildResult r = run_child([] {
-    signal(SIGSEGV, own_handler);  // installed before guardarena's
-    guarded_resource res;
-    (void)res.allocate(64, 16);
-    void* not_ours = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    poke(not_ours, 0);
-  });
+  ChildResult r = run_fresh("OwnHandlerThenForeignFault");
   ASSERT_TRUE(WIFEXITED(r.status)) << r.err;
   EXPECT_EQ(WEXITSTATUS(r.status), 42);
   EXPECT_NE(r.err.find("own handler ran"), std::string::npos);
-  EXPECT_EQ(r.err.find("guardarena"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("guardarena:"), std::string::npos) << r.err;
 }
 
 TEST(FaultHandlerTest, GuardFaultIsReportedThenChainsToTheProgramsHandler) {
-  ChildResult r = run_child([] {
-    signal(SIGSEGV, own_handler);
-    guarded_resource res;
-    void* p = res.allocate(64, 16);
-    poke(p, 64);
-  });
+  ChildResult r = run_fresh("OwnHandlerThenGuardFault");
   ASSERT_TRUE(WIFEXITED(r.status)) << r.err;
   EXPECT_EQ(WEXITSTATUS(r.status), 42);
   EXPECT_NE(r.err.find("heap-buffer-overflow"), std::string::npos) << r.err;
@@ -145,7 +173,9 @@ TEST(FaultHandlerTest, FaultInOneThreadWhileOthersAllocateGivesOneCompleteReport
     ASSERT_TRUE(WIFSIGNALED(r.status)) << mode;
     EXPECT_EQ(WTERMSIG(r.status), SIGSEGV) << mode;
     EXPECT_NE(r.err.find("ERROR: guardarena: heap-buffer-overflow"), std::string::npos) << r.err;
-    EXPECT_NE(r.err.find("SUMMARY: guardarena: heap-buffer-overflow (32-byte block)"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("SUMMARY: guardarena: heap-buffer-overflow (32-byte block)"),
+              std::string::npos)
+        << r.err;
     EXPECT_EQ(r.err.find("ERROR"), r.err.rfind("ERROR")) << "exactly one report";
   }
 }
@@ -172,7 +202,8 @@ TEST(FaultHandlerTest, SymbolizeZeroPrintsModuleAndOffsetWithoutAChildProcess) {
     poke(p, 64);
   });
   EXPECT_NE(r.err.find("heap-buffer-overflow"), std::string::npos);
-  EXPECT_EQ(r.err.find("fault_handler_test.cpp:"), std::string::npos) << "no file:line without a symbolizer";
+  EXPECT_EQ(r.err.find("fault_handler_test.cpp:"), std::string::npos)
+      << "no file:line without a symbolizer";
   EXPECT_NE(r.err.find("guardarena_tests+0x"), std::string::npos) << r.err;
 }
 

@@ -17,8 +17,8 @@
 #include <memory_resource>
 #include <string_view>
 
-#include "options/options.h"
 #include "core/arena.h"
+#include "options/options.h"
 
 namespace guardarena {
 
