@@ -89,10 +89,13 @@ void handler(int sig, siginfo_t* info, void* ctx) {
     r.distance = ai.distance;
     std::uintptr_t pcs[64];
     std::size_t depth = configured_depth();
-    r.access_depth = stack::capture_from_context(static_cast<const ucontext_t*>(ctx), pcs,
-                                                 depth > 64   ? 64
-                                                 : depth == 0 ? 1
-                                                              : depth);
+    std::size_t max = depth > 64 ? 64 : depth == 0 ? 1 : depth;
+    // libgcc's unwinder sees through frameless leaves (memcpy, or GCC popping
+    // rbp before a leaf's last load), so the faulting function's caller is
+    // never missing. It takes the loader's lock: a fault inside dlopen itself
+    // would wait, which we accept for a crash path.
+    r.access_depth = stack::capture_from_context(static_cast<const ucontext_t*>(ctx), pcs, max,
+                                                 stack::Unwinder::kLibgcc);
     r.access_stack = pcs;
     r.first_frame_is_pc = true;
     write_report(r);
