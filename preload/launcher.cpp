@@ -1,0 +1,196 @@
+// guardarena: runs a program with libguardarena.so preloaded.
+//
+//   guardarena [--option=value ...] [--] program [args...]
+//
+// Translates its flags into GUARDARENA_OPTIONS (checked with the library's own
+// parser, so a bad value fails here with the same message), puts the library
+// found next to this executable first in LD_PRELOAD and execs the program: the
+// program's exit status or death signal is the launcher's. An ordinary
+// program, free to allocate; none of this runs inside the preloaded process.
+#include <limits.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "options/options.h"
+#include "report/raw_writer.h"
+
+#ifndef GUARDARENA_VERSION
+#define GUARDARENA_VERSION "unknown"
+#endif
+
+namespace {
+
+constexpr int kUsageError = 2;
+constexpr int kOptionsError = 1;  // what the library itself exits with
+
+const char kUsage[] =
+    "usage: guardarena [options] [--] program [args...]\n"
+    "Runs program with libguardarena.so preloaded: every heap overflow, underflow and\n"
+    "use-after-free faults at the buggy instruction and is reported on stderr.\n"
+    "The exit status is the program's.\n"
+    "\n"
+    "Launcher options:\n"
+    "  --mode=full|fast|sample  sample: full mode, one allocation in 1000 guarded\n"
+    "                           (or --sample-rate=N), the rest served by glibc\n"
+    "  --sample-rate=N          guard one allocation in N\n"
+    "  --protect-below          blocks sit against the guard page below them (underflows)\n"
+    "  --log-path=P             write reports to P.<pid> instead of stderr\n"
+    "  --json                   reports as JSON (report_format=json)\n"
+    "  --option NAME=VALUE      any option below (also --option=NAME=VALUE)\n"
+    "  --NAME=VALUE             any option below; '-' and '_' are the same in NAME,\n"
+    "                           and a yes/no option alone means 1\n"
+    "  --help, --version\n"
+    "Options already in GUARDARENA_OPTIONS are kept; the launcher's come after them.\n"
+    "The library is looked up next to this executable, then in ../lib/\n"
+    "(GUARDARENA_LIBRARY=/path/libguardarena.so overrides).\n"
+    "\n";
+
+[[noreturn]] void fail(int status, const std::string& message) {
+  std::fprintf(stderr, "guardarena: %s\n", message.c_str());
+  std::exit(status);
+}
+
+void print_help() {
+  std::fputs(kUsage, stdout);
+  static char buf[32768];
+  guardarena::RawWriter w(buf, sizeof buf);
+  guardarena::write_options_help(w);
+  std::fwrite(w.data(), 1, w.size(), stdout);
+}
+
+const guardarena::OptionInfo* find_option(const std::string& name) {
+  const guardarena::OptionInfo* table = guardarena::option_table();
+  for (std::size_t i = 0; i < guardarena::kOptionCount; ++i) {
+    if (name == table[i].name) return &table[i];
+  }
+  return nullptr;
+}
+
+std::string self_directory() {
+  char path[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) return ".";
+  path[n] = '\0';
+  std::string s(path);
+  std::size_t slash = s.rfind('/');
+  return slash == std::string::npos ? "." : s.substr(0, slash);
+}
+
+std::string find_library() {
+  if (const char* env = std::getenv("GUARDARENA_LIBRARY"); env != nullptr && *env != '\0') {
+    if (::access(env, R_OK) != 0) fail(kOptionsError, std::string("GUARDARENA_LIBRARY=") + env + ": " + std::strerror(errno));
+    return env;
+  }
+  std::string dir = self_directory();
+  for (const std::string& candidate : {dir + "/libguardarena.so", dir + "/../lib/libguardarena.so"}) {
+    if (::access(candidate.c_str(), R_OK) == 0) {
+      char real[PATH_MAX];
+      return ::realpath(candidate.c_str(), real) != nullptr ? std::string(real) : candidate;
+    }
+  }
+  fail(kOptionsError, "cannot find libguardarena.so in " + dir + " or " + dir + "/../lib");
+}
+
+struct Parsed {
+  std::vector<std::string> options;  // "name=value", in order
+  std::vector<char*> program;        // argv of the program, null-terminated later
+};
+
+// "--name[=value]" for an option of the table. Returns false if `name` is
+// no option (the caller reports it).
+bool add_table_option(Parsed& p, std::string name, const char* value) {
+  for (char& c : name) {
+    if (c == '-') c = '_';
+  }
+  const guardarena::OptionInfo* info = find_option(name);
+  if (info == nullptr) return false;
+  if (value == nullptr) {
+    if (std::strcmp(info->kind, "Bool") != 0) fail(kUsageError, "option --" + name + " needs a value (--" + name + "=VALUE)");
+    value = "1";
+  }
+  p.options.push_back(name + "=" + value);
+  return true;
+}
+
+Parsed parse_arguments(int argc, char** argv) {
+  Parsed p;
+  bool sample_mode = false;
+  bool sample_rate_given = false;
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") {
+      ++i;
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') break;  // the program
+    if (arg == "-h" || arg == "--help") {
+      print_help();
+      std::exit(0);
+    }
+    if (arg == "--version") {
+      std::printf("guardarena %s\n", GUARDARENA_VERSION);
+      std::exit(0);
+    }
+    if (arg.rfind("--", 0) != 0) fail(kUsageError, "unknown flag '" + arg + "' (see --help)");
+    std::size_t eq = arg.find('=');
+    std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    const char* value = eq == std::string::npos ? nullptr : argv[i] + eq + 1;
+    if (name == "option") {
+      if (value == nullptr) {
+        if (i + 1 >= argc) fail(kUsageError, "--option needs NAME=VALUE");
+        value = argv[++i];
+      }
+      p.options.emplace_back(value);
+      sample_rate_given |= std::strncmp(value, "sample_rate=", 12) == 0;
+    } else if (name == "mode" && value != nullptr && std::strcmp(value, "sample") == 0) {
+      sample_mode = true;
+      p.options.emplace_back("mode=full");
+    } else if (name == "json") {
+      if (value != nullptr) fail(kUsageError, "--json takes no value");
+      p.options.emplace_back("report_format=json");
+    } else {
+      if (!add_table_option(p, name, value)) fail(kUsageError, "unknown option '--" + name + "' (see --help)");
+      sample_rate_given |= p.options.back().rfind("sample_rate=", 0) == 0;
+    }
+  }
+  if (sample_mode && !sample_rate_given) p.options.emplace_back("sample_rate=1000");
+  for (; i < argc; ++i) p.program.push_back(argv[i]);
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Parsed p = parse_arguments(argc, argv);
+  if (p.program.empty()) {
+    fail(kUsageError, "no program to run\nusage: guardarena [options] [--] program [args...] (see --help)");
+  }
+  std::string joined;
+  if (const char* env = std::getenv("GUARDARENA_OPTIONS"); env != nullptr) joined = env;
+  for (const std::string& o : p.options) {
+    if (!joined.empty()) joined += ':';
+    joined += o;
+  }
+  guardarena::Options checked;
+  char error[512];
+  if (!guardarena::parse_options(joined.c_str(), checked, error, sizeof error)) {
+    std::fprintf(stderr, "%s\n", error);
+    return kOptionsError;
+  }
+  std::string preload = find_library();
+  if (const char* env = std::getenv("LD_PRELOAD"); env != nullptr && *env != '\0') preload += std::string(" ") + env;
+  ::setenv("LD_PRELOAD", preload.c_str(), 1);
+  ::setenv("GUARDARENA_OPTIONS", joined.c_str(), 1);
+  p.program.push_back(nullptr);
+  ::execvp(p.program[0], p.program.data());
+  int e = errno;
+  std::fprintf(stderr, "guardarena: cannot run '%s': %s\n", p.program[0], std::strerror(e));
+  return e == ENOENT ? 127 : 126;
+}

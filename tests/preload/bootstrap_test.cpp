@@ -1,0 +1,111 @@
+// Unit tests of preload/bootstrap.cpp, linked into this binary directly (the
+// binary keeps glibc's malloc): the static bootstrap buffer, the lazy
+// initialisation with and without `environ`, and the sampler.
+#include "bootstrap.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <set>
+
+extern char** environ;
+
+namespace guardarena::preload {
+namespace {
+
+class BootstrapTest : public ::testing::Test {
+ protected:
+  void SetUp() override { reset_for_testing(); }
+  void TearDown() override {
+    reset_for_testing();
+    ::unsetenv("GUARDARENA_OPTIONS");
+  }
+};
+
+TEST_F(BootstrapTest, BlocksAreAlignedDistinctZeroedAndRecognised) {
+  std::set<std::uintptr_t> seen;
+  for (std::size_t i = 0; i < 50; ++i) {
+    std::size_t align = std::size_t{1} << (i % 8);
+    auto* p = static_cast<unsigned char*>(bootstrap_allocate(i * 3, align));
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % (align < 16 ? 16 : align), 0u);
+    EXPECT_TRUE(is_bootstrap(p));
+    EXPECT_EQ(bootstrap_size(p), i * 3);
+    for (std::size_t j = 0; j < i * 3; ++j) ASSERT_EQ(p[j], 0);
+    std::memset(p, 0xab, i * 3);
+    EXPECT_TRUE(seen.insert(reinterpret_cast<std::uintptr_t>(p)).second);
+  }
+  EXPECT_EQ(bootstrap_count(), 50u);
+  int on_stack = 0;
+  void* on_heap = std::malloc(8);
+  EXPECT_FALSE(is_bootstrap(&on_stack));
+  EXPECT_FALSE(is_bootstrap(on_heap));
+  EXPECT_FALSE(is_bootstrap(nullptr));
+  std::free(on_heap);
+}
+
+TEST_F(BootstrapTest, ReturnsNullWhenFull) {
+  EXPECT_EQ(bootstrap_allocate(std::size_t{1} << 30, 16), nullptr);
+  std::size_t served = 0;
+  while (bootstrap_allocate(4096, 16) != nullptr) ++served;
+  EXPECT_GT(served, 10u);
+  EXPECT_EQ(bootstrap_allocate(4096, 16), nullptr);
+}
+
+TEST_F(BootstrapTest, NoArenaBeforeLibcHasSetEnviron) {
+  char** saved = environ;
+  environ = nullptr;
+  Arena* a = arena();
+  environ = saved;
+  EXPECT_EQ(a, nullptr);
+  EXPECT_EQ(g_state.load(), InitState::kUninitialised);
+}
+
+TEST_F(BootstrapTest, InitialisesOnFirstUseWithTheOptionsFromEnviron) {
+  ::setenv("GUARDARENA_OPTIONS", "quarantine_slots=7:sample_rate=3:backend=mprotect", 1);
+  Arena* a = arena();
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(g_state.load(), InitState::kReady);
+  EXPECT_EQ(g_options.quarantine_slots, 7u);
+  EXPECT_EQ(g_options.sample_rate, 3u);
+  EXPECT_FALSE(g_guard_all);
+  EXPECT_STREQ(a->stats().backend, "mprotect");
+  EXPECT_EQ(arena(), a);  // once only
+}
+
+TEST_F(BootstrapTest, BadOptionsExitWithStatusOneAndOneLine) {
+  ::setenv("GUARDARENA_OPTIONS", "sample_rate=often", 1);
+  EXPECT_EXIT(arena(), ::testing::ExitedWithCode(1), "^guardarena: option 'sample_rate': bad value 'often'[^\n]*\n$");
+}
+
+TEST_F(BootstrapTest, SamplerGuardsAboutOneInN) {
+  ::setenv("GUARDARENA_OPTIONS", "sample_rate=10", 1);
+  ASSERT_NE(arena(), nullptr);
+  int guarded = 0;
+  for (int i = 0; i < 100000; ++i) guarded += should_guard(64) ? 1 : 0;
+  EXPECT_GT(guarded, 8000);
+  EXPECT_LT(guarded, 12000);
+}
+
+TEST_F(BootstrapTest, SizeBandAndSampleAfter) {
+  ::setenv("GUARDARENA_OPTIONS", "min_size=100:max_size=200:sample_after=5", 1);
+  ASSERT_NE(arena(), nullptr);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(should_guard(150)) << i;
+  EXPECT_TRUE(should_guard(150));
+  EXPECT_TRUE(should_guard(100));
+  EXPECT_TRUE(should_guard(200));
+  EXPECT_FALSE(should_guard(99));
+  EXPECT_FALSE(should_guard(201));
+}
+
+TEST_F(BootstrapTest, GuardsEverythingByDefault) {
+  ASSERT_NE(arena(), nullptr);
+  EXPECT_TRUE(g_guard_all);
+  EXPECT_TRUE(should_guard(0));
+  EXPECT_TRUE(should_guard(std::size_t{1} << 40));
+}
+
+}  // namespace
+}  // namespace guardarena::preload
