@@ -160,7 +160,7 @@ class FallbackSet {
     std::lock_guard<std::mutex> g(mu_);
     if ((count_ + 1) * 4 > cap_ * 3) return false;
     for (std::size_t i = hash(p);; i = (i + 1) & (cap_ - 1)) {
-      if (slots_[i] == 0 || slots_[i] == kTomb) {
+      if (slots_[i] == 0) {
         slots_[i] = p;
         ++count_;
         size_.store(count_, std::memory_order_relaxed);
@@ -171,15 +171,31 @@ class FallbackSet {
   bool erase(std::uintptr_t p) noexcept {
     if (size_.load(std::memory_order_relaxed) == 0) return false;
     std::lock_guard<std::mutex> g(mu_);
-    for (std::size_t i = hash(p);; i = (i + 1) & (cap_ - 1)) {
+    std::size_t i = hash(p);
+    for (;; i = (i + 1) & (cap_ - 1)) {
       if (slots_[i] == 0) return false;
-      if (slots_[i] == p) {
-        slots_[i] = kTomb;
-        --count_;
-        size_.store(count_, std::memory_order_relaxed);
-        return true;
+      if (slots_[i] == p) break;
+    }
+    // Backward-shift deletion (Knuth's Algorithm R) instead of tombstones:
+    // with tombstones every distinct address ever inserted used up an empty
+    // slot for good, and after ~cap_ distinct fallback addresses a lookup of a
+    // foreign pointer (owns_block, free of a glibc block) never found one and
+    // spun forever. Each entry after the hole moves back into it unless its
+    // home slot lies cyclically in (hole, its position].
+    for (std::size_t j = i;;) {
+      j = (j + 1) & (cap_ - 1);
+      if (slots_[j] == 0) break;
+      std::size_t home = hash(slots_[j]);
+      bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+      if (!stays) {
+        slots_[i] = slots_[j];
+        i = j;
       }
     }
+    slots_[i] = 0;
+    --count_;
+    size_.store(count_, std::memory_order_relaxed);
+    return true;
   }
   bool contains(std::uintptr_t p) const noexcept {
     if (size_.load(std::memory_order_relaxed) == 0) return false;
@@ -193,10 +209,13 @@ class FallbackSet {
   template <class F>
   void drain(F fn) noexcept {
     std::lock_guard<std::mutex> g(mu_);
+    // An empty set is all zeros: skip the 8 MiB sweep, which every release()
+    // and destruction paid (and kept resident) even when nothing fell back.
+    if (count_ == 0) return;
     for (std::size_t i = 0; i < cap_; ++i) {
-      if (slots_[i] != 0 && slots_[i] != kTomb) fn(slots_[i]);
-      slots_[i] = 0;
+      if (slots_[i] != 0) fn(slots_[i]);
     }
+    os::discard(slots_, cap_ * sizeof(std::uintptr_t));
     count_ = 0;
     size_.store(0, std::memory_order_relaxed);
   }
@@ -205,7 +224,6 @@ class FallbackSet {
   void unlock() noexcept { mu_.unlock(); }
 
  private:
-  static constexpr std::uintptr_t kTomb = 1;
   std::size_t hash(std::uintptr_t p) const noexcept {
     return static_cast<std::size_t>((p >> 4) * 0x9E3779B97F4A7C15ull >> 20) & (cap_ - 1);
   }
