@@ -35,14 +35,14 @@ namespace {
 
 // Arena::storage_size() is a run-time value of the core; this bound is checked
 // against it at init (GUARDARENA_CHECK) so a growing ArenaImpl fails loudly.
-constexpr std::size_t kArenaStorageBytes = 16 * 1024;
+constexpr std::size_t kArenaStorageBytes = std::size_t{16} * 1024;
 alignas(64) unsigned char g_arena_storage[kArenaStorageBytes];
 
 constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_initialising = false;
 
 // 256 KiB of .bss: untouched pages cost nothing, and the loader, libc
 // start-up and dlsym together need a few KiB at most.
-constexpr std::size_t kBootstrapBytes = 256 * 1024;
+constexpr std::size_t kBootstrapBytes = std::size_t{256} * 1024;
 constexpr std::size_t kBootstrapHeader = 16;
 alignas(4096) unsigned char g_bootstrap[kBootstrapBytes];
 std::atomic<std::size_t> g_bootstrap_used{0};
@@ -69,13 +69,18 @@ void write_line(int fd, const char* a, const char* b = nullptr) noexcept {
 
 const char* find_options(char** env) noexcept {
   for (char** e = env; *e != nullptr; ++e) {
-    if (std::strncmp(*e, kOptionsVar, sizeof kOptionsVar - 1) == 0) return *e + sizeof kOptionsVar - 1;
+    if (std::strncmp(*e, kOptionsVar, sizeof kOptionsVar - 1) == 0)
+      return *e + sizeof kOptionsVar - 1;
   }
   return nullptr;
 }
 
-void* fallback_allocate(std::size_t size, std::size_t align) noexcept { return __libc_memalign(align, size); }
-void fallback_deallocate(void* p) noexcept { __libc_free(p); }
+void* fallback_allocate(std::size_t size, std::size_t align) noexcept {
+  return __libc_memalign(align, size);
+}
+void fallback_deallocate(void* p) noexcept {
+  __libc_free(p);
+}
 
 // fork(): the arena's locks are held across fork so the child sees a
 // consistent heap; glibc runs these after every other prepare handler that
@@ -118,8 +123,10 @@ void initialise(char** env) noexcept {
   GUARDARENA_CHECK(Arena::storage_size() <= sizeof g_arena_storage,
                    "preload: the arena outgrew its static storage (raise kArenaStorageBytes)");
   const char* why = nullptr;
-  Arena* a = Arena::create(g_arena_storage, o, FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
-  if (a == nullptr) die_with_options_error(why != nullptr ? why : "guardarena: cannot create the arena");
+  Arena* a = Arena::create(g_arena_storage, o,
+                           FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
+  if (a == nullptr)
+    die_with_options_error(why != nullptr ? why : "guardarena: cannot create the arena");
   if (o.handle_segv) report::install_fault_handler();
   ::pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   g_guard_all = o.sample_rate <= 1 && o.sample_after == 0 && o.min_size == 0 && o.max_size == 0;
@@ -130,8 +137,9 @@ std::uint64_t next_random() noexcept {
   if (t_rng == 0) {
     timespec ts{};
     ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    std::uint64_t seed = static_cast<std::uint64_t>(ts.tv_nsec) ^ (static_cast<std::uint64_t>(ts.tv_sec) << 30) ^
-                         (std::uint64_t{current_tid()} << 40) ^ reinterpret_cast<std::uintptr_t>(&t_rng);
+    std::uint64_t seed =
+        static_cast<std::uint64_t>(ts.tv_nsec) ^ (static_cast<std::uint64_t>(ts.tv_sec) << 30) ^
+        (std::uint64_t{current_tid()} << 40) ^ reinterpret_cast<std::uintptr_t>(&t_rng);
     // splitmix64 finaliser: spreads the few changing bits of the seed.
     seed = (seed ^ (seed >> 30)) * 0xbf58476d1ce4e5b9ull;
     seed = (seed ^ (seed >> 27)) * 0x94d049bb133111ebull;
@@ -154,7 +162,8 @@ Arena* init_slow() noexcept {
   // and a later call initialises.
   if (env == nullptr) return nullptr;
   InitState expected = InitState::kUninitialised;
-  if (!g_state.compare_exchange_strong(expected, InitState::kInitialising, std::memory_order_acq_rel)) {
+  if (!g_state.compare_exchange_strong(expected, InitState::kInitialising,
+                                       std::memory_order_acq_rel)) {
     // Another thread is initialising: it makes no blocking call, so wait.
     while (g_state.load(std::memory_order_acquire) != InitState::kReady) ::sched_yield();
     return g_arena;
@@ -199,7 +208,9 @@ std::size_t bootstrap_size(const void* p) noexcept {
   return static_cast<std::size_t>(s);
 }
 
-std::uint64_t bootstrap_count() noexcept { return g_bootstrap_count.load(std::memory_order_relaxed); }
+std::uint64_t bootstrap_count() noexcept {
+  return g_bootstrap_count.load(std::memory_order_relaxed);
+}
 
 bool should_guard_slow(std::size_t size) noexcept {
   const Options& o = g_options;
@@ -210,7 +221,8 @@ bool should_guard_slow(std::size_t size) noexcept {
   if (size < o.min_size || (o.max_size != 0 && size > o.max_size)) return false;
   if (o.sample_rate <= 1) return true;
   if (t_countdown == 0) {
-    std::uint64_t span = o.sample_rate >= (std::uint64_t{1} << 62) ? UINT64_MAX : 2 * o.sample_rate - 1;
+    std::uint64_t span =
+        o.sample_rate >= (std::uint64_t{1} << 62) ? UINT64_MAX : 2 * o.sample_rate - 1;
     t_countdown = 1 + next_random() % span;
   }
   return --t_countdown == 0;
@@ -224,15 +236,41 @@ void write_stats() noexcept {
   char buf[2048];
   RawWriter w(buf, sizeof buf);
   w.str("guardarena: statistics (pid ").dec(static_cast<std::uint64_t>(::getpid())).str(")\n");
-  w.str("  backend ").str(s.backend).str(", mode ").str(o.mode == Mode::kFast ? "fast" : "full")
-      .str(", sample_rate ").dec(o.sample_rate).ch('\n');
-  w.str("  guarded allocations ").dec(s.guarded_allocations).str(", unguarded by sampling ")
-      .dec(g_delegated_count.load(std::memory_order_relaxed)).str(", bootstrap ").dec(bootstrap_count()).ch('\n');
-  w.str("  fallback allocations (guard pages exhausted) ").dec(s.fallback_allocations).str(", still live ")
-      .dec(s.fallback_live).str(", failed ").dec(s.failed_allocations).ch('\n');
-  w.str("  live blocks ").dec(s.live_blocks).str(" (").dec(s.live_bytes).str(" bytes), peak ")
-      .dec(s.peak_live_blocks).str(" (").dec(s.peak_live_bytes).str(" bytes)\n");
-  w.str("  quarantine ").dec(s.quarantined_blocks).str(" blocks (").dec(s.quarantined_bytes).str(" bytes)");
+  w.str("  backend ")
+      .str(s.backend)
+      .str(", mode ")
+      .str(o.mode == Mode::kFast ? "fast" : "full")
+      .str(", sample_rate ")
+      .dec(o.sample_rate)
+      .ch('\n');
+  w.str("  guarded allocations ")
+      .dec(s.guarded_allocations)
+      .str(", unguarded by sampling ")
+      .dec(g_delegated_count.load(std::memory_order_relaxed))
+      .str(", bootstrap ")
+      .dec(bootstrap_count())
+      .ch('\n');
+  w.str("  fallback allocations (guard pages exhausted) ")
+      .dec(s.fallback_allocations)
+      .str(", still live ")
+      .dec(s.fallback_live)
+      .str(", failed ")
+      .dec(s.failed_allocations)
+      .ch('\n');
+  w.str("  live blocks ")
+      .dec(s.live_blocks)
+      .str(" (")
+      .dec(s.live_bytes)
+      .str(" bytes), peak ")
+      .dec(s.peak_live_blocks)
+      .str(" (")
+      .dec(s.peak_live_bytes)
+      .str(" bytes)\n");
+  w.str("  quarantine ")
+      .dec(s.quarantined_blocks)
+      .str(" blocks (")
+      .dec(s.quarantined_bytes)
+      .str(" bytes)");
   if (s.vmas_in_use != 0) w.str(", mappings for live blocks ").dec(s.vmas_in_use);
   w.ch('\n');
   w.str("  syscalls ").dec(s.syscalls).str(", reserved ").dec(s.reserved_bytes >> 20).str(" MiB\n");

@@ -84,11 +84,13 @@ std::string self_directory() {
 
 std::string find_library() {
   if (const char* env = std::getenv("GUARDARENA_LIBRARY"); env != nullptr && *env != '\0') {
-    if (::access(env, R_OK) != 0) fail(kOptionsError, std::string("GUARDARENA_LIBRARY=") + env + ": " + std::strerror(errno));
+    if (::access(env, R_OK) != 0)
+      fail(kOptionsError, std::string("GUARDARENA_LIBRARY=") + env + ": " + std::strerror(errno));
     return env;
   }
   std::string dir = self_directory();
-  for (const std::string& candidate : {dir + "/libguardarena.so", dir + "/../lib/libguardarena.so"}) {
+  for (const std::string& candidate :
+       {dir + "/libguardarena.so", dir + "/../lib/libguardarena.so"}) {
     if (::access(candidate.c_str(), R_OK) == 0) {
       char real[PATH_MAX];
       return ::realpath(candidate.c_str(), real) != nullptr ? std::string(real) : candidate;
@@ -111,7 +113,8 @@ bool add_table_option(Parsed& p, std::string name, const char* value) {
   const guardarena::OptionInfo* info = find_option(name);
   if (info == nullptr) return false;
   if (value == nullptr) {
-    if (std::strcmp(info->kind, "Bool") != 0) fail(kUsageError, "option --" + name + " needs a value (--" + name + "=VALUE)");
+    if (std::strcmp(info->kind, "Bool") != 0)
+      fail(kUsageError, "option --" + name + " needs a value (--" + name + "=VALUE)");
     value = "1";
   }
   p.options.push_back(name + "=" + value);
@@ -156,7 +159,8 @@ Parsed parse_arguments(int argc, char** argv) {
       if (value != nullptr) fail(kUsageError, "--json takes no value");
       p.options.emplace_back("report_format=json");
     } else {
-      if (!add_table_option(p, name, value)) fail(kUsageError, "unknown option '--" + name + "' (see --help)");
+      if (!add_table_option(p, name, value))
+        fail(kUsageError, "unknown option '--" + name + "' (see --help)");
       sample_rate_given |= p.options.back().rfind("sample_rate=", 0) == 0;
     }
   }
@@ -170,7 +174,8 @@ Parsed parse_arguments(int argc, char** argv) {
 int main(int argc, char** argv) {
   Parsed p = parse_arguments(argc, argv);
   if (p.program.empty()) {
-    fail(kUsageError, "no program to run\nusage: guardarena [options] [--] program [args...] (see --help)");
+    fail(kUsageError,
+         "no program to run\nusage: guardarena [options] [--] program [args...] (see --help)");
   }
   std::string joined;
   if (const char* env = std::getenv("GUARDARENA_OPTIONS"); env != nullptr) joined = env;
@@ -185,7 +190,8 @@ int main(int argc, char** argv) {
     return kOptionsError;
   }
   std::string preload = find_library();
-  if (const char* env = std::getenv("LD_PRELOAD"); env != nullptr && *env != '\0') preload += std::string(" ") + env;
+  if (const char* env = std::getenv("LD_PRELOAD"); env != nullptr && *env != '\0')
+    preload += std::string(" ") + env;
   ::setenv("LD_PRELOAD", preload.c_str(), 1);
   ::setenv("GUARDARENA_OPTIONS", joined.c_str(), 1);
   p.program.push_back(nullptr);

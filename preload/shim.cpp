@@ -37,10 +37,13 @@ constexpr std::size_t kMallocAlign = 16;
 // own, so the `alignment` option (16 by default; 1 = byte-exact) decides.
 constexpr std::size_t kDefaultAlign = 1;
 
-bool is_pow2(std::size_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
+bool is_pow2(std::size_t v) noexcept {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 
 void note_delegated() noexcept {
-  if (!g_delegated.load(std::memory_order_relaxed)) g_delegated.store(true, std::memory_order_relaxed);
+  if (!g_delegated.load(std::memory_order_relaxed))
+    g_delegated.store(true, std::memory_order_relaxed);
   g_delegated_count.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -65,7 +68,8 @@ void* libc_allocate(std::size_t size, std::size_t align, bool zero) noexcept {
   return libc_allocate(size, align, zero);
 }
 
-void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept {
+void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind kind,
+                       bool zero) noexcept {
   if (align < g_options.alignment) align = g_options.alignment;  // a minimum for every block
   int saved_errno = errno;
   void* p = nullptr;
@@ -80,9 +84,11 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
 // Every allocation entry point ends here. `align` is a power of two
 // (kDefaultAlign for malloc and plain new).
 void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept {
-  if (t_busy) [[unlikely]] return early_allocate(size, align, zero);
+  if (t_busy) [[unlikely]]
+    return early_allocate(size, align, zero);
   Arena* a = arena();
-  if (a == nullptr) [[unlikely]] return early_allocate(size, align, zero);
+  if (a == nullptr) [[unlikely]]
+    return early_allocate(size, align, zero);
   if (!should_guard(size)) return libc_allocate(size, align, zero);
   return guarded_allocate(a, size, align, kind, zero);
 }
@@ -209,7 +215,9 @@ void* new_nothrow(std::size_t size, std::size_t align, AllocKind kind) noexcept 
   }
 }
 
-std::size_t align_of(std::align_val_t a) noexcept { return static_cast<std::size_t>(a); }
+std::size_t align_of(std::align_val_t a) noexcept {
+  return static_cast<std::size_t>(a);
+}
 
 }  // namespace
 }  // namespace guardarena::preload
@@ -224,9 +232,13 @@ GUARDARENA_EXPORT void* malloc(std::size_t size) noexcept {
   return allocate(size, kDefaultAlign, AllocKind::kMalloc, false);
 }
 
-GUARDARENA_EXPORT void free(void* p) noexcept { deallocate(p, 0, 0, AllocKind::kMalloc); }
+GUARDARENA_EXPORT void free(void* p) noexcept {
+  deallocate(p, 0, 0, AllocKind::kMalloc);
+}
 
-GUARDARENA_EXPORT void cfree(void* p) noexcept { deallocate(p, 0, 0, AllocKind::kMalloc); }
+GUARDARENA_EXPORT void cfree(void* p) noexcept {
+  deallocate(p, 0, 0, AllocKind::kMalloc);
+}
 
 GUARDARENA_EXPORT void* calloc(std::size_t n, std::size_t size) noexcept {
   std::size_t total = 0;
@@ -237,7 +249,9 @@ GUARDARENA_EXPORT void* calloc(std::size_t n, std::size_t size) noexcept {
   return allocate(total, kDefaultAlign, AllocKind::kMalloc, true);
 }
 
-GUARDARENA_EXPORT void* realloc(void* p, std::size_t size) noexcept { return reallocate(p, size); }
+GUARDARENA_EXPORT void* realloc(void* p, std::size_t size) noexcept {
+  return reallocate(p, size);
+}
 
 GUARDARENA_EXPORT void* reallocarray(void* p, std::size_t n, std::size_t size) noexcept {
   std::size_t total = 0;
@@ -279,7 +293,9 @@ GUARDARENA_EXPORT void* memalign(std::size_t align, std::size_t size) noexcept {
   return aligned(align, size);
 }
 
-GUARDARENA_EXPORT void* valloc(std::size_t size) noexcept { return aligned(guardarena::os::page_size(), size); }
+GUARDARENA_EXPORT void* valloc(std::size_t size) noexcept {
+  return aligned(guardarena::os::page_size(), size);
+}
 
 GUARDARENA_EXPORT void* pvalloc(std::size_t size) noexcept {
   std::size_t page = guardarena::os::page_size();
@@ -301,7 +317,9 @@ GUARDARENA_EXPORT std::size_t malloc_usable_size(void* p) noexcept {
 }
 
 // Tuning knobs of glibc's allocator do not apply: accept and ignore them.
-GUARDARENA_EXPORT int mallopt(int, int) noexcept { return 1; }
+GUARDARENA_EXPORT int mallopt(int, int) noexcept {
+  return 1;
+}
 
 // Returns quarantined slots to reuse; their pages were returned already.
 GUARDARENA_EXPORT int malloc_trim(std::size_t) noexcept {
@@ -330,11 +348,17 @@ Info make_mallinfo() noexcept {
 
 }  // namespace
 
-GUARDARENA_EXPORT struct mallinfo2 mallinfo2() noexcept { return make_mallinfo<struct mallinfo2, std::size_t>(); }
+GUARDARENA_EXPORT struct mallinfo2 mallinfo2() noexcept {
+  return make_mallinfo<struct mallinfo2, std::size_t>();
+}
 
-GUARDARENA_EXPORT struct mallinfo mallinfo() noexcept { return make_mallinfo<struct mallinfo, int>(); }
+GUARDARENA_EXPORT struct mallinfo mallinfo() noexcept {
+  return make_mallinfo<struct mallinfo, int>();
+}
 
-GUARDARENA_EXPORT void malloc_stats() noexcept { write_stats(); }
+GUARDARENA_EXPORT void malloc_stats() noexcept {
+  write_stats();
+}
 
 GUARDARENA_EXPORT int malloc_info(int options, FILE* fp) noexcept {
   if (options != 0) {
@@ -343,11 +367,14 @@ GUARDARENA_EXPORT int malloc_info(int options, FILE* fp) noexcept {
   }
   guardarena::ArenaStats s{};
   if (Arena* a = ready_arena()) s = a->stats();
-  fprintf(fp,
-          "<malloc version=\"1\">\n<guardarena backend=\"%s\" live_blocks=\"%llu\" live_bytes=\"%llu\" "
-          "quarantined_blocks=\"%llu\" quarantined_bytes=\"%llu\"/>\n</malloc>\n",
-          s.backend, static_cast<unsigned long long>(s.live_blocks), static_cast<unsigned long long>(s.live_bytes),
-          static_cast<unsigned long long>(s.quarantined_blocks), static_cast<unsigned long long>(s.quarantined_bytes));
+  fprintf(
+      fp,
+      "<malloc version=\"1\">\n<guardarena backend=\"%s\" live_blocks=\"%llu\" live_bytes=\"%llu\" "
+      "quarantined_blocks=\"%llu\" quarantined_bytes=\"%llu\"/>\n</malloc>\n",
+      s.backend, static_cast<unsigned long long>(s.live_blocks),
+      static_cast<unsigned long long>(s.live_bytes),
+      static_cast<unsigned long long>(s.quarantined_blocks),
+      static_cast<unsigned long long>(s.quarantined_bytes));
   return 0;
 }
 
@@ -376,15 +403,21 @@ GUARDARENA_EXPORT_CXX void* operator new(std::size_t size, std::align_val_t al) 
 GUARDARENA_EXPORT_CXX void* operator new[](std::size_t size, std::align_val_t al) {
   return new_impl(size, align_of(al), AllocKind::kNewArray);
 }
-GUARDARENA_EXPORT_CXX void* operator new(std::size_t size, std::align_val_t al, const std::nothrow_t&) noexcept {
+GUARDARENA_EXPORT_CXX void* operator new(std::size_t size, std::align_val_t al,
+                                         const std::nothrow_t&) noexcept {
   return new_nothrow(size, align_of(al), AllocKind::kNew);
 }
-GUARDARENA_EXPORT_CXX void* operator new[](std::size_t size, std::align_val_t al, const std::nothrow_t&) noexcept {
+GUARDARENA_EXPORT_CXX void* operator new[](std::size_t size, std::align_val_t al,
+                                           const std::nothrow_t&) noexcept {
   return new_nothrow(size, align_of(al), AllocKind::kNewArray);
 }
 
-GUARDARENA_EXPORT_CXX void operator delete(void* p) noexcept { deallocate(p, 0, 0, AllocKind::kNew); }
-GUARDARENA_EXPORT_CXX void operator delete[](void* p) noexcept { deallocate(p, 0, 0, AllocKind::kNewArray); }
+GUARDARENA_EXPORT_CXX void operator delete(void* p) noexcept {
+  deallocate(p, 0, 0, AllocKind::kNew);
+}
+GUARDARENA_EXPORT_CXX void operator delete[](void* p) noexcept {
+  deallocate(p, 0, 0, AllocKind::kNewArray);
+}
 GUARDARENA_EXPORT_CXX void operator delete(void* p, const std::nothrow_t&) noexcept {
   deallocate(p, 0, 0, AllocKind::kNew);
 }
@@ -403,15 +436,19 @@ GUARDARENA_EXPORT_CXX void operator delete(void* p, std::align_val_t al) noexcep
 GUARDARENA_EXPORT_CXX void operator delete[](void* p, std::align_val_t al) noexcept {
   deallocate(p, 0, align_of(al), AllocKind::kNewArray);
 }
-GUARDARENA_EXPORT_CXX void operator delete(void* p, std::align_val_t al, const std::nothrow_t&) noexcept {
+GUARDARENA_EXPORT_CXX void operator delete(void* p, std::align_val_t al,
+                                           const std::nothrow_t&) noexcept {
   deallocate(p, 0, align_of(al), AllocKind::kNew);
 }
-GUARDARENA_EXPORT_CXX void operator delete[](void* p, std::align_val_t al, const std::nothrow_t&) noexcept {
+GUARDARENA_EXPORT_CXX void operator delete[](void* p, std::align_val_t al,
+                                             const std::nothrow_t&) noexcept {
   deallocate(p, 0, align_of(al), AllocKind::kNewArray);
 }
-GUARDARENA_EXPORT_CXX void operator delete(void* p, std::size_t size, std::align_val_t al) noexcept {
+GUARDARENA_EXPORT_CXX void operator delete(void* p, std::size_t size,
+                                           std::align_val_t al) noexcept {
   deallocate(p, size, align_of(al), AllocKind::kNew);
 }
-GUARDARENA_EXPORT_CXX void operator delete[](void* p, std::size_t size, std::align_val_t al) noexcept {
+GUARDARENA_EXPORT_CXX void operator delete[](void* p, std::size_t size,
+                                             std::align_val_t al) noexcept {
   deallocate(p, size, align_of(al), AllocKind::kNewArray);
 }

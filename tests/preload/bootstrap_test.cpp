@@ -77,7 +77,8 @@ TEST_F(BootstrapTest, InitialisesOnFirstUseWithTheOptionsFromEnviron) {
 
 TEST_F(BootstrapTest, BadOptionsExitWithStatusOneAndOneLine) {
   ::setenv("GUARDARENA_OPTIONS", "sample_rate=often", 1);
-  EXPECT_EXIT(arena(), ::testing::ExitedWithCode(1), "^guardarena: option 'sample_rate': bad value 'often'[^\n]*\n$");
+  EXPECT_EXIT(arena(), ::testing::ExitedWithCode(1),
+              "^guardarena: option 'sample_rate': bad value 'often'[^\n]*\n$");
 }
 
 TEST_F(BootstrapTest, SamplerGuardsAboutOneInN) {

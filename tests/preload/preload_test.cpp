@@ -53,8 +53,12 @@ struct Result {
   std::string out;
   std::string err;
 
-  bool exited(int code) const { return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == code; }
-  bool signaled(int sig) const { return !timed_out && WIFSIGNALED(status) && WTERMSIG(status) == sig; }
+  bool exited(int code) const {
+    return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == code;
+  }
+  bool signaled(int sig) const {
+    return !timed_out && WIFSIGNALED(status) && WTERMSIG(status) == sig;
+  }
   std::string describe() const {
     std::ostringstream s;
     if (timed_out) {
@@ -71,14 +75,16 @@ struct Result {
 
 struct Run {
   std::vector<std::string> argv;
-  bool preload = true;   // LD_PRELOAD=libguardarena.so and GUARDARENA_OPTIONS=options
+  bool preload = true;  // LD_PRELOAD=libguardarena.so and GUARDARENA_OPTIONS=options
   std::string options;
   std::vector<std::string> env;  // NAME=VALUE, set last
   std::string cwd;
   int timeout_seconds = 120;
 };
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 // Runs r.argv[0] (searched in PATH) with the environment of this process,
 // minus LD_PRELOAD and GUARDARENA_OPTIONS, plus what `r` asks for; stdin is
@@ -129,7 +135,8 @@ Result run(const Run& r) {
   std::string* sinks[2] = {&res.out, &res.err};
   int open_fds = 2;
   while (open_fds > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       if (!res.timed_out) ::kill(pid, SIGKILL);
       res.timed_out = true;
@@ -155,7 +162,9 @@ Result run(const Run& r) {
   return res;
 }
 
-std::string program(const std::string& name) { return kPrograms + "/" + name; }
+std::string program(const std::string& name) {
+  return kPrograms + "/" + name;
+}
 
 // A fresh directory, removed with the object.
 class TempDir {
@@ -217,10 +226,10 @@ std::string with_backend(const BackendParam& b, const std::string& extra = "") {
   return extra.empty() ? std::string(b.options) : std::string(b.options) + ":" + extra;
 }
 
-#define SKIP_IF_UNSUPPORTED(backend)                                                         \
-  do {                                                                                       \
+#define SKIP_IF_UNSUPPORTED(backend)                                                          \
+  do {                                                                                        \
     if (std::string((backend).name) == "guard" && !guardarena::os::guard_regions_supported()) \
-      GTEST_SKIP() << "this kernel has no MADV_GUARD_INSTALL (Linux 6.13+)";                \
+      GTEST_SKIP() << "this kernel has no MADV_GUARD_INSTALL (Linux 6.13+)";                  \
   } while (0)
 
 // ---- one program per bug ---------------------------------------------------
@@ -231,13 +240,17 @@ struct BugCase {
   const char* options;  // extra GUARDARENA_OPTIONS
   int signal;           // how the buggy run dies; 0: it exits with exit_code
   int exit_code;
-  bool faults;          // dies at the statement itself (guard page), not at a later free
+  bool faults;  // dies at the statement itself (guard page), not at a later free
   std::vector<std::string> stderr_patterns;
 };
 
 // gtest prints parameters in failure messages and test lists.
-void PrintTo(const BugCase& c, std::ostream* os) { *os << c.label; }
-void PrintTo(const BackendParam& b, std::ostream* os) { *os << b.name; }
+void PrintTo(const BugCase& c, std::ostream* os) {
+  *os << c.label;
+}
+void PrintTo(const BackendParam& b, std::ostream* os) {
+  *os << b.name;
+}
 
 const char kError[] = "ERROR: guardarena: ";
 
@@ -255,19 +268,23 @@ std::vector<BugCase> bug_cases() {
        V{unf, "WRITE at ", "1 bytes before the 64-byte block"}},
       {"underflow_read", "underflow_read", "protect_below=1", SIGSEGV, 0, true,
        V{unf, "READ at ", "1 bytes before the 64-byte block"}},
-      {"overflow_calloc", "overflow_calloc", "", SIGSEGV, 0, true, V{ovf, "WRITE at ", "0 bytes after the 80-byte block"}},
-      {"overflow_realloc", "overflow_realloc", "", SIGSEGV, 0, true, V{ovf, "WRITE at ", "0 bytes after the 48-byte block"}},
+      {"overflow_calloc", "overflow_calloc", "", SIGSEGV, 0, true,
+       V{ovf, "WRITE at ", "0 bytes after the 80-byte block"}},
+      {"overflow_realloc", "overflow_realloc", "", SIGSEGV, 0, true,
+       V{ovf, "WRITE at ", "0 bytes after the 48-byte block"}},
       {"overflow_memalign", "overflow_memalign", "", SIGSEGV, 0, true,
        V{ovf, "WRITE at ", "the 128-byte block .* \\(alignment 64, allocated with malloc\\)"}},
       {"overflow_aligned_alloc", "overflow_aligned_alloc", "", SIGSEGV, 0, true,
        V{ovf, "WRITE at ", "the 96-byte block .* \\(alignment 32"}},
       {"overflow_posix_memalign", "overflow_posix_memalign", "", SIGSEGV, 0, true,
        V{ovf, "WRITE at ", "the 192-byte block .* \\(alignment 64"}},
-      {"overflow_valloc", "overflow_valloc", "", SIGSEGV, 0, true, V{ovf, "WRITE at ", "the 8192-byte block .* \\(alignment 4096"}},
+      {"overflow_valloc", "overflow_valloc", "", SIGSEGV, 0, true,
+       V{ovf, "WRITE at ", "the 8192-byte block .* \\(alignment 4096"}},
       {"overflow_new", "overflow_new", "", SIGSEGV, 0, true,
        V{ovf, "WRITE at ", "0 bytes after the 48-byte block .*allocated with operator new\\)"}},
       {"overflow_new_array", "overflow_new_array", "", SIGSEGV, 0, true,
-       V{ovf, "WRITE at ", "0 bytes after the 64-byte block .*allocated with operator new \\[\\]\\)"}},
+       V{ovf, "WRITE at ",
+         "0 bytes after the 64-byte block .*allocated with operator new \\[\\]\\)"}},
       {"use_after_free_read", "use_after_free_read", "", SIGSEGV, 0, true,
        V{uaf, "READ at ", "0 bytes inside the freed 32-byte block"}},
       {"use_after_free_write", "use_after_free_write", "", SIGSEGV, 0, true,
@@ -277,21 +294,27 @@ std::vector<BugCase> bug_cases() {
       {"use_after_delete", "use_after_delete", "", SIGSEGV, 0, true,
        V{uaf, "READ at ", "inside the freed 16-byte block .*allocated with operator new\\)"}},
       {"double_free", "double_free", "", SIGABRT, 0, true,
-       V{std::string(kError) + "double-free", "attempting double-free of 0x[0-9a-f]+ \\(64-byte block\\) in free"}},
+       V{std::string(kError) + "double-free",
+         "attempting double-free of 0x[0-9a-f]+ \\(64-byte block\\) in free"}},
       {"invalid_free_interior", "invalid_free_interior", "", SIGABRT, 0, true,
-       V{std::string(kError) + "invalid-free", "attempting free on address .* 8 bytes from the start of the live 64-byte block"}},
+       V{std::string(kError) + "invalid-free",
+         "attempting free on address .* 8 bytes from the start of the live 64-byte block"}},
       {"invalid_free_foreign", "invalid_free_foreign", "", SIGABRT, 0, true,
-       V{std::string(kError) + "invalid-free", "attempting free on address 0x[0-9a-f]+, which was not returned by this allocator"}},
+       V{std::string(kError) + "invalid-free",
+         "attempting free on address 0x[0-9a-f]+, which was not returned by this allocator"}},
       {"mismatch_free_new", "mismatch_free_new", "", SIGABRT, 0, true,
        V{std::string(kError) + "alloc-dealloc-mismatch", "\\(operator new vs free\\)"}},
       {"mismatch_delete_new_array", "mismatch_delete_new_array", "", SIGABRT, 0, true,
-       V{std::string(kError) + "alloc-dealloc-mismatch", "\\(operator new \\[\\] vs operator delete\\)"}},
+       V{std::string(kError) + "alloc-dealloc-mismatch",
+         "\\(operator new \\[\\] vs operator delete\\)"}},
       {"mismatch_delete_array_malloc", "mismatch_delete_array_malloc", "", SIGABRT, 0, true,
        V{std::string(kError) + "alloc-dealloc-mismatch", "\\(malloc vs operator delete \\[\\]\\)"}},
       {"mismatch_sized_delete", "mismatch_sized_delete", "", SIGABRT, 0, true,
-       V{std::string(kError) + "dealloc-size-mismatch", "operator delete called with size 48 for the 32-byte block"}},
+       V{std::string(kError) + "dealloc-size-mismatch",
+         "operator delete called with size 48 for the 32-byte block"}},
       {"overflow_thread", "overflow_thread", "", SIGSEGV, 0, true,
-       V{ovf + " on address 0x[0-9a-f]+ \\(thread T[0-9]+\\)", "WRITE at ", "0 bytes after the 64-byte block"}},
+       V{ovf + " on address 0x[0-9a-f]+ \\(thread T[0-9]+\\)", "WRITE at ",
+         "0 bytes after the 64-byte block"}},
       {"overflow_fork_child", "overflow_fork_child", "", 0, 100 + SIGSEGV, true,
        V{ovf, "WRITE at ", "0 bytes after the 64-byte block"}},
       // 13 bytes round up to 16: the byte past the end is slack, checked at free.
@@ -340,7 +363,8 @@ TEST_P(BugTest, DiesAtTheBuggyStatementWithAReport) {
   if (c.faults && (c.signal == SIGSEGV || c.exit_code == 100 + SIGSEGV)) {
     // The faulting instruction is in the program itself (not in libc).
     EXPECT_TRUE(contains(r.err, "#0 0x[0-9a-f]+ .*/" + std::string(c.program) + "\\+0x"))
-        << "frame #0 is not in the program\n" << r.describe();
+        << "frame #0 is not in the program\n"
+        << r.describe();
   }
   // When the report is symbolized, it must name the line of the bug.
   auto [file, line] = bug_line(c.program);
@@ -355,7 +379,8 @@ TEST_P(BugTest, CorrectVersionPrintsTheSameAsWithoutTheShim) {
   SKIP_IF_UNSUPPORTED(backend);
   Result native = run({.argv = {program(c.program), "ok"}, .preload = false});
   ASSERT_TRUE(native.exited(0)) << native.describe();
-  Result shim = run({.argv = {program(c.program), "ok"}, .options = with_backend(backend, c.options)});
+  Result shim =
+      run({.argv = {program(c.program), "ok"}, .options = with_backend(backend, c.options)});
   EXPECT_TRUE(shim.exited(0)) << shim.describe();
   EXPECT_EQ(shim.out, native.out);
   EXPECT_EQ(shim.err, native.err);
@@ -366,14 +391,17 @@ std::string bug_test_name(const ::testing::TestParamInfo<BugTest::ParamType>& in
 }
 
 INSTANTIATE_TEST_SUITE_P(Programs, BugTest,
-                         ::testing::Combine(::testing::ValuesIn(bug_cases()), ::testing::ValuesIn(kBackends)),
+                         ::testing::Combine(::testing::ValuesIn(bug_cases()),
+                                            ::testing::ValuesIn(kBackends)),
                          bug_test_name);
 
 // ---- correct programs and the API contract, per backend --------------------
 
 class BackendTest : public ::testing::TestWithParam<BackendParam> {};
 
-std::string backend_name(const ::testing::TestParamInfo<BackendParam>& info) { return info.param.name; }
+std::string backend_name(const ::testing::TestParamInfo<BackendParam>& info) {
+  return info.param.name;
+}
 
 INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::ValuesIn(kBackends), backend_name);
 
@@ -414,7 +442,8 @@ TEST_P(BackendTest, CleanCxxProgramUnchanged) {
 
 TEST_P(BackendTest, ForkFromThreadsLeavesAUsableHeapAndSpawnExecWork) {
   SKIP_IF_UNSUPPORTED(GetParam());
-  Result r = run({.argv = {program("fork_threads")}, .options = GetParam().options, .timeout_seconds = 120});
+  Result r = run(
+      {.argv = {program("fork_threads")}, .options = GetParam().options, .timeout_seconds = 120});
   EXPECT_TRUE(r.exited(0)) << r.describe();
   EXPECT_NE(r.out.find("forked children ok: 40/40"), std::string::npos) << r.describe();
   EXPECT_NE(r.out.find("posix_spawn ok: 1"), std::string::npos) << r.describe();
@@ -428,7 +457,9 @@ TEST_P(BackendTest, AllocationsBeforeInitAreServedAndFreedLater) {
 
 TEST_P(BackendTest, MallocFromInsideAFaultReportNeitherRecursesNorDeadlocks) {
   SKIP_IF_UNSUPPORTED(GetParam());
-  Result r = run({.argv = {program("reenter_write"), "overflow"}, .options = GetParam().options, .timeout_seconds = 60});
+  Result r = run({.argv = {program("reenter_write"), "overflow"},
+                  .options = GetParam().options,
+                  .timeout_seconds = 60});
   EXPECT_TRUE(r.signaled(SIGSEGV)) << r.describe();
   EXPECT_TRUE(contains(r.err, "ERROR: guardarena: heap-buffer-overflow")) << r.describe();
   EXPECT_TRUE(contains(r.err, "SUMMARY: guardarena: heap-buffer-overflow")) << r.describe();
@@ -436,7 +467,9 @@ TEST_P(BackendTest, MallocFromInsideAFaultReportNeitherRecursesNorDeadlocks) {
 
 TEST_P(BackendTest, MallocFromInsideAFreeTimeReportNeitherRecursesNorDeadlocks) {
   SKIP_IF_UNSUPPORTED(GetParam());
-  Result r = run({.argv = {program("reenter_write"), "double"}, .options = GetParam().options, .timeout_seconds = 60});
+  Result r = run({.argv = {program("reenter_write"), "double"},
+                  .options = GetParam().options,
+                  .timeout_seconds = 60});
   EXPECT_TRUE(r.signaled(SIGABRT)) << r.describe();
   EXPECT_TRUE(contains(r.err, "ERROR: guardarena: double-free")) << r.describe();
   EXPECT_TRUE(contains(r.err, "SUMMARY: guardarena: double-free")) << r.describe();
@@ -444,7 +477,8 @@ TEST_P(BackendTest, MallocFromInsideAFreeTimeReportNeitherRecursesNorDeadlocks) 
 
 TEST_P(BackendTest, MallocFromInsideTheExitStatisticsIsServed) {
   SKIP_IF_UNSUPPORTED(GetParam());
-  Result r = run({.argv = {program("reenter_write"), "ok"}, .options = with_backend(GetParam(), "print_stats=1"),
+  Result r = run({.argv = {program("reenter_write"), "ok"},
+                  .options = with_backend(GetParam(), "print_stats=1"),
                   .timeout_seconds = 60});
   EXPECT_TRUE(r.exited(0)) << r.describe();
   EXPECT_EQ(r.out, "done\n");
@@ -465,8 +499,8 @@ bool have(const std::string& tool) {
   return run({.argv = {"sh", "-c", "command -v " + tool}, .preload = false}).exited(0);
 }
 
-#define REQUIRE_TOOL(tool)                                   \
-  do {                                                       \
+#define REQUIRE_TOOL(tool)                                     \
+  do {                                                         \
     if (!have(tool)) GTEST_SKIP() << tool " is not installed"; \
   } while (0)
 
@@ -474,7 +508,8 @@ bool have(const std::string& tool) {
 // (Debian's /usr/bin/python3 needs libpython3.X-testsuite for it).
 std::string python_with_test_suite() {
   for (const char* candidate : {"python3", "/usr/bin/python3"}) {
-    if (run({.argv = {candidate, "-c", "import test.support, test.test_dict, test.test_bisect"}, .preload = false})
+    if (run({.argv = {candidate, "-c", "import test.support, test.test_dict, test.test_bisect"},
+             .preload = false})
             .exited(0)) {
       return candidate;
     }
@@ -484,7 +519,8 @@ std::string python_with_test_suite() {
 
 TEST_P(RealProgramTest, Python) {
   REQUIRE_TOOL("python3");
-  expect_same_output({"python3", kRealPrograms + "/workload.py"}, options(), {"PYTHONMALLOC=malloc"});
+  expect_same_output({"python3", kRealPrograms + "/workload.py"}, options(),
+                     {"PYTHONMALLOC=malloc"});
 }
 
 // Summary lines of `python -m test` (the rest has timings).
@@ -492,7 +528,8 @@ std::string python_test_summary(const std::string& out) {
   std::string s;
   std::istringstream in(out);
   for (std::string line; std::getline(in, line);) {
-    if (starts_with(line, "Total tests:") || starts_with(line, "Result:") || starts_with(line, "Total test files:")) {
+    if (starts_with(line, "Total tests:") || starts_with(line, "Result:") ||
+        starts_with(line, "Total test files:")) {
       s += line + "\n";
     }
   }
@@ -501,13 +538,17 @@ std::string python_test_summary(const std::string& out) {
 
 TEST_P(RealProgramTest, PythonTestSuite) {
   std::string python = python_with_test_suite();
-  if (python.empty()) GTEST_SKIP() << "no python3 with its test package (Debian: apt-get install libpython3.11-testsuite)";
+  if (python.empty())
+    GTEST_SKIP()
+        << "no python3 with its test package (Debian: apt-get install libpython3.11-testsuite)";
   std::vector<std::string> argv = {python, "-m", "test", "test_dict", "test_bisect"};
   Result native = run({.argv = argv, .preload = false, .env = {"PYTHONMALLOC=malloc"}});
   ASSERT_TRUE(native.exited(0)) << native.describe();
-  Result shim = run({.argv = argv, .options = options(), .env = {"PYTHONMALLOC=malloc"}, .timeout_seconds = 280});
+  Result shim = run(
+      {.argv = argv, .options = options(), .env = {"PYTHONMALLOC=malloc"}, .timeout_seconds = 280});
   EXPECT_TRUE(shim.exited(0)) << shim.describe();
-  EXPECT_NE(python_test_summary(shim.out).find("Result: SUCCESS"), std::string::npos) << shim.describe();
+  EXPECT_NE(python_test_summary(shim.out).find("Result: SUCCESS"), std::string::npos)
+      << shim.describe();
   EXPECT_EQ(python_test_summary(shim.out), python_test_summary(native.out));
   EXPECT_EQ(without_exhaustion_warning(shim.err), native.err);
 }
@@ -524,7 +565,8 @@ TEST_P(RealProgramTest, Bash) {
 
 TEST_P(RealProgramTest, Sqlite) {
   REQUIRE_TOOL("sqlite3");
-  expect_same_output({"sqlite3", "-batch", ":memory:", ".read " + kRealPrograms + "/workload.sql"}, options());
+  expect_same_output({"sqlite3", "-batch", ":memory:", ".read " + kRealPrograms + "/workload.sql"},
+                     options());
 }
 
 TEST_P(RealProgramTest, Git) {
@@ -544,9 +586,11 @@ TEST_P(RealProgramTest, GccCompilesAndLinksAProgram) {
   REQUIRE_TOOL("gcc");
   TempDir dir;
   std::string src = kProgramSources + "/clean_c_workload.c";
-  Result native = run({.argv = {"gcc", "-O2", "-pthread", "-o", dir.path() + "/native", src}, .preload = false});
+  Result native = run(
+      {.argv = {"gcc", "-O2", "-pthread", "-o", dir.path() + "/native", src}, .preload = false});
   ASSERT_TRUE(native.exited(0)) << native.describe();
-  Result shim = run({.argv = {"gcc", "-O2", "-pthread", "-o", dir.path() + "/shim", src}, .options = options()});
+  Result shim = run(
+      {.argv = {"gcc", "-O2", "-pthread", "-o", dir.path() + "/shim", src}, .options = options()});
   ASSERT_TRUE(shim.exited(0)) << shim.describe();
   EXPECT_EQ(shim.out + shim.err, native.out + native.err);
   // Same compiler, same input: the executables are byte-identical.
@@ -559,9 +603,12 @@ TEST_P(RealProgramTest, GxxCompilesAFile) {
   REQUIRE_TOOL("g++");
   TempDir dir;
   std::string src = kRealPrograms + "/compile_me.cpp";
-  Result native = run({.argv = {"g++", "-std=c++17", "-O1", "-c", "-o", dir.path() + "/native.o", src}, .preload = false});
+  Result native =
+      run({.argv = {"g++", "-std=c++17", "-O1", "-c", "-o", dir.path() + "/native.o", src},
+           .preload = false});
   ASSERT_TRUE(native.exited(0)) << native.describe();
-  Result shim = run({.argv = {"g++", "-std=c++17", "-O1", "-c", "-o", dir.path() + "/shim.o", src}, .options = options()});
+  Result shim = run({.argv = {"g++", "-std=c++17", "-O1", "-c", "-o", dir.path() + "/shim.o", src},
+                     .options = options()});
   ASSERT_TRUE(shim.exited(0)) << shim.describe();
   EXPECT_EQ(shim.out + shim.err, native.out + native.err);
   EXPECT_EQ(read_file(dir.path() + "/shim.o"), read_file(dir.path() + "/native.o"));
@@ -607,9 +654,11 @@ TEST(SamplingTest, CorrectProgramsPrintTheSameAtSampleRate10) {
 }
 
 TEST(SamplingTest, SplitsAllocationsBetweenTheArenaAndGlibc) {
-  Result r = run({.argv = {program("clean_c_workload")}, .options = "sample_rate=10:print_stats=1"});
+  Result r =
+      run({.argv = {program("clean_c_workload")}, .options = "sample_rate=10:print_stats=1"});
   ASSERT_TRUE(r.exited(0)) << r.describe();
-  EXPECT_TRUE(contains(r.err, "guarded allocations [1-9][0-9]*, unguarded by sampling [1-9]")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "guarded allocations [1-9][0-9]*, unguarded by sampling [1-9]"))
+      << r.describe();
 }
 
 TEST(SamplingTest, UsableSizeAndReallocOfGlibcBlocks) {
@@ -629,7 +678,8 @@ TEST(SizeBandTest, BlocksAboveMaxSizeAreNotGuarded) {
 }
 
 TEST(SizeBandTest, BlocksInsideTheBandAreGuarded) {
-  Result r = run({.argv = {program("overflow_write_malloc")}, .options = "min_size=64:max_size=64"});
+  Result r =
+      run({.argv = {program("overflow_write_malloc")}, .options = "min_size=64:max_size=64"});
   EXPECT_TRUE(r.signaled(SIGSEGV)) << r.describe();
 }
 
@@ -648,16 +698,19 @@ std::string no_vma_budget() {
 }
 
 TEST(ExhaustionTest, FallsBackToGlibcWarningOnceAndCounting) {
-  Result r = run({.argv = {program("many_blocks"), "3000"}, .options = no_vma_budget() + ":print_stats=1"});
+  Result r = run(
+      {.argv = {program("many_blocks"), "3000"}, .options = no_vma_budget() + ":print_stats=1"});
   EXPECT_TRUE(r.exited(0)) << r.describe();
   EXPECT_EQ(r.out, "allocated 3000 failed 0 first errno none\n");
   EXPECT_EQ(count_lines_with(r.err, "guardarena: warning: "), 1u) << r.describe();
   EXPECT_TRUE(contains(r.err, "vm.max_map_count")) << r.describe();
-  EXPECT_TRUE(contains(r.err, "fallback allocations \\(guard pages exhausted\\) [1-9]")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "fallback allocations \\(guard pages exhausted\\) [1-9]"))
+      << r.describe();
 }
 
 TEST(ExhaustionTest, FailPolicyReturnsNullWithEnomem) {
-  Result r = run({.argv = {program("many_blocks"), "100"}, .options = no_vma_budget() + ":on_exhaustion=fail"});
+  Result r = run({.argv = {program("many_blocks"), "100"},
+                  .options = no_vma_budget() + ":on_exhaustion=fail"});
   EXPECT_TRUE(r.exited(0)) << r.describe();
   EXPECT_EQ(r.out, "allocated 0 failed 100 first errno ENOMEM\n");
 }
@@ -665,7 +718,8 @@ TEST(ExhaustionTest, FailPolicyReturnsNullWithEnomem) {
 TEST(ExhaustionTest, RealProgramRunsOnPastTheBudget) {
   // Perl keeping ~40K blocks live exceeds the default budget (~32K).
   if (!have("perl")) GTEST_SKIP() << "perl is not installed";
-  std::vector<std::string> argv = {"perl", "-e", "my %h; $h{$_} = $_ x 3 for 1 .. 20000; print scalar(keys %h), qq(\\n)"};
+  std::vector<std::string> argv = {
+      "perl", "-e", "my %h; $h{$_} = $_ x 3 for 1 .. 20000; print scalar(keys %h), qq(\\n)"};
   expect_same_output(argv, "backend=mprotect");
 }
 
@@ -681,7 +735,8 @@ TEST(OptionsTest, BadValueStopsTheProgramWithOneLineAndStatus1) {
 TEST(OptionsTest, UnknownOptionStopsTheProgram) {
   Result r = run({.argv = {"true"}, .options = "no_such_option=1"});
   EXPECT_TRUE(r.exited(1)) << r.describe();
-  EXPECT_TRUE(contains(r.err, "^guardarena: option 'no_such_option': unknown option[^\n]*\n$")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "^guardarena: option 'no_such_option': unknown option[^\n]*\n$"))
+      << r.describe();
 }
 
 TEST(OptionsTest, HelpPrintsEveryOption) {
@@ -690,7 +745,8 @@ TEST(OptionsTest, HelpPrintsEveryOption) {
   EXPECT_EQ(r.out, "");
   const guardarena::OptionInfo* table = guardarena::option_table();
   for (std::size_t i = 0; i < guardarena::kOptionCount; ++i) {
-    EXPECT_NE(r.err.find(std::string("  ") + table[i].name + "="), std::string::npos) << table[i].name;
+    EXPECT_NE(r.err.find(std::string("  ") + table[i].name + "="), std::string::npos)
+        << table[i].name;
   }
 }
 
@@ -715,7 +771,10 @@ TEST(OptionsTest, LogPathWritesTheReportToAFile) {
 TEST(OptionsTest, JsonReports) {
   Result r = run({.argv = {program("overflow_write_malloc")}, .options = "report_format=json"});
   EXPECT_TRUE(r.signaled(SIGSEGV)) << r.describe();
-  EXPECT_TRUE(contains(r.err, "^\\{\"tool\":\"guardarena\",.*\"kind\":\"heap-buffer-overflow\".*\"access\":\"WRITE\"")) << r.describe();
+  EXPECT_TRUE(contains(
+      r.err,
+      "^\\{\"tool\":\"guardarena\",.*\"kind\":\"heap-buffer-overflow\".*\"access\":\"WRITE\""))
+      << r.describe();
 }
 
 TEST(OptionsTest, ExitcodeReplacesTheSignal) {
@@ -766,13 +825,16 @@ std::string library_of(const void* symbol) {
   return ::dladdr(symbol, &info) != 0 && info.dli_fname != nullptr ? info.dli_fname : "";
 }
 
-bool is_function(char type) { return type == 'T' || type == 'W' || type == 'i'; }
+bool is_function(char type) {
+  return type == 'T' || type == 'W' || type == 'i';
+}
 
 // Heap functions of libc: the malloc family by name. Left out on purpose:
 // __libc_* (glibc's own allocator, which the shim calls), the removed hooks
 // (variables), and mcheck/mprobe/mtrace (inert in libc.so.6 since 2.34).
 const std::regex kLibcHeapFunction(
-    "malloc|free|cfree|calloc|realloc|reallocarray|posix_memalign|aligned_alloc|memalign|valloc|pvalloc|"
+    "malloc|free|cfree|calloc|realloc|reallocarray|posix_memalign|aligned_alloc|memalign|valloc|"
+    "pvalloc|"
     "malloc_[a-z_0-9]+|mallinfo2?|mallopt");
 const std::regex kCxxOperator("_Z(nw|na|dl|da).*");
 
@@ -796,7 +858,8 @@ TEST(ExportsTest, EveryAllocationSymbolOfLibcAndLibstdcxxIsExported) {
   for (const Symbol& s : dynamic_symbols(kLibrary)) {
     if (is_function(s.type)) have.insert(s.name);
   }
-  for (const std::string& name : want) EXPECT_TRUE(have.count(name) != 0) << "not exported: " << name;
+  for (const std::string& name : want)
+    EXPECT_TRUE(have.count(name) != 0) << "not exported: " << name;
   std::size_t operators = 0;
   for (const std::string& name : want) operators += std::regex_match(name, kCxxOperator) ? 1 : 0;
   EXPECT_EQ(operators, 20u);
@@ -806,7 +869,8 @@ TEST(ExportsTest, NothingElseIsExported) {
   std::set<std::string> want = expected_exports();
   for (const Symbol& s : dynamic_symbols(kLibrary)) {
     if (starts_with(s.name, "guardarena_")) continue;
-    EXPECT_TRUE(want.count(s.name) != 0) << "unexpected export: " << s.name << " (" << s.type << ")";
+    EXPECT_TRUE(want.count(s.name) != 0)
+        << "unexpected export: " << s.name << " (" << s.type << ")";
   }
 }
 
@@ -834,13 +898,14 @@ Result launch(std::vector<std::string> args, std::vector<std::string> env = {}) 
 TEST(LauncherTest, HelpListsTheLauncherFlagsAndEveryOption) {
   Result r = launch({"--help"});
   EXPECT_TRUE(r.exited(0)) << r.describe();
-  for (const char* flag : {"--mode=full|fast|sample", "--sample-rate=N", "--protect-below", "--log-path=P", "--json",
-                           "--option NAME=VALUE", "--version"}) {
+  for (const char* flag : {"--mode=full|fast|sample", "--sample-rate=N", "--protect-below",
+                           "--log-path=P", "--json", "--option NAME=VALUE", "--version"}) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   }
   const guardarena::OptionInfo* table = guardarena::option_table();
   for (std::size_t i = 0; i < guardarena::kOptionCount; ++i) {
-    EXPECT_NE(r.out.find(std::string("  ") + table[i].name + "="), std::string::npos) << table[i].name;
+    EXPECT_NE(r.out.find(std::string("  ") + table[i].name + "="), std::string::npos)
+        << table[i].name;
   }
 }
 
@@ -873,20 +938,22 @@ TEST(LauncherTest, PassesTheExitStatusAndTheSignalThrough) {
 }
 
 TEST(LauncherTest, TranslatesFlagsIntoOptionsAndPreloadsTheLibrary) {
-  Result r = launch({"--mode=sample", "--protect-below", "--log-path=/tmp/ga", "--json", "--option", "quarantine_slots=5",
-                     "--backend=mprotect", "--quarantine-bytes=1M", "--", "sh", "-c",
-                     "echo \"$GUARDARENA_OPTIONS\"; echo \"$LD_PRELOAD\""},
+  Result r = launch({"--mode=sample", "--protect-below", "--log-path=/tmp/ga", "--json", "--option",
+                     "quarantine_slots=5", "--backend=mprotect", "--quarantine-bytes=1M", "--",
+                     "sh", "-c", "echo \"$GUARDARENA_OPTIONS\"; echo \"$LD_PRELOAD\""},
                     {"GUARDARENA_OPTIONS=stack_depth=4", "LD_PRELOAD=/other/lib.so"});
   ASSERT_TRUE(r.exited(0)) << r.describe();
   std::string lib = fs::canonical(kLibrary).string();
   EXPECT_EQ(r.out,
-            "stack_depth=4:mode=full:protect_below=1:log_path=/tmp/ga:report_format=json:quarantine_slots=5:"
+            "stack_depth=4:mode=full:protect_below=1:log_path=/tmp/"
+            "ga:report_format=json:quarantine_slots=5:"
             "backend=mprotect:quarantine_bytes=1M:sample_rate=1000\n" +
                 lib + " /other/lib.so\n");
 }
 
 TEST(LauncherTest, SampleModeKeepsAnExplicitRate) {
-  Result r = launch({"--mode=sample", "--sample-rate=7", "sh", "-c", "echo \"$GUARDARENA_OPTIONS\""});
+  Result r =
+      launch({"--mode=sample", "--sample-rate=7", "sh", "-c", "echo \"$GUARDARENA_OPTIONS\""});
   ASSERT_TRUE(r.exited(0)) << r.describe();
   EXPECT_EQ(r.out, "mode=full:sample_rate=7\n");
 }
@@ -895,7 +962,8 @@ TEST(LauncherTest, BadValueIsRejectedBeforeRunning) {
   Result r = launch({"--sample-rate=often", "--", "sh", "-c", "echo ran"});
   EXPECT_TRUE(r.exited(1)) << r.describe();
   EXPECT_EQ(r.out, "");
-  EXPECT_TRUE(contains(r.err, "^guardarena: option 'sample_rate': bad value 'often'")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "^guardarena: option 'sample_rate': bad value 'often'"))
+      << r.describe();
   Result unknown = launch({"--no-such-flag", "--", "true"});
   EXPECT_TRUE(unknown.exited(2)) << unknown.describe();
   EXPECT_TRUE(contains(unknown.err, "unknown option '--no-such-flag'")) << unknown.describe();
@@ -907,7 +975,8 @@ TEST(LauncherTest, FindsTheLibraryInAnInstallTree) {
   fs::create_directories(dir.path() + "/lib");
   fs::copy_file(kLauncher, dir.path() + "/bin/guardarena");
   fs::copy_file(kLibrary, dir.path() + "/lib/libguardarena.so");
-  Result r = run({.argv = {dir.path() + "/bin/guardarena", "sh", "-c", "echo \"$LD_PRELOAD\""}, .preload = false});
+  Result r = run({.argv = {dir.path() + "/bin/guardarena", "sh", "-c", "echo \"$LD_PRELOAD\""},
+                  .preload = false});
   ASSERT_TRUE(r.exited(0)) << r.describe();
   EXPECT_EQ(r.out, fs::canonical(dir.path() + "/lib/libguardarena.so").string() + "\n");
 }

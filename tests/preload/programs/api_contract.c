@@ -12,12 +12,12 @@
 #include <unistd.h>
 
 static int failures;
-#define CHECK(cond)                                                  \
-  do {                                                               \
-    if (!(cond)) {                                                   \
+#define CHECK(cond)                                                      \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
       printf("FAILED line %d: %s (errno %d)\n", __LINE__, #cond, errno); \
-      ++failures;                                                    \
-    }                                                                \
+      ++failures;                                                        \
+    }                                                                    \
   } while (0)
 
 static volatile size_t huge = SIZE_MAX;
@@ -61,7 +61,7 @@ int main(void) {
   CHECK(c != NULL && c != b && c[49] == 'q' && malloc_usable_size(c) == 50);
   errno = 0;
   CHECK(realloc(c, huge) == NULL && errno == ENOMEM);
-  CHECK(c[0] == 'q'); /* still ours after the failed realloc */
+  CHECK(c[0] == 'q');           /* still ours after the failed realloc */
   CHECK(realloc(c, 0) == NULL); /* frees, as glibc does */
   char* d = reallocarray(NULL, 10, 10);
   CHECK(d != NULL && malloc_usable_size(d) == 100);

@@ -6,12 +6,12 @@
 #include <new>
 
 static int failures;
-#define CHECK(cond)                                          \
-  do {                                                       \
-    if (!(cond)) {                                           \
+#define CHECK(cond)                                         \
+  do {                                                      \
+    if (!(cond)) {                                          \
       std::printf("FAILED line %d: %s\n", __LINE__, #cond); \
-      ++failures;                                            \
-    }                                                        \
+      ++failures;                                           \
+    }                                                       \
   } while (0)
 
 static volatile std::size_t huge = SIZE_MAX / 2;
@@ -47,7 +47,7 @@ int main() {
 
   CHECK(::operator new(huge, std::nothrow) == nullptr);
   CHECK(::operator new[](huge, std::nothrow) == nullptr);
-  CHECK(::operator new(huge, std::align_val_t{64}, std::nothrow) == nullptr);
+  CHECK(::operator new (huge, std::align_val_t{64}, std::nothrow) == nullptr);
 
   std::set_new_handler(give_up_handler);
   threw = false;
@@ -62,7 +62,7 @@ int main() {
   void* z2 = ::operator new(0);
   CHECK(z1 != nullptr && z2 != nullptr && z1 != z2);
   ::operator delete(z1);
-  ::operator delete(z2, std::size_t{0});
+  ::operator delete (z2, std::size_t{0});
 
   Wide* w = new Wide();
   CHECK(reinterpret_cast<std::uintptr_t>(w) % 128 == 0);
@@ -71,9 +71,9 @@ int main() {
   CHECK(reinterpret_cast<std::uintptr_t>(wa) % 128 == 0);
   delete[] wa;
 
-  void* a = ::operator new(100, std::align_val_t{256});
+  void* a = ::operator new (100, std::align_val_t{256});
   CHECK(reinterpret_cast<std::uintptr_t>(a) % 256 == 0);
-  ::operator delete(a, 100, std::align_val_t{256});
+  ::operator delete (a, 100, std::align_val_t{256});
   void* b = ::operator new[](100, std::align_val_t{64}, std::nothrow);
   CHECK(b != nullptr && reinterpret_cast<std::uintptr_t>(b) % 64 == 0);
   ::operator delete[](b, std::align_val_t{64}, std::nothrow);
@@ -83,8 +83,8 @@ int main() {
   ::operator delete[](d, 24);
   void* e = ::operator new[](24, std::align_val_t{32});
   ::operator delete[](e, 24, std::align_val_t{32});
-  void* f = ::operator new(24, std::align_val_t{32});
-  ::operator delete(f, std::align_val_t{32}, std::nothrow);
+  void* f = ::operator new (24, std::align_val_t{32});
+  ::operator delete (f, std::align_val_t{32}, std::nothrow);
   ::operator delete(nullptr);
   ::operator delete[](nullptr);
 

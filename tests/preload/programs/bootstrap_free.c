@@ -21,11 +21,13 @@ int main(void) {
 
   void* missing = dlopen("libguardarena-no-such-library.so", RTLD_NOW);
   const char* err = dlerror();
-  printf("dlopen missing: %s, error %s\n", missing == NULL ? "NULL" : "?", err != NULL ? "set" : "unset");
+  printf("dlopen missing: %s, error %s\n", missing == NULL ? "NULL" : "?",
+         err != NULL ? "set" : "unset");
   void* libm = dlopen("libm.so.6", RTLD_NOW);
   double (*cosine)(double) = libm != NULL ? (double (*)(double))dlsym(libm, "cos") : NULL;
   printf("cos(0) = %.1f\n", cosine != NULL ? cosine(0.0) : -1.0);
-  if (dlsym(libm, "no_such_symbol_here") == NULL) printf("dlsym missing: %s\n", dlerror() != NULL ? "error" : "none");
+  if (dlsym(libm, "no_such_symbol_here") == NULL)
+    printf("dlsym missing: %s\n", dlerror() != NULL ? "error" : "none");
   if (libm != NULL) dlclose(libm);
   return 0;
 }

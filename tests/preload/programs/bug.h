@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static inline int bug_wanted(int argc, char** argv) { return !(argc > 1 && strcmp(argv[1], "ok") == 0); }
+static inline int bug_wanted(int argc, char** argv) {
+  return !(argc > 1 && strcmp(argv[1], "ok") == 0);
+}
 
 /* Printed (and flushed) right before the buggy statement... */
 static inline void reached(void) {

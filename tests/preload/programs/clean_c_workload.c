@@ -29,12 +29,34 @@ static uint64_t churn(uint64_t seed, int rounds) {
     size_t n = 1 + next(&seed) % (next(&seed) % 8 == 0 ? 20000 : 300);
     size_t keep = 0; /* bytes whose contents carry over */
     switch (next(&seed) % 6) {
-      case 0: free(slot[k]); slot[k] = malloc(n); break;
-      case 1: free(slot[k]); slot[k] = calloc(n, 1); keep = n; break;
-      case 2: slot[k] = realloc(slot[k], n); keep = len[k] < n ? len[k] : n; break;
-      case 3: { void* p = NULL; free(slot[k]); posix_memalign(&p, 64, n); slot[k] = p; break; }
-      case 4: free(slot[k]); slot[k] = aligned_alloc(32, n); break;
-      default: free(slot[k]); slot[k] = memalign(128, n); break;
+      case 0:
+        free(slot[k]);
+        slot[k] = malloc(n);
+        break;
+      case 1:
+        free(slot[k]);
+        slot[k] = calloc(n, 1);
+        keep = n;
+        break;
+      case 2:
+        slot[k] = realloc(slot[k], n);
+        keep = len[k] < n ? len[k] : n;
+        break;
+      case 3: {
+        void* p = NULL;
+        free(slot[k]);
+        posix_memalign(&p, 64, n);
+        slot[k] = p;
+        break;
+      }
+      case 4:
+        free(slot[k]);
+        slot[k] = aligned_alloc(32, n);
+        break;
+      default:
+        free(slot[k]);
+        slot[k] = memalign(128, n);
+        break;
     }
     if (slot[k] == NULL) return 0;
     /* Only defined bytes are read: the rest is filled first. */

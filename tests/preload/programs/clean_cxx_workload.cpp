@@ -26,11 +26,14 @@ int main() {
   std::map<std::string, std::vector<int>> index;
   for (int i = 0; i < 5000; ++i) index["key" + std::to_string(i % 397)].push_back(i);
   long total = 0;
-  for (const auto& [k, v] : index) total += static_cast<long>(k.size() * v.size()) + std::accumulate(v.begin(), v.end(), 0L);
+  for (const auto& [k, v] : index)
+    total += static_cast<long>(k.size() * v.size()) + std::accumulate(v.begin(), v.end(), 0L);
   std::printf("map %zu %ld\n", index.size(), total);
 
   std::unordered_map<int, std::string> names;
-  for (int i = 0; i < 3000; ++i) names.emplace(i, std::string(static_cast<std::size_t>(i % 50), 'a' + static_cast<char>(i % 26)));
+  for (int i = 0; i < 3000; ++i)
+    names.emplace(i,
+                  std::string(static_cast<std::size_t>(i % 50), 'a' + static_cast<char>(i % 26)));
   std::size_t chars = 0;
   for (int i = 0; i < 3000; i += 3) chars += names.at(i).size();
   std::printf("unordered %zu %zu\n", names.size(), chars);
@@ -62,7 +65,8 @@ int main() {
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([t, &results] {
       std::vector<std::unique_ptr<std::string>> v;
-      for (int i = 0; i < 2000; ++i) v.push_back(std::make_unique<std::string>(static_cast<std::size_t>(i % 100 + t), 'x'));
+      for (int i = 0; i < 2000; ++i)
+        v.push_back(std::make_unique<std::string>(static_cast<std::size_t>(i % 100 + t), 'x'));
       long n = 0;
       for (auto& p : v) n += static_cast<long>(p->size());
       results[static_cast<std::size_t>(t)] = n;

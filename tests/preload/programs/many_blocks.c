@@ -22,6 +22,9 @@ int main(int argc, char** argv) {
     memset(blocks[i], 1, 100);
   }
   for (int i = 0; i < n; ++i) free(blocks[i]);
-  printf("allocated %d failed %d first errno %s\n", n - failed, failed, first_errno == ENOMEM ? "ENOMEM" : first_errno == 0 ? "none" : "other");
+  printf("allocated %d failed %d first errno %s\n", n - failed, failed,
+         first_errno == ENOMEM ? "ENOMEM"
+         : first_errno == 0    ? "none"
+                               : "other");
   return 0;
 }
