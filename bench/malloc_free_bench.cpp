@@ -6,9 +6,11 @@
 // growth case); ns/op is 1e9 / items_per_second in the JSON.
 #include <benchmark/benchmark.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "bench_support.h"
@@ -50,8 +52,14 @@ bool ensure_live_set(benchmark::State& state, std::size_t size, std::size_t coun
     std::size_t n = size != 0 ? size : rng.between(kRandomMin, kRandomMax);
     void* p = std::malloc(n);
     if (p == nullptr) {
-      state.SkipWithError("malloc returned NULL while building the live set");
+      // Free the live set first: reporting allocates, and the allocator just
+      // said it has nothing left.
+      const int saved_errno = errno;
       g_live.clear();
+      const std::string msg = "malloc(" + std::to_string(n) + ") returned NULL (" +
+                              std::strerror(saved_errno) + ") at live block " + std::to_string(i) +
+                              " of " + std::to_string(count);
+      state.SkipWithError(msg.c_str());
       return false;
     }
     static_cast<char*>(p)[0] = 1;  // a program uses what it allocates
