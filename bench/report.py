@@ -508,8 +508,7 @@ def plot_malloc_bars(results, path):
             v = ns_per_op(e["row"]) if e["row"] else None
             if v:
                 ax.barh(y, v, height=height, color=COLORS.get(a), hatch="////" if degraded(e) else None,
-                        edgecolor="white" if degraded(e) else None,
-                        label=ALLOC_LABEL.get(a, a) if i == 0 else None)
+                        edgecolor="white" if degraded(e) else None)
             else:
                 label = e["status"].split(":")[0].split(" ")[0]
                 ax.text(1.2, y, "%s: %s" % (ALLOC_LABEL.get(a, a), label), va="center", fontsize=6,
@@ -523,10 +522,17 @@ def plot_malloc_bars(results, path):
     ax.set_title("malloc_bench: ns/op per allocator per workload (median; hatched: served unguarded)",
                  fontsize=10)
     ax.grid(axis="x", which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(handles=legend_patches(allocs), fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def legend_patches(allocs):
+    """One legend entry per allocator, whether or not it drew a bar (an
+    allocator that crashed everywhere must still be named)."""
+    from matplotlib.patches import Patch
+    return [Patch(color=COLORS.get(a), label=ALLOC_LABEL.get(a, a)) for a in allocs]
 
 
 def scaling_series(results, workload_prefix):
@@ -621,8 +627,9 @@ def plot_programs(progs, path):
             e = progs[prog].get(a)
             x = i + (j - (k - 1) / 2) * width
             if e and e["median"] and base:
+                weak = e["status"] == "degraded"
                 ax.bar(x, e["median"] / base, width=width, color=COLORS.get(a),
-                       label=ALLOC_LABEL.get(a, a) if i == 0 else None)
+                       hatch="////" if weak else None, edgecolor="white" if weak else None)
             elif e and e["status"] != "missing":
                 ax.text(x, 1.05, e["status"].split(":")[0].split(" ")[0], rotation=90, fontsize=7,
                         ha="center", va="bottom", color=COLORS.get(a))
@@ -631,8 +638,9 @@ def plot_programs(progs, path):
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names)
     ax.set_ylabel("wall time / glibc (log)")
-    ax.set_title("real programs: wall time relative to glibc (median)")
-    ax.legend(fontsize=7)
+    ax.set_title("real programs: wall time relative to glibc (median; hatched: served unguarded)",
+                 fontsize=10)
+    ax.legend(handles=legend_patches(allocs), fontsize=7)
     ax.grid(axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
