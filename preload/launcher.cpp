@@ -47,7 +47,8 @@ const char kUsage[] =
     "                           and a yes/no option alone means 1\n"
     "  --help, --version\n"
     "Options already in GUARDARENA_OPTIONS are kept; the launcher's come after them.\n"
-    "The library is looked up next to this executable, then in ../lib/\n"
+    "The library is looked up next to this executable (build tree), then in\n"
+    "../lib/guardarena/ (install tree), then in ../lib/\n"
     "(GUARDARENA_LIBRARY=/path/libguardarena.so overrides).\n"
     "\n";
 
@@ -82,6 +83,12 @@ std::string self_directory() {
   return slash == std::string::npos ? "." : s.substr(0, slash);
 }
 
+// The install tree's library directory relative to the launcher's, from
+// cmake/install.cmake (bin/ -> lib/guardarena/ by default).
+#ifndef GUARDARENA_INSTALL_PRELOAD_RELDIR
+#define GUARDARENA_INSTALL_PRELOAD_RELDIR "../lib/guardarena"
+#endif
+
 std::string find_library() {
   if (const char* env = std::getenv("GUARDARENA_LIBRARY"); env != nullptr && *env != '\0') {
     if (::access(env, R_OK) != 0)
@@ -89,14 +96,16 @@ std::string find_library() {
     return env;
   }
   std::string dir = self_directory();
-  for (const std::string& candidate :
-       {dir + "/libguardarena.so", dir + "/../lib/libguardarena.so"}) {
+  const std::string installed = dir + "/" GUARDARENA_INSTALL_PRELOAD_RELDIR;
+  for (const std::string& candidate : {dir + "/libguardarena.so", installed + "/libguardarena.so",
+                                       dir + "/../lib/libguardarena.so"}) {
     if (::access(candidate.c_str(), R_OK) == 0) {
       char real[PATH_MAX];
       return ::realpath(candidate.c_str(), real) != nullptr ? std::string(real) : candidate;
     }
   }
-  fail(kOptionsError, "cannot find libguardarena.so in " + dir + " or " + dir + "/../lib");
+  fail(kOptionsError,
+       "cannot find libguardarena.so in " + dir + ", " + installed + " or " + dir + "/../lib");
 }
 
 struct Parsed {
