@@ -430,6 +430,12 @@ TEST_P(BackendTest, CxxApiContract) {
   EXPECT_EQ(r.err, "");
 }
 
+TEST_P(BackendTest, UsableSizeIsTheRequestedSize) {
+  SKIP_IF_UNSUPPORTED(GetParam());
+  Result r = run({.argv = {program("usable_size"), "exact"}, .options = GetParam().options});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+}
+
 TEST_P(BackendTest, CleanCProgramUnchanged) {
   SKIP_IF_UNSUPPORTED(GetParam());
   expect_same_output({program("clean_c_workload")}, GetParam().options);
@@ -662,8 +668,12 @@ TEST(SamplingTest, SplitsAllocationsBetweenTheArenaAndGlibc) {
 }
 
 TEST(SamplingTest, UsableSizeAndReallocOfGlibcBlocks) {
-  // Sampled-out blocks answer malloc_usable_size through glibc's and are
-  // moved under guard by realloc when the sampler picks the new size.
+  // Sampled-out blocks answer malloc_usable_size through glibc's (found
+  // with dlsym from inside malloc_usable_size) and are moved under guard by
+  // realloc when the sampler picks the new size.
+  Result r = run({.argv = {program("usable_size")}, .options = "sample_rate=2"});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.err, "");
   expect_same_output({program("clean_c_workload")}, "sample_rate=2");
 }
 
