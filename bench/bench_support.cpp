@@ -72,7 +72,7 @@ const char* scale_name() noexcept {
 
 double min_time() noexcept {
   switch (g_scale) {
-    case Scale::kQuick: return 0.02;
+    case Scale::kQuick: return 0.01;
     case Scale::kFull: return 0.2;
     case Scale::kNormal: break;
   }
