@@ -124,6 +124,13 @@ std::size_t last_mismatch_end(const unsigned char* p, std::size_t n, unsigned ch
   return 0;
 }
 
+// Fast mode folds per-thread counter deltas late (see fold_stats): a global
+// count read between a cross-thread free and the allocating thread's fold is
+// transiently "negative". Report it as 0, not as 2^64 - n.
+std::uint64_t not_negative(std::uint64_t v) noexcept {
+  return static_cast<std::int64_t>(v) < 0 ? 0 : v;
+}
+
 void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t v) noexcept {
   std::uint64_t p = peak.load(std::memory_order_relaxed);
   while (v > p && !peak.compare_exchange_weak(p, v, std::memory_order_relaxed)) {
@@ -633,8 +640,8 @@ class ArenaImpl final : public Arena {
     ThreadCache& tc = t_cache;
     if (tc.owner == this && tc.epoch == epoch()) const_cast<ArenaImpl*>(this)->fold_stats(tc);
     ArenaStats s;
-    s.live_blocks = live_blocks_.load(std::memory_order_relaxed);
-    s.live_bytes = live_bytes_.load(std::memory_order_relaxed);
+    s.live_blocks = not_negative(live_blocks_.load(std::memory_order_relaxed));
+    s.live_bytes = not_negative(live_bytes_.load(std::memory_order_relaxed));
     s.peak_live_blocks = peak_blocks_.load(std::memory_order_relaxed);
     s.peak_live_bytes = peak_bytes_.load(std::memory_order_relaxed);
     s.guarded_allocations = guarded_total_.load(std::memory_order_relaxed);
@@ -747,8 +754,11 @@ class ArenaImpl final : public Arena {
     std::uint64_t lby = live_bytes_.fetch_add(static_cast<std::uint64_t>(tc.live_bytes),
                                               std::memory_order_relaxed) +
                         static_cast<std::uint64_t>(tc.live_bytes);
-    update_peak(peak_blocks_, lb);
-    update_peak(peak_bytes_, lby);
+    // Another thread may free blocks whose allocation this one has not
+    // folded yet, so the sum can dip below zero for a while: a wrapped value
+    // must not become the peak.
+    update_peak(peak_blocks_, not_negative(lb));
+    update_peak(peak_bytes_, not_negative(lby));
     guarded_total_.fetch_add(tc.allocations, std::memory_order_relaxed);
     tc.live_blocks = tc.live_bytes = 0;
     tc.allocations = 0;
