@@ -141,5 +141,6 @@ install(FILES ${PROJECT_SOURCE_DIR}/docs/guardarena.1
   DESTINATION ${CMAKE_INSTALL_MANDIR}/man1 COMPONENT runtime)
 install(FILES
   ${PROJECT_SOURCE_DIR}/README.md
+  ${PROJECT_SOURCE_DIR}/docs/user-guide.md
   ${PROJECT_SOURCE_DIR}/docs/options.md
   DESTINATION ${CMAKE_INSTALL_DOCDIR} COMPONENT development)

@@ -74,6 +74,7 @@ step_install() {
   nm -D --defined-only "$lib/libguardarena_pmr.so" | grep -q '_ZN10guardarena16guarded_resource7releaseEv' ||
     fail "libguardarena_pmr.so does not export guarded_resource::release()"
   [ -f "$prefix/share/man/man1/guardarena.1" ] || fail "man page not installed"
+  [ -f "$prefix/share/doc/guardarena/user-guide.md" ] || fail "user guide not installed"
   echo "ok: installed into $prefix"
 }
 
