@@ -42,9 +42,12 @@ bool is_pow2(std::size_t v) noexcept {
 }
 
 void note_delegated() noexcept {
-  if (!g_delegated.load(std::memory_order_relaxed))
+  if (!g_delegated.load(std::memory_order_relaxed)) {
     g_delegated.store(true, std::memory_order_relaxed);
-  g_delegated_count.fetch_add(1, std::memory_order_relaxed);
+  }
+  // A shared counter bumped on every unguarded allocation would be the
+  // sampled path's main cost (a contended cache line): count only on request.
+  if (g_options.print_stats) g_delegated_count.fetch_add(1, std::memory_order_relaxed);
 }
 
 void* libc_allocate(std::size_t size, std::size_t align, bool zero) noexcept {
