@@ -1199,9 +1199,14 @@ Arena* construct(void* storage, const Options& o, FallbackAllocator fb,
   }
   for (auto& slot : g_arenas) {
     Arena* expected = nullptr;
-    if (slot.compare_exchange_strong(expected, a)) break;
+    if (slot.compare_exchange_strong(expected, a)) return a;
   }
-  return a;
+  // An arena missing from the registry would run without fault reports
+  // (find_owner) and, in fast mode, silently drop other threads' cached slots
+  // and counters (is_current): refuse it rather than guard it half.
+  a->~Impl();
+  *error = "guardarena: cannot reserve a registry slot: 256 arenas are alive already";
+  return nullptr;
 }
 
 }  // namespace

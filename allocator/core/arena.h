@@ -77,7 +77,8 @@ class Arena {
   // Creates an arena in `storage` (at least arena_storage_size() bytes,
   // aligned to 64) with the backend chosen by options.backend. Returns nullptr
   // and sets `error` when no backend can be used (backend=guard on a kernel
-  // without MADV_GUARD_INSTALL) or no address space can be reserved.
+  // without MADV_GUARD_INSTALL), no address space can be reserved, or 256
+  // arenas are alive already (the fault handler's registry is full).
   static Arena* create(void* storage, const Options& options, FallbackAllocator fallback,
                        const char** error) noexcept;
   static std::size_t storage_size() noexcept;

@@ -34,8 +34,8 @@ class guarded_resource : public std::pmr::memory_resource {
   guarded_resource();
   explicit guarded_resource(const options& o);
   // Throws std::invalid_argument on a bad options string, std::bad_alloc when
-  // no address space can be reserved, std::runtime_error when the requested
-  // backend is unavailable.
+  // no address space can be reserved or 256 resources are alive already,
+  // std::runtime_error when the requested backend is unavailable.
   explicit guarded_resource(std::string_view options_text);
   ~guarded_resource() override;
 
