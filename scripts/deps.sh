@@ -3,7 +3,7 @@
 GUARDARENA_PACKAGES=(
   build-essential cmake ninja-build clang llvm libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev electric-fence duma gnuplot-nox python3 python3-matplotlib
-  sqlite3 git perl binutils libpython3.11-testsuite
+  sqlite3 git perl binutils libpython3.11-testsuite pkg-config
 )
 
 guardarena_install_deps() {
