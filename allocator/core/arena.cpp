@@ -165,7 +165,7 @@ class FallbackSet {
   void destroy() noexcept { os::release(slots_, cap_ * sizeof(std::uintptr_t)); }
   bool insert(std::uintptr_t p) noexcept {
     std::lock_guard<std::mutex> g(mu_);
-    if ((count_ + 1) * 4 > cap_ * 3) return false;
+    if ((count_ + 1) * 4 > cap_ * 3 && !grow_locked()) return false;
     for (std::size_t i = hash(p);; i = (i + 1) & (cap_ - 1)) {
       if (slots_[i] == 0) {
         slots_[i] = p;
@@ -231,6 +231,26 @@ class FallbackSet {
   void unlock() noexcept { mu_.unlock(); }
 
  private:
+  // Doubles the table (a program can fall back for millions of blocks once
+  // the VMA budget is gone); false only when the kernel refuses the memory.
+  bool grow_locked() noexcept {
+    std::size_t new_cap = cap_ * 2;
+    auto* fresh =
+        static_cast<std::uintptr_t*>(os::map_internal(new_cap * sizeof(std::uintptr_t), "fallback"));
+    if (fresh == nullptr) return false;
+    std::uintptr_t* old = slots_;
+    std::size_t old_cap = cap_;
+    slots_ = fresh;
+    cap_ = new_cap;
+    for (std::size_t k = 0; k < old_cap; ++k) {
+      if (old[k] == 0) continue;
+      std::size_t i = hash(old[k]);
+      while (slots_[i] != 0) i = (i + 1) & (cap_ - 1);
+      slots_[i] = old[k];
+    }
+    os::release(old, old_cap * sizeof(std::uintptr_t));
+    return true;
+  }
   std::size_t hash(std::uintptr_t p) const noexcept {
     return static_cast<std::size_t>((p >> 4) * 0x9E3779B97F4A7C15ull >> 20) & (cap_ - 1);
   }
@@ -291,7 +311,7 @@ class ArenaImpl final : public Arena {
     meta_ = static_cast<SlotMeta*>(os::map_internal(meta_bytes_, "guardarena:meta"));
     chunk_table_bytes_ = num_chunks_ * (sizeof(ChunkInfo) + sizeof(FreeRun));
     void* tables = os::map_internal(chunk_table_bytes_, "guardarena:chunks");
-    if (meta_ == nullptr || tables == nullptr || !fallback_set_.init(std::size_t{1} << 20)) {
+    if (meta_ == nullptr || tables == nullptr || !fallback_set_.init(std::size_t{1} << 16)) {
       *error = "guardarena: cannot map allocator metadata";
       return false;
     }
@@ -318,7 +338,7 @@ class ArenaImpl final : public Arena {
     if (size > span_ || align > span_ / 4)
       return exhausted(size, align, zero, "request larger than the arena");
     std::size_t need = slot_bytes_needed(size, align, page_);
-    std::size_t cls = class_for_pages(need / page_);
+    std::size_t cls = class_for_pages(need >> page_shift_);
     std::uint32_t id = kNoSlot;
     std::uintptr_t slot_start = 0;
     std::size_t usable = 0;

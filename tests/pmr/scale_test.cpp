@@ -83,6 +83,25 @@ TEST(ScaleTest, MprotectBudgetFallsBackToUnguardedBlocks) {
   r.deallocate(p, 64, 16);
 }
 
+TEST(ScaleTest, FallbackBlocksAreTrackedPastTheInitialTableSize) {
+  // The fallback registry starts small and must grow: a program that runs
+  // out of guard pages may fall back for millions of blocks.
+  guarded_resource r{"backend=mprotect:on_exhaustion=fallback"};
+  std::size_t n = budget_probe_count() + 120000;
+  std::vector<void*> blocks(n);
+  testing::internal::CaptureStderr();
+  for (std::size_t i = 0; i < n; ++i) {
+    blocks[i] = r.allocate(16, 16);
+    ASSERT_NE(blocks[i], nullptr);
+  }
+  (void)testing::internal::GetCapturedStderr();
+  EXPECT_GT(r.stats().fallback_live, 100000u);
+  for (void* p : blocks) EXPECT_TRUE(r.owns(p));
+  for (void* p : blocks) r.deallocate(p, 16, 16);
+  EXPECT_EQ(r.stats().fallback_live, 0u);
+  EXPECT_EQ(r.stats().live_blocks, 0u);
+}
+
 TEST(ScaleTest, MprotectBudgetFailsCleanlyWithFailPolicy) {
   guarded_resource r{"backend=mprotect:on_exhaustion=fail"};
   std::size_t n = budget_probe_count();
