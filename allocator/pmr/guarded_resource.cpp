@@ -82,6 +82,10 @@ bool guarded_resource::owns(const void* p) const noexcept {
 }
 
 void* guarded_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
+  // memory_resource requires a power-of-two alignment and the arena's
+  // placement math assumes one: anything else (0, 24, ...) is refused rather
+  // than answered with a block that cannot honour it.
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) throw std::bad_alloc();
   void* p = arena_->allocate(bytes, alignment, AllocKind::kPmr, false);
   if (p == nullptr) throw std::bad_alloc();
   return p;

@@ -52,6 +52,9 @@ class guarded_resource : public std::pmr::memory_resource {
   bool owns(const void* p) const noexcept;
 
  protected:
+  // Throws std::bad_alloc when neither the arena nor (on_exhaustion=fallback)
+  // the system allocator can serve the request, and when `alignment` is not a
+  // power of two.
   void* do_allocate(std::size_t bytes, std::size_t alignment) override;
   void do_deallocate(void* p, std::size_t bytes, std::size_t alignment) override;
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override;
