@@ -18,6 +18,7 @@
 #include "core/arena.h"
 #include "options/options.h"
 #include "report/error_kind.h"
+#include "stack/stack_trace.h"
 
 namespace guardarena::report {
 
@@ -53,6 +54,9 @@ void write_report(const Report& r) noexcept;
 // Stack depot access for reports and leak listings; nullptr when disabled.
 std::uint32_t capture_stack(std::size_t skip) noexcept;
 std::size_t load_stack(std::uint32_t id, std::uintptr_t* out, std::size_t max) noexcept;
+// Entries, bytes and drops of the process-wide stack depot (sized once, by the
+// first configure() with stack_depth > 0, from depot_size).
+stack::StackDepotStats depot_stats() noexcept;
 
 // The fd reports go to (stderr unless log_path).
 int report_fd() noexcept;
