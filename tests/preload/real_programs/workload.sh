@@ -3,7 +3,7 @@
 set -eu
 declare -A seen
 list=()
-for ((i = 0; i < 3000; i++)); do
+for ((i = 0; i < 1500; i++)); do
   key="k$((i * 7 % 997))"
   seen[$key]=$(( ${seen[$key]:-0} + i ))
   list+=("item-$i")
