@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "core/check.h"
 #include "os/os_linux.h"
 #include "report/raw_writer.h"
+#include "report/leaks.h"
 #include "report/report.h"
 
 extern char** environ;
@@ -307,7 +309,15 @@ __attribute__((constructor)) void initialise_at_load() noexcept {
 // the statistics include everything the program freed on the way out. The
 // arena itself is never destroyed (later frees must still find it).
 __attribute__((destructor)) void print_stats_at_exit() noexcept {
-  if (ready_arena() != nullptr && g_options.print_stats) write_stats();
+  Arena* a = ready_arena();
+  if (a == nullptr) return;
+  if (g_options.print_stats) write_stats();
+  if (g_options.detect_leaks && report::check_leaks(*a).any()) {
+    // Like LeakSanitizer: a leak makes the run fail. stdio is flushed after
+    // the ELF destructors, so flush it here before replacing the status.
+    std::fflush(nullptr);
+    ::_exit(g_options.exitcode != 0 ? static_cast<int>(g_options.exitcode) : 23);
+  }
 }
 
 }  // namespace

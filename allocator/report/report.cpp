@@ -47,6 +47,7 @@ struct Config {
   Text symbolizer_path;
 };
 Config g_config;
+int g_saved_stderr = -1;
 std::atomic<bool> g_reporting{false};
 
 void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std::uintptr_t* pcs,
@@ -323,6 +324,10 @@ void configure(const Options& o) noexcept {
   g_config.symbolizer_path = o.symbolizer_path;
   g_config.fd = 2;
   g_config.fd_opened = false;
+  // Some programs close stderr on the way out (coreutils' close_stdout): keep
+  // a copy, used only when fd 2 is gone, so exit-time reports (leaks) are not
+  // lost.
+  if (g_saved_stderr < 0) g_saved_stderr = ::fcntl(2, F_DUPFD_CLOEXEC, 100);
 }
 
 int report_fd() noexcept {
@@ -338,6 +343,9 @@ int report_fd() noexcept {
       g_config.fd = fd;
       g_config.fd_opened = true;
     }
+  }
+  if (g_config.log_path.empty()) {
+    g_config.fd = ::fcntl(2, F_GETFD) >= 0 || g_saved_stderr < 0 ? 2 : g_saved_stderr;
   }
   return g_config.fd;
 }

@@ -768,6 +768,42 @@ TEST(OptionsTest, PrintStatsAtExit) {
   EXPECT_TRUE(contains(r.err, "live blocks [0-9]+ \\([0-9]+ bytes\\), peak [1-9]")) << r.describe();
 }
 
+TEST(LeakTest, LeaksAreListedByAllocationStackLargestFirst) {
+  Result r = run({.argv = {program("leaks")}, .options = "detect_leaks=1"});
+  EXPECT_TRUE(r.exited(23)) << r.describe();
+  EXPECT_EQ(r.out, "done\n");
+  EXPECT_TRUE(contains(r.err, "ERROR: guardarena: detected memory leaks\n"
+                              "\nDirect leak of 192 byte\\(s\\) in 3 object\\(s\\) allocated from:\n"
+                              "[\\s\\S]*in make_leak .*leaks.c:[0-9]+[\\s\\S]*"
+                              "\nDirect leak of 48 byte\\(s\\) in 1 object\\(s\\) allocated from:\n"
+                              "[\\s\\S]*in make_list .*leaks.c:[0-9]+[\\s\\S]*"
+                              "\nIndirect leak of 144 byte\\(s\\) in 3 object\\(s\\) allocated from:\n"
+                              "[\\s\\S]*in make_list [\\s\\S]*"
+                              "SUMMARY: guardarena: 384 byte\\(s\\) leaked in 7 allocation\\(s\\)."))
+      << r.describe();
+}
+
+TEST(LeakTest, ReachableBlocksAreNotLeaks) {
+  Result r = run({.argv = {program("leaks"), "ok"}, .options = "detect_leaks=1"});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.err.find("leak"), std::string::npos) << r.describe();
+  Result cxx = run({.argv = {program("no_leaks_cxx")}, .options = "detect_leaks=1"});
+  EXPECT_TRUE(cxx.exited(0)) << cxx.describe();
+  EXPECT_EQ(cxx.err.find("leak"), std::string::npos) << cxx.describe();
+}
+
+TEST(LeakTest, ExitcodeAppliesToLeaks) {
+  Result r = run({.argv = {program("leaks")}, .options = "detect_leaks=1:exitcode=7"});
+  EXPECT_TRUE(r.exited(7)) << r.describe();
+}
+
+TEST(LeakTest, ReportSurvivesAProgramThatClosesStderr) {
+  // coreutils close stderr at exit; the report still reaches the terminal.
+  Result r = run({.argv = {program("leaks"), "close-stderr"}, .options = "detect_leaks=1"});
+  EXPECT_TRUE(r.exited(23)) << r.describe();
+  EXPECT_TRUE(contains(r.err, "SUMMARY: guardarena: 384 byte")) << r.describe();
+}
+
 TEST(OptionsTest, LogPathWritesTheReportToAFile) {
   TempDir dir;
   std::string prefix = dir.path() + "/report";
