@@ -65,7 +65,8 @@ Request parse(std::string_view raw, std::pmr::memory_resource* mr) {
 std::string_view form_field(std::string_view body, std::string_view key) {
   for (std::size_t at = 0; at < body.size();) {
     std::size_t amp = body.find('&', at);
-    std::string_view pair = body.substr(at, amp == std::string_view::npos ? std::string_view::npos : amp - at);
+    std::string_view pair =
+        body.substr(at, amp == std::string_view::npos ? std::string_view::npos : amp - at);
     if (pair.size() > key.size() && pair.substr(0, key.size()) == key && pair[key.size()] == '=')
       return pair.substr(key.size() + 1);
     if (amp == std::string_view::npos) break;
@@ -80,7 +81,8 @@ constexpr std::size_t kNameRecord = 32;
 // THE BUG: the name is copied without checking it against the record size.
 // Names up to 32 bytes are fine; a longer one writes past the record's
 // block, which under guarded_resource ends at a guard page.
-[[gnu::noinline]] std::pmr::vector<char> make_name_record(std::string_view name, std::pmr::memory_resource* mr) {
+[[gnu::noinline]] std::pmr::vector<char> make_name_record(std::string_view name,
+                                                          std::pmr::memory_resource* mr) {
   std::pmr::vector<char> record(kNameRecord, '\0', mr);
   std::memcpy(record.data(), name.data(), name.size());
   return record;
@@ -110,9 +112,11 @@ int main(int argc, char** argv) {
   const bool bug = argc > 1 && std::strcmp(argv[1], "--bug") == 0;
   std::vector<const char*> requests = {
       "GET /users/7\nHost: example.test\nUser-Agent: curl/8.5.0 (x86_64-pc-linux-gnu)\n",
-      "POST /users\nHost: example.test\nUser-Agent: python-requests/2.31.0\nContent-Type: text/plain\n\nname=ada&"
+      "POST /users\nHost: example.test\nUser-Agent: python-requests/2.31.0\nContent-Type: "
+      "text/plain\n\nname=ada&"
       "email=ada@lovelace.org",
-      "DELETE /users/7\nHost: example.test\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0)\n",
+      "DELETE /users/7\nHost: example.test\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; "
+      "rv:128.0)\n",
   };
   if (bug) {
     requests.push_back(
