@@ -47,7 +47,16 @@ libdir() { dirname "$(dirname "$(find "$prefix" -name guardarena.pc -print -quit
 step_install() {
   rm -rf "$GA_WORK_DIR"
   mkdir -p "$GA_WORK_DIR"
+  # cmake --install rewrites the build tree's install_manifest.txt; keep the
+  # one of the user's own install (they uninstall with it).
+  local manifest=$GA_BUILD_DIR/install_manifest.txt
+  [ ! -f "$manifest" ] || cp -p "$manifest" "$GA_WORK_DIR/user_install_manifest.txt"
   cmake --install "$GA_BUILD_DIR" --prefix "$GA_WORK_DIR/staging" >"$GA_WORK_DIR/install.log"
+  if [ -f "$GA_WORK_DIR/user_install_manifest.txt" ]; then
+    mv "$GA_WORK_DIR/user_install_manifest.txt" "$manifest"
+  else
+    rm -f "$manifest"
+  fi
   mv "$GA_WORK_DIR/staging" "$prefix"
   for f in include/guardarena/guardarena.hpp include/guardarena/core/arena.h \
            include/guardarena/options/options.h include/guardarena/options/options.inc; do
