@@ -2,6 +2,7 @@
 // identity), no policy. The only layer that throws, because
 // std::pmr::memory_resource requires std::bad_alloc on failure.
 #include <cstdlib>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -47,8 +48,15 @@ void guarded_resource::init(const options& o) {
   options checked = o;
   if (!guardarena::parse_options(nullptr, checked, error, sizeof error))
     throw std::invalid_argument(error);
-  report::configure(o);
-  if (o.handle_segv) report::install_fault_handler();
+  {
+    // The report configuration and the stack depot are process-wide, and
+    // configure() is not thread-safe: two resources constructed at once on
+    // two threads raced on it (TSan), and could both size the depot.
+    static std::mutex configure_mu;
+    std::lock_guard<std::mutex> lock(configure_mu);
+    report::configure(o);
+    if (o.handle_segv) report::install_fault_handler();
+  }
   storage_ =
       static_cast<unsigned char*>(::operator new (Arena::storage_size(), std::align_val_t{64}));
   const char* why = nullptr;
