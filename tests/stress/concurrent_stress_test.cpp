@@ -35,12 +35,23 @@
 #ifndef GA_STRESS_TSAN
 #define GA_STRESS_TSAN 0
 #endif
+#if defined(__SANITIZE_ADDRESS__)
+#define GA_STRESS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GA_STRESS_ASAN 1
+#endif
+#endif
+#ifndef GA_STRESS_ASAN
+#define GA_STRESS_ASAN 0
+#endif
 
 namespace guardarena {
 namespace {
 
-// TSan makes every access ~10x dearer; the interleavings matter, not the count.
-constexpr int kScale = GA_STRESS_TSAN ? 10 : 1;
+// TSan makes every access ~10x dearer, ASan's Debug build ~5x; the
+// interleavings matter, not the count.
+constexpr int kScale = GA_STRESS_TSAN ? 10 : GA_STRESS_ASAN ? 5 : 1;
 
 struct FullGuard {
   static constexpr const char* kOptions = "mode=full:backend=guard";
@@ -100,7 +111,7 @@ std::size_t pick_size(std::mt19937_64& rng) {
   if (r < 70) return rng() % 257;
   if (r < 90) return 257 + rng() % (16 << 10);
   if (r < 98) return (16 << 10) + rng() % (240 << 10);
-  return (256 << 10) + rng() % ((GA_STRESS_TSAN ? 256 : 1792) << 10);
+  return (256 << 10) + rng() % ((GA_STRESS_TSAN || GA_STRESS_ASAN ? 256 : 1792) << 10);
 }
 
 std::size_t pick_align(std::mt19937_64& rng) {

@@ -154,6 +154,11 @@ TYPED_TEST(BadRequestTest, HugeAlignmentsThrowBadAllocAndLargeOnesWork) {
     // fallback cannot either (a 2^40-aligned block needs 1 TiB of address
     // space from glibc; 2^63 is past what posix_memalign accepts).
     for (std::size_t align : {std::size_t{1} << 40, std::size_t{1} << 62, std::size_t{1} << 63}) {
+#ifdef GA_EXHAUSTION_ASAN
+      // GCC 12's ASan trips its own CHECK (asan_allocator.cpp:564, an
+      // overflow) on posix_memalign(2^63); glibc answers EINVAL.
+      if (align == std::size_t{1} << 63) continue;
+#endif
       for (std::size_t size : {std::size_t{1}, std::size_t{4096}, SIZE_MAX}) {
         EXPECT_THROW((void)r.allocate(size, align), std::bad_alloc)
             << policy << " align " << align << " size " << size;
