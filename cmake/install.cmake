@@ -74,10 +74,7 @@ install(CODE "
 " COMPONENT development)
 
 # --- Libraries, launcher, package -------------------------------------------
-# guardarena_warnings is exported only because the static libraries name it
-# as a link-only dependency; it carries no link flags and consumers never
-# compile with it.
-install(TARGETS guardarena guardarena_core guardarena_warnings
+install(TARGETS guardarena guardarena_core
   EXPORT guardarena-targets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT development)
 install(TARGETS guardarena_shared

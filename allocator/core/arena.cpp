@@ -137,7 +137,10 @@ void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t v) noexcept {
   }
 }
 
-enum class ChunkKind : std::uint8_t { kFree = 0, kClass, kLarge };
+// kReleased: handed out before the last release(); inaccessible, and not
+// reused until the rest of the reservation is used up, so a pointer kept
+// across release() faults (use-after-release) instead of reaching new data.
+enum class ChunkKind : std::uint8_t { kFree = 0, kClass, kLarge, kReleased };
 
 struct ChunkInfo {
   std::atomic<ChunkKind> kind;
@@ -529,6 +532,10 @@ class ArenaImpl final : public Arena {
     const ChunkInfo& ci = chunks_[chunk];
     ChunkKind k = ci.kind.load(std::memory_order_acquire);
     if (k == ChunkKind::kFree) return true;  // wild access inside the heap
+    if (k == ChunkKind::kReleased) {
+      out.kind = ErrorKind::kUseAfterRelease;
+      return true;
+    }
     std::uint32_t candidates[3];
     std::size_t cls_of[3];
     std::size_t n = 0;
@@ -592,8 +599,13 @@ class ArenaImpl final : public Arena {
     GUARDARENA_CHECK(os::replace_with_inaccessible(reinterpret_cast<void*>(base_), span_),
                      "release: cannot reset the reservation");
     os::discard(meta_, meta_bytes_);
-    os::discard(chunks_, chunk_table_bytes_);
-    next_chunk_ = 0;
+    for (std::uint32_t c = 0; c < next_chunk_; ++c) {
+      chunks_[c].kind.store(ChunkKind::kReleased, std::memory_order_release);
+      chunks_[c].prepared = 0;  // the mmap above removed the guard markers too
+      chunks_[c].head = 0;
+      chunks_[c].run_len = 0;
+    }
+    released_end_ = next_chunk_;
     free_run_count_ = 0;
     for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].reset();
     if constexpr (Backend::kCountsVmas) {
@@ -605,6 +617,11 @@ class ArenaImpl final : public Arena {
     live_bytes_ = 0;
     q_blocks_ = 0;
     q_bytes_ = 0;
+    peak_blocks_ = 0;
+    peak_bytes_ = 0;
+    guarded_total_ = 0;
+    fallback_total_ = 0;
+    failed_total_ = 0;
     unlock_all();
   }
 
@@ -891,18 +908,24 @@ class ArenaImpl final : public Arena {
     std::uint32_t start = kNoSlot;
     {
       std::lock_guard<std::mutex> g(chunk_mu_);
-      for (std::uint32_t i = 0; i < free_run_count_; ++i) {
-        if (free_runs_[i].len >= len) {
-          start = free_runs_[i].start;
-          free_runs_[i].start += len;
-          free_runs_[i].len -= len;
-          if (free_runs_[i].len == 0) free_runs_[i] = free_runs_[--free_run_count_];
-          break;
+      for (int attempt = 0; attempt < 2 && start == kNoSlot; ++attempt) {
+        for (std::uint32_t i = 0; i < free_run_count_; ++i) {
+          if (free_runs_[i].len >= len) {
+            start = free_runs_[i].start;
+            free_runs_[i].start += len;
+            free_runs_[i].len -= len;
+            if (free_runs_[i].len == 0) free_runs_[i] = free_runs_[--free_run_count_];
+            break;
+          }
         }
-      }
-      if (start == kNoSlot && num_chunks_ - next_chunk_ >= len) {
-        start = next_chunk_;
-        next_chunk_ += len;
+        if (start == kNoSlot && num_chunks_ - next_chunk_ >= len) {
+          start = next_chunk_;
+          next_chunk_ += len;
+        }
+        // The rest of the reservation is used up: recycle what release()
+        // retired, then look again.
+        if (start != kNoSlot || released_end_ == 0) break;
+        recycle_released_locked();
       }
       if (start == kNoSlot) return kNoSlot;
       if (large) {
@@ -928,6 +951,21 @@ class ArenaImpl final : public Arena {
         chunks_[c].kind.store(ChunkKind::kLarge, std::memory_order_release);
     }
     return start;
+  }
+
+  void recycle_released_locked() noexcept {
+    std::uint32_t run_start = kNoSlot;
+    for (std::uint32_t c = 0; c <= released_end_; ++c) {
+      bool released = c < released_end_ && chunks_[c].kind.load(std::memory_order_relaxed) == ChunkKind::kReleased;
+      if (released) {
+        chunks_[c].kind.store(ChunkKind::kFree, std::memory_order_release);
+        if (run_start == kNoSlot) run_start = c;
+      } else if (run_start != kNoSlot) {
+        free_runs_[free_run_count_++] = FreeRun{run_start, c - run_start};
+        run_start = kNoSlot;
+      }
+    }
+    released_end_ = 0;
   }
 
   void give_back_run(std::uint32_t start, std::uint32_t len) noexcept {
@@ -1199,6 +1237,7 @@ class ArenaImpl final : public Arena {
   std::size_t chunk_table_bytes_ = 0;
   std::mutex chunk_mu_;
   std::uint32_t next_chunk_ = 0;
+  std::uint32_t released_end_ = 0;  // chunks below it were retired by release()
   std::uint32_t free_run_count_ = 0;
   ClassState classes_[kMaxClasses + 1];
   FallbackSet fallback_set_;

@@ -183,6 +183,10 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .ptr(reinterpret_cast<void*>(r.address))
           .ch('\n');
       if (r.has_block) describe_location(w, r);
+      if (r.kind == ErrorKind::kUseAfterRelease) {
+        w.ptr(reinterpret_cast<void*>(r.address))
+            .str(" is in memory the arena handed out before its release(): every block there was freed at once\n");
+      }
       break;
   }
 }
