@@ -359,7 +359,9 @@ std::uint32_t StackDepot::store(const std::uintptr_t* pcs, std::size_t n) noexce
   if (const std::uint32_t id = find(head, 0, hash, pcs, n); id != 0) return id;
 
   // Reserve room with a CAS loop rather than fetch_add so that a full pool
-  // stays exactly at its limit instead of being pushed past it.
+  // stays exactly at its limit instead of being pushed past it. Acquire pairs
+  // with the release of a give-back below: the bytes handed back may be the
+  // ones a losing thread just wrote, and its writes must come before ours.
   const std::size_t need = kEntryHeader + n * sizeof(std::uintptr_t);
   std::size_t offset = pool_used_.load(std::memory_order_relaxed);
   do {
@@ -367,7 +369,8 @@ std::uint32_t StackDepot::store(const std::uintptr_t* pcs, std::size_t n) noexce
       drops_.fetch_add(1, std::memory_order_relaxed);
       return 0;
     }
-  } while (!pool_used_.compare_exchange_weak(offset, offset + need, std::memory_order_relaxed));
+  } while (!pool_used_.compare_exchange_weak(offset, offset + need, std::memory_order_acquire,
+                                             std::memory_order_relaxed));
 
   auto* entry = reinterpret_cast<Entry*>(pool_ + offset);
   std::memcpy(entry->frames(), pcs, n * sizeof(std::uintptr_t));
@@ -389,7 +392,8 @@ std::uint32_t StackDepot::store(const std::uintptr_t* pcs, std::size_t n) noexce
       // Give the reservation back if nobody reserved after it; otherwise its
       // bytes stay used but unreachable (rare: same stack, same moment).
       std::size_t expected = offset + need;
-      pool_used_.compare_exchange_strong(expected, offset, std::memory_order_relaxed);
+      pool_used_.compare_exchange_strong(expected, offset, std::memory_order_release,
+                                         std::memory_order_relaxed);
       return other;
     }
   }
