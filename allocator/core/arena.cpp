@@ -59,10 +59,26 @@ std::atomic<std::uint64_t> g_next_epoch{1};
 pthread_key_t g_cache_key;
 pthread_once_t g_cache_key_once = PTHREAD_ONCE_INIT;
 
+// A thread gives its cache back to the cache's arena when it switches arenas
+// or exits, if that arena is still registered at the cache's epoch. Check and
+// hand-back run under the read side of this lock; unregister_arena()
+// (destruction) and lock_all() (release(), fork) take the write side, so a
+// cache is never absorbed into an arena while or after it is destroyed or
+// reset. Without it, a worker switching away from a resource that another
+// thread was destroying wrote into the freed arena (TSan, tests/stress).
+// Order: this lock, then class locks.
+pthread_rwlock_t g_handback_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+void hand_back(ThreadCache& tc) noexcept {
+  if (tc.owner == nullptr) return;
+  pthread_rwlock_rdlock(&g_handback_lock);
+  if (Arena::is_current(tc.owner, tc.epoch)) tc.owner->absorb_thread_cache(tc);
+  pthread_rwlock_unlock(&g_handback_lock);
+}
+
 void flush_cache_at_thread_exit(void* p) {
   auto* tc = static_cast<ThreadCache*>(p);
-  if (tc->owner != nullptr && Arena::is_current(tc->owner, tc->epoch))
-    tc->owner->absorb_thread_cache(*tc);
+  hand_back(*tc);
   tc->owner = nullptr;
 }
 void create_cache_key() {
@@ -658,9 +674,10 @@ class ArenaImpl final : public Arena {
     }
   }
 
-  // Lock order everywhere: class lock, then chunk lock; the fallback set's
-  // lock is never held with either.
+  // Lock order everywhere: hand-back lock (write side here), class lock, then
+  // chunk lock; the fallback set's lock is never held with the last two.
   void lock_all() noexcept override {
+    pthread_rwlock_wrlock(&g_handback_lock);
     for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].mu.lock();
     chunk_mu_.lock();
     fallback_set_.lock();
@@ -669,6 +686,7 @@ class ArenaImpl final : public Arena {
     fallback_set_.unlock();
     chunk_mu_.unlock();
     for (std::size_t c = large_class() + 1; c-- > 0;) classes_[c].mu.unlock();
+    pthread_rwlock_unlock(&g_handback_lock);
   }
 
   ArenaStats stats() const noexcept override {
@@ -756,8 +774,7 @@ class ArenaImpl final : public Arena {
   }
 
   void switch_cache(ThreadCache& tc, std::uint64_t e) noexcept {
-    if (tc.owner != nullptr && Arena::is_current(tc.owner, tc.epoch))
-      tc.owner->absorb_thread_cache(tc);
+    hand_back(tc);
     // Whatever is left belongs to a released or destroyed arena: drop it.
     std::memset(tc.bin_count, 0, sizeof tc.bin_count);
     tc.pending_count = 0;
@@ -1317,10 +1334,12 @@ bool Arena::is_current(const Arena* a, std::uint64_t epoch) noexcept {
 }
 
 void unregister_arena(Arena* a) noexcept {
+  pthread_rwlock_wrlock(&g_handback_lock);  // no hand-back into `a` in flight
   for (auto& slot : g_arenas) {
     Arena* expected = a;
-    if (slot.compare_exchange_strong(expected, nullptr)) return;
+    if (slot.compare_exchange_strong(expected, nullptr)) break;
   }
+  pthread_rwlock_unlock(&g_handback_lock);
 }
 
 void set_stack_capture(StackCaptureFn fn) noexcept {
