@@ -383,6 +383,63 @@ TYPED_TEST(ArenaStressTest, PrivateResourcesComeAndGoBesideASharedOne) {
   EXPECT_EQ(s.guarded_allocations + s.fallback_allocations, run.allocations());
 }
 
+// Per-request resources: the main thread creates one, workers allocate and
+// free from it, then the main thread destroys it while the workers move on to
+// a shared resource (their caches still point at the dying one); every fourth
+// round it release()s the shared resource while the workers switch away from
+// it to the next request's. Hand-backs into the destroyed or released arena
+// used to race with it (TSan). Nobody uses a resource while it is destroyed or
+// released: only the workers' caches still name it.
+TYPED_TEST(ArenaStressTest, ResourcesDestroyedWhileOtherThreadsStillCacheThem) {
+  constexpr int kWorkers = 3;
+  const int rounds = 2000 / kScale;
+  guarded_resource shared{this->opts("quarantine_slots=256:handle_segv=0")};
+  const std::string per_request = this->opts("quarantine_slots=64:reserve_size=256M:handle_segv=0");
+  auto current = std::make_unique<guarded_resource>(per_request);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> errors{0};
+  std::barrier sync(kWorkers + 1);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kWorkers; ++t) {
+    workers.emplace_back([&, t] {
+      for (;;) {
+        sync.arrive_and_wait();  // A: `current` is ready
+        if (stop.load()) return;
+        for (int i = 0; i < 8; ++i) {
+          std::size_t size = static_cast<std::size_t>(16 + 8 * (i + t));
+          auto* p = static_cast<unsigned char*>(current->allocate(size, 16));
+          std::memset(p, i, size);
+          if (p[size - 1] != i) errors.fetch_add(1);
+          current->deallocate(p, size, 16);
+        }
+        sync.arrive_and_wait();             // B: done with `current`
+        void* q = shared.allocate(64, 16);  // switches the cache while `current` dies
+        shared.deallocate(q, 64, 16);
+        (void)shared.stats();    // folds this thread's counters
+        sync.arrive_and_wait();  // C: done with `shared`
+      }
+    });
+  }
+  for (int round = 0; round < rounds; ++round) {
+    sync.arrive_and_wait();                // A
+    if (round % 4 == 3) shared.release();  // while the workers' caches leave it
+    sync.arrive_and_wait();                // B
+    current.reset();                       // while the workers' caches leave it
+    sync.arrive_and_wait();                // C
+    current = std::make_unique<guarded_resource>(per_request);
+  }
+  stop.store(true);
+  sync.arrive_and_wait();
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(errors.load(), 0u);
+  EXPECT_EQ(shared.stats().live_blocks, 0u);
+  EXPECT_EQ(current->stats().live_blocks, 0u);
+  std::printf(
+      "[ figures  ] %s: %d resources created, used by %d workers, destroyed under their "
+      "caches; %d release()s likewise\n",
+      TypeParam::kOptions, rounds, kWorkers, rounds / 4);
+}
+
 // Fast mode counts a thread's allocations in its cache and folds them in
 // later; a block freed by another thread that folds first made the global
 // count wrap below zero, and that wrapped value became peak_live_blocks for
