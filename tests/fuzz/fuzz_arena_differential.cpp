@@ -75,6 +75,22 @@ std::size_t first_bad(const unsigned char* p, std::size_t n, std::uint32_t phase
   return n;
 }
 
+// Process-wide tallies, printed at exit for docs/hardening.md's figures.
+struct Tally {
+  unsigned long long inputs = 0, ops = 0, allocations = 0, fallbacks = 0, refusals = 0, frees = 0,
+                     reallocs = 0, releases = 0, bytes = 0;
+} g_tally;
+
+void print_tally() {
+  std::fprintf(stderr,
+               "fuzz_arena_differential: %llu inputs, %llu operations: %llu allocations "
+               "(%llu unguarded, %llu refused), %llu frees, %llu reallocs, %llu release(), "
+               "%llu MiB filled and checked\n",
+               g_tally.inputs, g_tally.ops, g_tally.allocations, g_tally.fallbacks,
+               g_tally.refusals, g_tally.frees, g_tally.reallocs, g_tally.releases,
+               g_tally.bytes >> 20);
+}
+
 struct Block {
   unsigned char* p;
   std::size_t size;
@@ -166,6 +182,7 @@ class Harness {
     if (bad != keep) fail("realloc lost the copied contents", &b, bad);
     fill(b.p, b.size, b.phase);
     live_[index] = b;
+    ++g_tally.reallocs;
   }
 
   void verify_one(std::size_t index) {
@@ -192,6 +209,7 @@ class Harness {
 
   void release() {
     r_.release();
+    ++g_tally.releases;
     live_.clear();
     by_address_.clear();
     live_guarded_ = live_fallback_ = 0;
@@ -237,7 +255,10 @@ class Harness {
     // Otherwise the resource's destructor takes back whatever is left.
   }
 
-  void count_op() { ++ops_; }
+  void count_op() {
+    ++ops_;
+    ++g_tally.ops;
+  }
 
  private:
   std::uint32_t next_phase() { return phase_ += 7919; }
@@ -253,6 +274,7 @@ class Harness {
       if (!config_.fail_on_exhaustion)
         fail("std::bad_alloc under on_exhaustion=fallback", nullptr, size);
       ++failed_total_;
+      ++g_tally.refusals;
       return false;
     }
     guardarena::arena_stats after = r_.stats();
@@ -275,6 +297,9 @@ class Harness {
       if (prev->first + prev->second > a) fail("overlaps the previous live block", &b);
     }
     by_address_[a] = extent;
+    ++g_tally.allocations;
+    g_tally.bytes += size;
+    if (b.fallback) ++g_tally.fallbacks;
     if (b.fallback) {
       ++live_fallback_;
       ++fallback_total_;
@@ -289,6 +314,7 @@ class Harness {
 
   void free_block(const Block& b) {
     r_.deallocate(b.p, b.size, b.align);
+    ++g_tally.frees;
     by_address_.erase(reinterpret_cast<std::uintptr_t>(b.p));
     // Before any other allocation can reuse the address.
     if (r_.owns(b.p)) fail("freed block still owned", &b);
@@ -344,6 +370,7 @@ std::size_t pick_align(FuzzedDataProvider& in) {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   init_pattern();
+  std::atexit(print_tally);
   return 0;
 }
 
@@ -363,6 +390,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   config.quarantine_slots = config.small_quarantine ? (c1 >> 3) + 1 : 65536;
   config.quarantine_bytes = config.small_quarantine ? 1u << 20 : 256u << 20;
 
+  ++g_tally.inputs;
   guardarena::guarded_resource r{config.text()};
   Harness h(config, r);
   const std::size_t page = guardarena::os::page_size();
