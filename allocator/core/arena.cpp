@@ -4,6 +4,7 @@
 #include "core/arena.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -67,13 +68,42 @@ pthread_once_t g_cache_key_once = PTHREAD_ONCE_INIT;
 // reset. Without it, a worker switching away from a resource that another
 // thread was destroying wrote into the freed arena (TSan, tests/stress).
 // Order: this lock, then class locks.
-pthread_rwlock_t g_handback_lock = PTHREAD_RWLOCK_INITIALIZER;
+//
+// Not a pthread_rwlock_t: lock_all() takes the write side in a fork prepare
+// handler and unlock_all() releases it in the child, whose thread has a new
+// tid, and glibc's rwlock takes an unlock from a tid that is not the recorded
+// writer for a reader's unlock. The lock then stayed write-locked in the
+// child, and the child's next fork() hung (bash under the shim). This one
+// records no owner: -1 = writer, n >= 0 = n readers.
+class HandbackLock {
+ public:
+  void lock_shared() noexcept {
+    for (;;) {
+      int s = state_.load(std::memory_order_relaxed);
+      if (s >= 0 && state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) return;
+      sched_yield();
+    }
+  }
+  void unlock_shared() noexcept { state_.fetch_sub(1, std::memory_order_release); }
+  void lock() noexcept {
+    for (;;) {
+      int expected = 0;
+      if (state_.compare_exchange_weak(expected, -1, std::memory_order_acquire)) return;
+      sched_yield();
+    }
+  }
+  void unlock() noexcept { state_.store(0, std::memory_order_release); }
+
+ private:
+  std::atomic<int> state_{0};
+};
+HandbackLock g_handback_lock;
 
 void hand_back(ThreadCache& tc) noexcept {
   if (tc.owner == nullptr) return;
-  pthread_rwlock_rdlock(&g_handback_lock);
+  g_handback_lock.lock_shared();
   if (Arena::is_current(tc.owner, tc.epoch)) tc.owner->absorb_thread_cache(tc);
-  pthread_rwlock_unlock(&g_handback_lock);
+  g_handback_lock.unlock_shared();
 }
 
 void flush_cache_at_thread_exit(void* p) {
@@ -677,7 +707,7 @@ class ArenaImpl final : public Arena {
   // Lock order everywhere: hand-back lock (write side here), class lock, then
   // chunk lock; the fallback set's lock is never held with the last two.
   void lock_all() noexcept override {
-    pthread_rwlock_wrlock(&g_handback_lock);
+    g_handback_lock.lock();
     for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].mu.lock();
     chunk_mu_.lock();
     fallback_set_.lock();
@@ -686,7 +716,7 @@ class ArenaImpl final : public Arena {
     fallback_set_.unlock();
     chunk_mu_.unlock();
     for (std::size_t c = large_class() + 1; c-- > 0;) classes_[c].mu.unlock();
-    pthread_rwlock_unlock(&g_handback_lock);
+    g_handback_lock.unlock();
   }
 
   ArenaStats stats() const noexcept override {
@@ -1334,12 +1364,12 @@ bool Arena::is_current(const Arena* a, std::uint64_t epoch) noexcept {
 }
 
 void unregister_arena(Arena* a) noexcept {
-  pthread_rwlock_wrlock(&g_handback_lock);  // no hand-back into `a` in flight
+  g_handback_lock.lock();  // no hand-back into `a` in flight
   for (auto& slot : g_arenas) {
     Arena* expected = a;
     if (slot.compare_exchange_strong(expected, nullptr)) break;
   }
-  pthread_rwlock_unlock(&g_handback_lock);
+  g_handback_lock.unlock();
 }
 
 void set_stack_capture(StackCaptureFn fn) noexcept {

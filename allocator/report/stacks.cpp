@@ -1,8 +1,14 @@
 // Glue between the arena's stack hook and the process-wide stack depot: the
 // arena stores only depot ids in its metadata, reports load them back.
+#include <elf.h>
+#include <link.h>
+#include <sys/auxv.h>
+
 #include "core/arena.h"
 #include "report/report.h"
 #include "stack/stack_trace.h"
+
+extern "C" const ElfW(Ehdr) __ehdr_start;  // this object's ELF header (linker-defined)
 
 namespace guardarena::report {
 namespace {
@@ -12,13 +18,44 @@ namespace {
 stack::StackDepot g_depot;
 std::atomic<std::size_t> g_depth{0};
 
+// Code range of the shared object guardarena lives in (libguardarena.so or
+// libguardarena_pmr.so), so that its own frames can be trimmed from
+// allocation stacks. Empty when guardarena is linked into the executable
+// (static pmr library): then the executable's frames are the user's too.
+// Read from our own program headers: no loader call, safe in early malloc.
+struct SelfRange {
+  std::uintptr_t lo = 0, hi = 0;
+};
+
+SelfRange compute_self_range() noexcept {
+  SelfRange r;
+  const auto* ehdr = &__ehdr_start;
+  auto base_image = reinterpret_cast<std::uintptr_t>(ehdr);
+  const auto* phdrs = reinterpret_cast<const ElfW(Phdr)*>(base_image + ehdr->e_phoff);
+  // The executable's program headers are where AT_PHDR says: that is us.
+  if (reinterpret_cast<std::uintptr_t>(phdrs) == getauxval(AT_PHDR)) return r;
+  std::uintptr_t bias = base_image;  // shared objects are linked at 0
+  for (int i = 0; i < ehdr->e_phnum; ++i) {
+    if (phdrs[i].p_type == PT_LOAD && (phdrs[i].p_flags & PF_X) != 0) {
+      r.lo = bias + phdrs[i].p_vaddr;
+      r.hi = r.lo + phdrs[i].p_memsz;
+    }
+  }
+  return r;
+}
+
 std::uint32_t capture_for_arena(std::size_t skip) noexcept {
-  std::uintptr_t pcs[64];
+  static const SelfRange self = compute_self_range();
+  constexpr std::size_t kExtra = 8;  // room for the frames trimmed below
+  std::uintptr_t pcs[64 + kExtra];
   std::size_t depth = g_depth.load(std::memory_order_relaxed);
-  // +1 drops this function's own frame: frame #0 is then the allocator's
-  // entry point (malloc, operator new, do_allocate), as in ASan's reports.
-  std::size_t n = stack::capture(pcs, depth, skip);
-  return g_depot.store(pcs, n);
+  std::size_t n = stack::capture(pcs, depth + kExtra, skip);
+  // Frame #0 becomes the user's call site (malloc and operator new are ours);
+  // without a separate object it is the allocator's entry point instead.
+  std::size_t first = 0;
+  while (first < n && first < kExtra && pcs[first] >= self.lo && pcs[first] < self.hi) ++first;
+  std::size_t keep = n - first < depth ? n - first : depth;
+  return g_depot.store(pcs + first, keep);
 }
 
 }  // namespace

@@ -768,6 +768,14 @@ TEST(OptionsTest, PrintStatsAtExit) {
   EXPECT_TRUE(contains(r.err, "live blocks [0-9]+ \\([0-9]+ bytes\\), peak [1-9]")) << r.describe();
 }
 
+TEST(ForkTest, ChildrenOfChildrenCanForkInEveryMode) {
+  for (const char* options : {"mode=full", "mode=fast", "mode=full:backend=mprotect"}) {
+    Result r = run({.argv = {program("nested_fork")}, .options = options, .timeout_seconds = 30});
+    EXPECT_TRUE(r.exited(0)) << options << "\n" << r.describe();
+    EXPECT_EQ(r.out, "nested forks: ok\n") << options;
+  }
+}
+
 TEST(LeakTest, LeaksAreListedByAllocationStackLargestFirst) {
   Result r = run({.argv = {program("leaks")}, .options = "detect_leaks=1"});
   EXPECT_TRUE(r.exited(23)) << r.describe();
