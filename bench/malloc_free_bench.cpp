@@ -149,7 +149,8 @@ void register_malloc_free(Scale scale) {
   // machine under every allocator (glibc holds 65536 x 1e6 = 64 GB otherwise).
   constexpr std::int64_t kMaxLiveBytes = std::int64_t{1} << 30;
   std::vector<std::int64_t> sizes{16, 64, 256, 1024, 4096, 65536};
-  std::vector<std::int64_t> lives{1000, 10000, 100000};
+  // 30,000: just under where Electric Fence and DUMA run out of mappings.
+  std::vector<std::int64_t> lives{1000, 10000, 30000, 100000};
   if (scale == Scale::kFull) lives.push_back(1000000);
   if (scale == Scale::kQuick) sizes = {16, 4096, 65536};
 
@@ -160,7 +161,7 @@ void register_malloc_free(Scale scale) {
       if (size * live > kMaxLiveBytes) continue;
       // Quick keeps one 100,000-block point (16 B) for the live-set curve,
       // the rest stay small.
-      if (scale == Scale::kQuick && live > 10000 && size != 16) continue;
+      if (scale == Scale::kQuick && live > 10000 && (size != 16 || live == 30000)) continue;
       if (scale == Scale::kQuick && size == 65536 && live > 1000) continue;
       b->Args({size, live});
     }
