@@ -74,6 +74,25 @@ class RawWriter {
     while (n > 0) put(tmp[--n]);
     return *this;
   }
+  // A JSON string literal (quotes, escapes for '"', '\\' and control bytes).
+  RawWriter& json_string(const char* s) noexcept {
+    put('"');
+    for (; s != nullptr && *s != '\0'; ++s) {
+      char c = *s;
+      if (c == '"' || c == '\\') {
+        put('\\');
+        put(c);
+      } else if (static_cast<unsigned char>(c) < 0x20) {
+        str("\\u00");
+        put("0123456789abcdef"[(c >> 4) & 15]);
+        put("0123456789abcdef"[c & 15]);
+      } else {
+        put(c);
+      }
+    }
+    put('"');
+    return *this;
+  }
   RawWriter& ptr(const void* p) noexcept { return hex(reinterpret_cast<std::uintptr_t>(p), 12); }
 
   const char* data() const noexcept { return buf_; }

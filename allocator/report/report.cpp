@@ -233,20 +233,6 @@ void write_text(const Report& r) noexcept {
   w.flush_to(g_config.fd);
 }
 
-void json_str(RawWriter& w, const char* s) noexcept {
-  w.ch('"');
-  for (; s != nullptr && *s != '\0'; ++s) {
-    char c = *s;
-    if (c == '"' || c == '\\') {
-      w.ch('\\').ch(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      w.str("\\u00").ch("0123456789abcdef"[(c >> 4) & 15]).ch("0123456789abcdef"[c & 15]);
-    } else {
-      w.ch(c);
-    }
-  }
-  w.ch('"');
-}
 
 void json_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
                  bool first_is_pc) noexcept {
@@ -273,9 +259,9 @@ void write_json(const Report& r) noexcept {
   RawWriter w(buf, sizeof buf);
   w.str("{\"tool\":\"guardarena\",\"pid\":").dec(static_cast<std::uint64_t>(::getpid()));
   w.str(",\"kind\":");
-  json_str(w, error_kind_name(r.kind));
+  w.json_string(error_kind_name(r.kind));
   w.str(",\"address\":\"").hex(r.address).str("\",\"access\":");
-  json_str(w, r.access == Access::kWrite  ? "WRITE"
+  w.json_string(r.access == Access::kWrite  ? "WRITE"
               : r.access == Access::kRead ? "READ"
                                           : "UNKNOWN");
   w.str(",\"thread\":").dec(current_tid());
@@ -284,7 +270,7 @@ void write_json(const Report& r) noexcept {
   write_headline(d, r);
   line[d.size() > 0 ? d.size() - 1 : 0] = '\0';
   w.str(",\"description\":");
-  json_str(w, line);
+  w.json_string(line);
   if (r.has_block) {
     const BlockInfo& b = r.block;
     w.str(",\"block\":{\"address\":\"")
@@ -294,7 +280,7 @@ void write_json(const Report& r) noexcept {
         .str(",\"alignment\":")
         .dec(b.align)
         .str(",\"allocated_with\":");
-    json_str(w, alloc_kind_name(static_cast<AllocKind>(b.alloc_kind)));
+    w.json_string(alloc_kind_name(static_cast<AllocKind>(b.alloc_kind)));
     w.str(",\"alloc_thread\":").dec(b.alloc_tid).str(",\"free_thread\":").dec(b.free_tid).str("}");
     w.str(",\"offset\":").sdec(r.distance);
   }

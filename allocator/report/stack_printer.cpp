@@ -15,20 +15,6 @@ struct PrintContext {
   std::size_t printed;
 };
 
-void json_text(RawWriter& w, const char* s) noexcept {
-  w.ch('"');
-  for (; s != nullptr && *s != '\0'; ++s) {
-    char c = *s;
-    if (c == '"' || c == '\\') {
-      w.ch('\\').ch(c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      w.str("\\u00").ch("0123456789abcdef"[(c >> 4) & 15]).ch("0123456789abcdef"[c & 15]);
-    } else {
-      w.ch(c);
-    }
-  }
-  w.ch('"');
-}
 
 void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
   auto* pc = static_cast<PrintContext*>(ctx);
@@ -36,11 +22,11 @@ void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
   if (pc->json) {
     if (pc->printed != 0) w.ch(',');
     w.str("{\"frame\":").dec(f.number).str(",\"pc\":\"").hex(f.pc).str("\",\"function\":");
-    json_text(w, f.function);
+    w.json_string(f.function);
     w.str(",\"location\":");
-    json_text(w, f.location);
+    w.json_string(f.location);
     w.str(",\"module\":");
-    json_text(w, f.module);
+    w.json_string(f.module);
     w.str(",\"offset\":\"").hex(f.module_offset).str("\"}");
   } else {
     w.str("    #").dec(f.number).ch(' ').hex(f.pc);
