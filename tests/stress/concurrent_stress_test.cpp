@@ -261,7 +261,7 @@ TYPED_TEST(ArenaStressTest, MixedOperationsFromTwoToEightThreadsBalance) {
     guarded_resource r{this->opts("quarantine_slots=4096:handle_segv=0")};
     arena_stats before = r.stats();
     Run run(r, 64);
-    const int ops = 120000 / threads / kScale;
+    const int ops = 360000 / threads / kScale;
     auto t0 = std::chrono::steady_clock::now();
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
@@ -308,7 +308,7 @@ TYPED_TEST(ArenaStressTest, ReleaseBetweenRoundsWithBlocksLiveInEveryThread) {
     for (int t = 0; t < kThreads; ++t) {
       pool.emplace_back([&, t] {
         sync.arrive_and_wait();  // all threads start on the fresh epoch together
-        run.worker(static_cast<unsigned>(round * 131 + t), 20000 / kScale, last);
+        run.worker(static_cast<unsigned>(round * 131 + t), 40000 / kScale, last);
       });
     }
     for (auto& th : pool) th.join();
