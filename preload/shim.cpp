@@ -71,6 +71,45 @@ void* libc_allocate(std::size_t size, std::size_t align, bool zero) noexcept {
   return libc_allocate(size, align, zero);
 }
 
+// Frees that arrive while this thread is inside the arena: a signal handler
+// calling free() while the interrupted code holds a class lock (or is halfway
+// through a thread-cache update) would deadlock or corrupt it. They wait here
+// and run as soon as the interrupted operation returns. Allocations in that
+// window go to glibc instead (t_busy, see allocate()).
+struct DeferredFree {
+  void* p;
+  std::size_t size;
+  std::size_t align;
+  AllocKind kind;
+};
+constexpr int kMaxDeferred = 64;
+constinit __attribute__((tls_model("initial-exec"))) thread_local DeferredFree t_deferred[kMaxDeferred];
+constinit __attribute__((tls_model("initial-exec"))) thread_local volatile int t_deferred_count = 0;
+std::atomic<std::uint64_t> g_deferred_dropped{0};
+
+void deallocate(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept;
+
+void defer_free(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept {
+  int n = t_deferred_count;
+  if (n == kMaxDeferred) {
+    // Over 64 frees from nested signal handlers in one operation: keeping
+    // the block is safe, freeing it now is not.
+    g_deferred_dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  t_deferred[n] = DeferredFree{p, size, align, kind};
+  t_deferred_count = n + 1;
+}
+
+void run_deferred_frees() noexcept {
+  while (t_deferred_count > 0) {
+    int n = t_deferred_count - 1;
+    DeferredFree d = t_deferred[n];
+    t_deferred_count = n;
+    deallocate(d.p, d.size, d.align, d.kind);
+  }
+}
+
 void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind kind,
                        bool zero) noexcept {
   if (align < g_options.alignment) align = g_options.alignment;  // a minimum for every block
@@ -80,6 +119,8 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
     BusyScope busy;
     p = a->allocate(size, align, kind, zero);
   }
+  if (t_deferred_count != 0 && !t_busy) [[unlikely]]
+    run_deferred_frees();
   errno = p != nullptr ? saved_errno : ENOMEM;
   return p;
 }
@@ -109,11 +150,17 @@ void deallocate(void* p, std::size_t size, std::size_t align, AllocKind kind) no
   if (p == nullptr || is_bootstrap(p)) return;
   int saved_errno = errno;  // free() must preserve errno
   if (Arena* a = ready_arena()) {
+    if (t_busy && a->owns(p)) [[unlikely]] {
+      defer_free(p, size, align, kind);  // re-entered from a signal handler
+      return;
+    }
     Arena::FreeResult r;
     {
       BusyScope busy;
       r = a->deallocate(p, size, align, kind);
     }
+    if (t_deferred_count != 0 && !t_busy) [[unlikely]]
+      run_deferred_frees();
     if (r == Arena::FreeResult::kFreed) {
       errno = saved_errno;
       return;

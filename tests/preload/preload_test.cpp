@@ -776,6 +776,54 @@ TEST(ForkTest, ChildrenOfChildrenCanForkInEveryMode) {
   }
 }
 
+TEST(ForkTest, HundredsOfForksWhileOtherThreadsAllocateAndPrint) {
+  for (const char* options : {"mode=full", "mode=fast"}) {
+    Result r = run({.argv = {program("fork_loop_threads")}, .options = options, .timeout_seconds = 120});
+    EXPECT_TRUE(r.exited(0)) << options << "\n" << r.describe();
+    EXPECT_EQ(r.out, "forks: 300 ok\n") << options;
+  }
+}
+
+TEST(ForkTest, PosixSpawnVforkExecAndSystem) {
+  Result r = run({.argv = {program("spawn_variants")}});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.out, "spawned: 3 of 3\n");
+}
+
+TEST(SignalTest, MallocAndFreeFromAHandlerThatInterruptsMallocFinish) {
+  for (const char* options : {"mode=full", "mode=fast", "mode=full:backend=mprotect"}) {
+    Result r = run({.argv = {program("signal_malloc")}, .options = options, .timeout_seconds = 120});
+    EXPECT_TRUE(r.exited(0)) << options << "\n" << r.describe();
+    EXPECT_EQ(r.out, "handler ran: yes\n") << options;
+  }
+}
+
+TEST(SignalTest, FaultInsideASignalHandlerIsReported) {
+  Result r = run({.argv = {program("signal_malloc"), "fault"}, .timeout_seconds = 60});
+  EXPECT_TRUE(r.signaled(SIGSEGV)) << r.describe();
+  EXPECT_TRUE(contains(r.err, "ERROR: guardarena: heap-buffer-overflow")) << r.describe();
+  EXPECT_TRUE(contains(r.err, "in on_alarm .*signal_malloc.c:[0-9]+")) << r.describe();
+}
+
+TEST(DlopenTest, LibraryWithBigTlsAndAllocatingConstructorsLoadsAndUnloadsRepeatedly) {
+  std::string lib = std::string(GUARDARENA_PROGRAMS_DIR) + "/libpreload_big_tls.so";
+  for (const char* options : {"mode=full", "mode=fast"}) {
+    Result r = run({.argv = {program("dlopen_loop"), lib}, .options = options, .timeout_seconds = 120});
+    EXPECT_TRUE(r.exited(0)) << options << "\n" << r.describe();
+    EXPECT_EQ(r.out, "dlopen rounds with errors: 0\n") << options;
+  }
+}
+
+TEST(DlopenTest, AnotherPreloadedLibraryWrappingWriteWorksAlongside) {
+  std::string both = std::string(GUARDARENA_PRELOAD_LIB) + ":" + GUARDARENA_PROGRAMS_DIR +
+                     "/libpreload_write_wrapper.so";
+  Result ok = run({.argv = {program("clean_c_workload")}, .env = {"LD_PRELOAD=" + both}});
+  EXPECT_TRUE(ok.exited(0)) << ok.describe();
+  Result bug = run({.argv = {program("overflow_write_malloc")}, .env = {"LD_PRELOAD=" + both}});
+  EXPECT_TRUE(bug.signaled(SIGSEGV)) << bug.describe();
+  EXPECT_TRUE(contains(bug.err, "ERROR: guardarena: heap-buffer-overflow")) << bug.describe();
+}
+
 TEST(LeakTest, LeaksAreListedByAllocationStackLargestFirst) {
   Result r = run({.argv = {program("leaks")}, .options = "detect_leaks=1"});
   EXPECT_TRUE(r.exited(23)) << r.describe();
