@@ -98,8 +98,13 @@ step_cmake() {
   cmake --build "$b" >>"$GA_WORK_DIR/consumer-cmake.log" 2>&1 ||
     { cat "$GA_WORK_DIR/consumer-cmake.log" >&2; fail "consumer build"; }
   # The static consumer carries the library; the shared one loads it from the prefix.
-  if readelf -d "$b/consumer_static" | grep -q 'NEEDED.*guardarena'; then fail "consumer_static needs a guardarena .so"; fi
-  ldd "$b/consumer_shared" | grep -q "libguardarena_pmr.so.* => $prefix/" || { ldd "$b/consumer_shared" >&2; fail "consumer_shared does not load the installed libguardarena_pmr.so"; }
+  # Capture first: `ldd | grep -q` under pipefail fails when grep exits early
+  # and ldd dies of SIGPIPE.
+  local dyn libs
+  dyn=$(readelf -d "$b/consumer_static")
+  if grep -q 'NEEDED.*guardarena' <<<"$dyn"; then fail "consumer_static needs a guardarena .so"; fi
+  libs=$(ldd "$b/consumer_shared")
+  grep -q "libguardarena_pmr.so.* => $prefix/" <<<"$libs" || { echo "$libs" >&2; fail "consumer_shared does not load the installed libguardarena_pmr.so"; }
   check_consumer "$b/consumer_static"
   check_consumer "$b/consumer_shared"
   # guardarena::launcher and guardarena::preload, when the package has them.
