@@ -127,8 +127,16 @@ void initialise(char** env) noexcept {
   const char* why = nullptr;
   Arena* a = Arena::create(g_arena_storage, o,
                            FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
-  if (a == nullptr)
-    die_with_options_error(why != nullptr ? why : "guardarena: cannot create the arena");
+  if (a == nullptr) {
+    const char* message = why != nullptr ? why : "guardarena: cannot create the arena";
+    // A missing backend is a configuration error; no address space (ulimit
+    // -v) is exhaustion, and on_exhaustion=fallback keeps the program
+    // running on glibc, unguarded, with one warning.
+    if (o.on_exhaustion == Exhaustion::kFail || o.backend == Backend::kGuard) die_with_options_error(message);
+    write_line(2, message);
+    write_line(2, "guardarena: warning: running this process unguarded on glibc (on_exhaustion=fallback)");
+    return;
+  }
   if (o.handle_segv) report::install_fault_handler();
   ::pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   g_guard_all = o.sample_rate <= 1 && o.sample_after == 0 && o.min_size == 0 && o.max_size == 0;

@@ -339,10 +339,11 @@ class ArenaImpl final : public Arena {
     }
     static_assert(std::uint64_t{kChunkPages} * (kChunkPages / 4 + 1) < (std::uint64_t{1} << 32),
                   "the reciprocal division in slot_of() must stay exact");
-    std::uint64_t want = std::max<std::uint64_t>(options_.reserve_size / chunk_bytes_, 4);
-    // Halve until the kernel agrees (RLIMIT_AS, overcommit limits).
+    std::uint64_t want = std::max<std::uint64_t>(options_.reserve_size / chunk_bytes_, 2);
+    // Halve until the kernel agrees (RLIMIT_AS, overcommit limits); two
+    // chunks still serve small blocks of two classes and fall back beyond.
     void* base = nullptr;
-    while (want >= 4) {
+    while (want >= 2) {
       if (want * max_slots_ < kNoSlot) {
         base = os::reserve(want * chunk_bytes_, chunk_bytes_, "guardarena:heap");
         if (base != nullptr) break;

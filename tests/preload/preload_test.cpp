@@ -718,6 +718,20 @@ TEST(ExhaustionTest, FallsBackToGlibcWarningOnceAndCounting) {
       << r.describe();
 }
 
+TEST(ExhaustionTest, AddressSpaceLimitKeepsTheProgramRunningUnguarded) {
+  // ulimit -v too small for even two 64 MiB chunks: fallback runs the
+  // program on glibc with a warning; fail stops it with one line, status 1.
+  std::string cmd = "ulimit -v 150000 && exec " + program("clean_c_workload");
+  Result plain = run({.argv = {"/bin/sh", "-c", cmd}, .preload = false});
+  Result fallback = run({.argv = {"/bin/sh", "-c", cmd}});
+  EXPECT_TRUE(fallback.exited(0)) << fallback.describe();
+  EXPECT_EQ(fallback.out, plain.out);
+  EXPECT_TRUE(contains(fallback.err, "running this process unguarded on glibc")) << fallback.describe();
+  Result fail = run({.argv = {"/bin/sh", "-c", cmd}, .options = "on_exhaustion=fail"});
+  EXPECT_TRUE(fail.exited(1)) << fail.describe();
+  EXPECT_TRUE(contains(fail.err, "cannot reserve address space")) << fail.describe();
+}
+
 TEST(ExhaustionTest, FailPolicyReturnsNullWithEnomem) {
   Result r = run({.argv = {program("many_blocks"), "100"},
                   .options = no_vma_budget() + ":on_exhaustion=fail"});
