@@ -32,4 +32,33 @@ std::string with_backend(const std::string& extra = "") {
   return extra.empty() ? std::string(B::kOptions) : std::string(B::kOptions) + ":" + extra;
 }
 
+// The four mode x backend configurations, for tests that run in all of them
+// (TYPED_TEST_SUITE(Suite, testing::ModeBackendConfigs, testing::ConfigNames)).
+struct FullGuard {
+  static constexpr const char* kOptions = "mode=full:backend=guard";
+  static constexpr bool kGuard = true;
+};
+struct FullMprotect {
+  static constexpr const char* kOptions = "mode=full:backend=mprotect";
+  static constexpr bool kGuard = false;
+};
+struct FastGuard {
+  static constexpr const char* kOptions = "mode=fast:backend=guard";
+  static constexpr bool kGuard = true;
+};
+struct FastMprotect {
+  static constexpr const char* kOptions = "mode=fast:backend=mprotect";
+  static constexpr bool kGuard = false;
+};
+using ModeBackendConfigs = ::testing::Types<FullGuard, FullMprotect, FastGuard, FastMprotect>;
+
+class ConfigNames {
+ public:
+  template <class T>
+  static std::string GetName(int) {
+    std::string s = T::kOptions;  // "mode=full:backend=guard" -> "full_guard"
+    return s.substr(5, 4) + "_" + s.substr(s.rfind('=') + 1);
+  }
+};
+
 }  // namespace guardarena::testing

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "guardarena/guardarena.hpp"
+#include "test_support.h"
 #include "os/os_linux.h"
 #include "report/report.h"
 
@@ -101,32 +102,12 @@ TEST(BoundedMetadataTest, DepotStopsGrowingAtDepotSizeUnderManyDistinctStacks) {
 
 // --- RSS and mappings --------------------------------------------------------
 
-struct FullGuard {
-  static constexpr const char* kOptions = "mode=full:backend=guard";
-  static constexpr bool kGuard = true;
-};
-struct FullMprotect {
-  static constexpr const char* kOptions = "mode=full:backend=mprotect";
-  static constexpr bool kGuard = false;
-};
-struct FastGuard {
-  static constexpr const char* kOptions = "mode=fast:backend=guard";
-  static constexpr bool kGuard = true;
-};
-struct FastMprotect {
-  static constexpr const char* kOptions = "mode=fast:backend=mprotect";
-  static constexpr bool kGuard = false;
-};
-using Configs = ::testing::Types<FullGuard, FullMprotect, FastGuard, FastMprotect>;
-
-class ConfigNames {
- public:
-  template <class T>
-  static std::string GetName(int) {
-    std::string s = T::kOptions;
-    return s.substr(5, 4) + "_" + s.substr(s.rfind('=') + 1);
-  }
-};
+using testing::ConfigNames;
+using testing::FastGuard;
+using testing::FastMprotect;
+using testing::FullGuard;
+using testing::FullMprotect;
+using Configs = testing::ModeBackendConfigs;
 
 template <class C>
 class FootprintTest : public ::testing::Test {

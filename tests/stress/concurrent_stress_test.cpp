@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "guardarena/guardarena.hpp"
+#include "test_support.h"
 #include "os/os_linux.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -53,32 +54,12 @@ namespace {
 // interleavings matter, not the count.
 constexpr int kScale = GA_STRESS_TSAN ? 10 : GA_STRESS_ASAN ? 5 : 1;
 
-struct FullGuard {
-  static constexpr const char* kOptions = "mode=full:backend=guard";
-  static constexpr bool kGuard = true;
-};
-struct FullMprotect {
-  static constexpr const char* kOptions = "mode=full:backend=mprotect";
-  static constexpr bool kGuard = false;
-};
-struct FastGuard {
-  static constexpr const char* kOptions = "mode=fast:backend=guard";
-  static constexpr bool kGuard = true;
-};
-struct FastMprotect {
-  static constexpr const char* kOptions = "mode=fast:backend=mprotect";
-  static constexpr bool kGuard = false;
-};
-using Configs = ::testing::Types<FullGuard, FullMprotect, FastGuard, FastMprotect>;
-
-class ConfigNames {
- public:
-  template <class T>
-  static std::string GetName(int) {
-    std::string s = T::kOptions;  // "mode=full:backend=guard" -> "full_guard"
-    return s.substr(5, 4) + "_" + s.substr(s.rfind('=') + 1);
-  }
-};
+using testing::ConfigNames;
+using testing::FastGuard;
+using testing::FastMprotect;
+using testing::FullGuard;
+using testing::FullMprotect;
+using Configs = testing::ModeBackendConfigs;
 
 // One block and what it must contain: an 8-byte tag repeated (unique per
 // block, so two live blocks sharing memory corrupt each other's fill).
