@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "os/os_linux.h"
+
 namespace guardarena::testing {
 
 struct GuardBackendParam {
@@ -59,6 +61,17 @@ class ConfigNames {
     std::string s = T::kOptions;  // "mode=full:backend=guard" -> "full_guard"
     return s.substr(5, 4) + "_" + s.substr(s.rfind('=') + 1);
   }
+};
+
+// Fixture for suites typed over ModeBackendConfigs: skips the guard-region
+// configurations on kernels without MADV_GUARD_INSTALL.
+template <class C>
+class ModeBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (C::kGuard && !os::guard_regions_supported()) GTEST_SKIP() << "no MADV_GUARD_INSTALL";
+  }
+  static std::string opts(const std::string& extra) { return std::string(C::kOptions) + ":" + extra; }
 };
 
 }  // namespace guardarena::testing

@@ -110,15 +110,7 @@ using testing::FullMprotect;
 using Configs = testing::ModeBackendConfigs;
 
 template <class C>
-class FootprintTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (C::kGuard && !os::guard_regions_supported()) GTEST_SKIP() << "no MADV_GUARD_INSTALL";
-  }
-  static std::string opts(const std::string& extra) {
-    return std::string(C::kOptions) + ":" + extra;
-  }
-};
+using FootprintTest = testing::ModeBackendTest<C>;
 TYPED_TEST_SUITE(FootprintTest, Configs, ConfigNames);
 
 // One short life of a resource: blocks of mixed sizes, some freed, a

@@ -216,15 +216,7 @@ class Run {
 };
 
 template <class C>
-class ArenaStressTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (C::kGuard && !os::guard_regions_supported()) GTEST_SKIP() << "no MADV_GUARD_INSTALL";
-  }
-  static std::string opts(const std::string& extra) {
-    return std::string(C::kOptions) + ":" + extra;
-  }
-};
+using ArenaStressTest = testing::ModeBackendTest<C>;
 TYPED_TEST_SUITE(ArenaStressTest, Configs, ConfigNames);
 
 void print_figures(const char* what, int threads, const Run& run, double seconds) {
