@@ -284,8 +284,8 @@ class FallbackSet {
   // the VMA budget is gone); false only when the kernel refuses the memory.
   bool grow_locked() noexcept {
     std::size_t new_cap = cap_ * 2;
-    auto* fresh =
-        static_cast<std::uintptr_t*>(os::map_internal(new_cap * sizeof(std::uintptr_t), "fallback"));
+    auto* fresh = static_cast<std::uintptr_t*>(
+        os::map_internal(new_cap * sizeof(std::uintptr_t), "fallback"));
     if (fresh == nullptr) return false;
     std::uintptr_t* old = slots_;
     std::size_t old_cap = cap_;
@@ -1004,7 +1004,8 @@ class ArenaImpl final : public Arena {
   void recycle_released_locked() noexcept {
     std::uint32_t run_start = kNoSlot;
     for (std::uint32_t c = 0; c <= released_end_; ++c) {
-      bool released = c < released_end_ && chunks_[c].kind.load(std::memory_order_relaxed) == ChunkKind::kReleased;
+      bool released = c < released_end_ &&
+                      chunks_[c].kind.load(std::memory_order_relaxed) == ChunkKind::kReleased;
       if (released) {
         chunks_[c].kind.store(ChunkKind::kFree, std::memory_order_release);
         if (run_start == kNoSlot) run_start = c;
@@ -1290,8 +1291,7 @@ class ArenaImpl final : public Arena {
   ClassState classes_[kMaxClasses + 1];
   FallbackSet fallback_set_;
   std::atomic<std::uint64_t> live_blocks_{0}, live_bytes_{0}, peak_blocks_{0}, peak_bytes_{0};
-  std::atomic<std::uint64_t> guarded_total_{0}, fallback_total_{0}, fallback_live_{0},
-      failed_total_{0};
+  std::atomic<std::uint64_t> guarded_total_{0}, fallback_total_{0}, failed_total_{0};
   std::atomic<std::uint64_t> q_blocks_{0}, q_bytes_{0};
   std::atomic<std::int64_t> open_regions_{0};
 };

@@ -101,6 +101,13 @@ class Arena {
     auto a = reinterpret_cast<std::uintptr_t>(p);
     return a - base_ < span_;
   }
+  // False while no fallback (unguarded) block is live, so that a pointer
+  // outside the reservation cannot be this arena's: the shim's free() then
+  // hands it to glibc without a lookup. Relaxed is enough: whoever frees a
+  // block was handed it after the increment.
+  bool has_fallback_blocks() const noexcept {
+    return fallback_live_.load(std::memory_order_relaxed) != 0;
+  }
   // True for pointers this arena handed out, guarded or fallback.
   virtual bool owns_block(const void* p) const noexcept = 0;
 
@@ -146,6 +153,7 @@ class Arena {
   std::uintptr_t base_ = 0;
   std::uintptr_t span_ = 0;
   std::atomic<std::uint64_t> epoch_{0};
+  std::atomic<std::uint64_t> fallback_live_{0};
 };
 
 // Stack capture hook used at allocation and free. Set once by whoever owns
