@@ -176,6 +176,39 @@ _Unwind_Reason_Code signal_frame_callback(_Unwind_Context* context, void* arg) n
   return walk_frames(fp, fp, stack_top(fp), pcs, 0, max_depth, skip, read_record_direct);
 }
 
+[[gnu::noinline]] std::size_t capture_trimmed(std::uintptr_t* pcs, std::size_t max_depth,
+                                              std::size_t skip, CodeRange trim,
+                                              std::size_t max_trim, std::uint64_t* hash) noexcept {
+  StackHash h;
+  std::size_t n = 0;
+  if (pcs != nullptr && max_depth > 0) {
+    // walk_frames() with trimming and hashing folded in: one pass, and the
+    // hash's multiply chain overlaps the walk's chain of dependent loads.
+    auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+    const std::uintptr_t low = fp;
+    const std::uintptr_t top = stack_top(fp);
+    while (n < max_depth && plausible_record(fp, low, top)) {
+      FrameRecord record;
+      read_record_direct(fp, &record);
+      const std::uintptr_t pc = record.return_address;
+      if (pc < kMinCodeAddress) break;
+      if (skip > 0) {
+        --skip;
+      } else if (max_trim > 0 && trim.contains(pc)) {
+        --max_trim;
+      } else {
+        max_trim = 0;
+        pcs[n++] = pc;
+        h.add(pc);
+      }
+      if (record.next_fp <= fp || record.next_fp - fp > kMaxFrameStep) break;
+      fp = record.next_fp;
+    }
+  }
+  if (hash != nullptr) *hash = h.finish(n);
+  return n;
+}
+
 std::size_t capture_from_context(const ucontext_t* uc, std::uintptr_t* pcs, std::size_t max_depth,
                                  Unwinder unwinder) noexcept {
   if (uc == nullptr || pcs == nullptr || max_depth == 0) return 0;
@@ -246,24 +279,17 @@ constexpr std::size_t kMaxPoolBytes = (std::size_t{1} << 32) * kUnit - kUnit;
 // depot is full, for 2% of the capacity spent on bucket heads.
 constexpr std::size_t kBytesPerBucket = 256;
 
-// A 64-bit hash of the frames (murmur3's finalizer over a multiply-xor chain).
-// The depot verifies it again on load, so it must be deterministic.
-std::uint64_t hash_frames(const std::uintptr_t* pcs, std::size_t n) noexcept {
-  std::uint64_t h = 0x9e3779b97f4a7c15ULL ^ (n * 0xff51afd7ed558ccdULL);
+std::atomic<std::uint64_t> g_next_generation{1};
+
+// Word by word rather than memcmp: the caller has usually just written `pcs`
+// one word at a time (the walk), and a vector load spanning two of those
+// stores cannot be forwarded from the store buffer; it waits for them to reach
+// the cache, which cost more than the rest of a depot lookup.
+bool same_frames(const std::uintptr_t* stored, const std::uintptr_t* pcs, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
-    std::uint64_t k = pcs[i];
-    k *= 0x87c37b91114253d5ULL;
-    k = (k << 31) | (k >> 33);
-    k *= 0x4cf5ad432745937fULL;
-    h ^= k;
-    h = ((h << 27) | (h >> 37)) * 5 + 0x52dce729;
+    if (stored[i] != pcs[i]) return false;
   }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  h *= 0xc4ceb9fe1a85ec53ULL;
-  h ^= h >> 33;
-  return h;
+  return true;
 }
 
 std::size_t round_down_pow2(std::size_t v) noexcept {
@@ -298,6 +324,7 @@ bool StackDepot::init(std::size_t capacity_bytes) noexcept {
   pool_used_.store(0, std::memory_order_relaxed);
   entries_.store(0, std::memory_order_relaxed);
   drops_.store(0, std::memory_order_relaxed);
+  generation_ = g_next_generation.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
@@ -313,6 +340,7 @@ void StackDepot::release() noexcept {
   pool_used_.store(0, std::memory_order_relaxed);
   entries_.store(0, std::memory_order_relaxed);
   drops_.store(0, std::memory_order_relaxed);
+  generation_ = 0;
 }
 
 const StackDepot::Entry* StackDepot::entry_at(std::uint32_t id) const noexcept {
@@ -339,7 +367,7 @@ std::uint32_t StackDepot::find(std::uint32_t head, std::uint32_t stop, std::uint
     const Entry* entry = entry_at(id);
     if (entry == nullptr) return 0;
     if (entry->hash == hash && entry->size.load(std::memory_order_relaxed) == n &&
-        std::memcmp(entry->frames(), pcs, n * sizeof(std::uintptr_t)) == 0) {
+        same_frames(entry->frames(), pcs, n)) {
       return id;
     }
     id = entry->next.load(std::memory_order_relaxed);
@@ -350,7 +378,16 @@ std::uint32_t StackDepot::find(std::uint32_t head, std::uint32_t stop, std::uint
 std::uint32_t StackDepot::store(const std::uintptr_t* pcs, std::size_t n) noexcept {
   if (base_ == nullptr || pcs == nullptr || n == 0) return 0;
   if (n > kMaxDepth) n = kMaxDepth;
-  const std::uint64_t hash = hash_frames(pcs, n);
+  return store(pcs, n, hash_frames(pcs, n));
+}
+
+std::uint32_t StackDepot::store(const std::uintptr_t* pcs, std::size_t n,
+                                std::uint64_t hash) noexcept {
+  if (base_ == nullptr || pcs == nullptr || n == 0) return 0;
+  if (n > kMaxDepth) {
+    n = kMaxDepth;
+    hash = hash_frames(pcs, n);
+  }
   std::atomic<std::uint32_t>& bucket = buckets_[hash & bucket_mask_];
 
   // The common case: the stack is already there. Acquire pairs with the

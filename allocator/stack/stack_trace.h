@@ -53,6 +53,59 @@ std::size_t capture(std::uintptr_t* pcs, std::size_t max_depth, std::size_t skip
 std::size_t capture(std::uintptr_t* pcs, std::size_t max_depth, std::size_t skip,
                     Unwinder unwinder) noexcept;
 
+// A half-open range of code addresses [lo, hi); empty when lo == hi.
+struct CodeRange {
+  std::uintptr_t lo = 0, hi = 0;
+  bool contains(std::uintptr_t pc) const noexcept { return pc >= lo && pc < hi; }
+};
+
+// The 64-bit hash the depot files stacks under, built one frame at a time so
+// that a walk can hash as it goes instead of making a second pass. Frames are
+// added innermost first; finish(n) takes the number of frames added.
+// Deterministic (the depot re-verifies it on load), not cryptographic.
+class StackHash {
+ public:
+  void add(std::uintptr_t pc) noexcept {
+    std::uint64_t k = pc;
+    k *= 0x87c37b91114253d5ULL;
+    k = (k << 31) | (k >> 33);
+    k *= 0x4cf5ad432745937fULL;
+    h_ ^= k;
+    h_ = ((h_ << 27) | (h_ >> 37)) * 5 + 0x52dce729;
+  }
+  std::uint64_t finish(std::size_t n) const noexcept {
+    // The length goes in last so that a prefix of a stack hashes differently.
+    std::uint64_t h = h_ ^ (n * 0xff51afd7ed558ccdULL);
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+  }
+
+ private:
+  std::uint64_t h_ = 0x9e3779b97f4a7c15ULL;
+};
+
+inline std::uint64_t hash_frames(const std::uintptr_t* pcs, std::size_t n) noexcept {
+  StackHash h;
+  for (std::size_t i = 0; i < n; ++i) h.add(pcs[i]);
+  return h.finish(n);
+}
+
+// The allocator's capture in one pass: the frame-pointer walk of capture()
+// (same rules, same `skip`), then up to `max_trim` further innermost frames
+// whose pc lies in `trim` are dropped (the allocator's own entry points, when
+// it lives in a shared object of its own), then up to `max_depth` frames are
+// kept in `pcs` and hashed as they are found. Trimming stops at the first
+// frame outside `trim`. Returns the number of frames kept and sets *hash to
+// hash_frames(pcs, n) (also when n is 0).
+//
+// Async-signal-safe, lock-free, never allocates. Thread-safe.
+std::size_t capture_trimmed(std::uintptr_t* pcs, std::size_t max_depth, std::size_t skip,
+                            CodeRange trim, std::size_t max_trim, std::uint64_t* hash) noexcept;
+
 // The stack of the code a signal interrupted, for the SIGSEGV/SIGBUS handler:
 // pcs[0] is the interrupted instruction itself (symbolize it as is, not
 // pc - 1), then the return addresses of its callers. `uc` must be the context
@@ -133,6 +186,17 @@ class StackDepot {
   // 0, the depot is not initialized, or the stack is new and does not fit.
   std::uint32_t store(const std::uintptr_t* pcs, std::size_t n) noexcept;
 
+  // store() for a caller that hashed the frames already: `hash` must be
+  // hash_frames(pcs, n) for n <= kMaxDepth (a wrong hash stores a stack that
+  // load() then refuses, and misses the equal stack already stored).
+  std::uint32_t store(const std::uintptr_t* pcs, std::size_t n, std::uint64_t hash) noexcept;
+
+  // Changes at every successful init(), process-wide unique and never 0 for
+  // an initialized depot: ids are only meaningful together with it, so a
+  // cache of ids (stack_cache.h) can tell that the depot behind them was
+  // released or replaced.
+  std::uint64_t generation() const noexcept { return generation_; }
+
   // Copies up to `max` frames of stack `id` into `out` and returns how many it
   // copied. Returns 0 for id 0 and for ids that do not name a stored stack:
   // the id is range-checked and the entry's hash re-verified, so a corrupted
@@ -157,6 +221,7 @@ class StackDepot {
   std::atomic<std::size_t> pool_used_{0};  // bump pointer, bytes
   std::atomic<std::size_t> entries_{0};
   std::atomic<std::uint64_t> drops_{0};
+  std::uint64_t generation_ = 0;
 };
 
 }  // namespace guardarena::stack
