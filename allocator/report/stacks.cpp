@@ -6,6 +6,7 @@
 
 #include "core/arena.h"
 #include "report/report.h"
+#include "stack/stack_cache.h"
 #include "stack/stack_trace.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start;  // this object's ELF header (linker-defined)
@@ -23,12 +24,8 @@ std::atomic<std::size_t> g_depth{0};
 // allocation stacks. Empty when guardarena is linked into the executable
 // (static pmr library): then the executable's frames are the user's too.
 // Read from our own program headers: no loader call, safe in early malloc.
-struct SelfRange {
-  std::uintptr_t lo = 0, hi = 0;
-};
-
-SelfRange compute_self_range() noexcept {
-  SelfRange r;
+stack::CodeRange compute_self_range() noexcept {
+  stack::CodeRange r;
   const auto* ehdr = &__ehdr_start;
   auto base_image = reinterpret_cast<std::uintptr_t>(ehdr);
   const auto* phdrs = reinterpret_cast<const ElfW(Phdr)*>(base_image + ehdr->e_phoff);
@@ -44,25 +41,32 @@ SelfRange compute_self_range() noexcept {
   return r;
 }
 
+// Set once by configure_stacks() before g_depth is published (release), so a
+// capture that sees a depth also sees the range. Atomics only to make the
+// repeated, identical stores of later configurations race-free.
+std::atomic<std::uintptr_t> g_self_lo{0}, g_self_hi{0};
+
 std::uint32_t capture_for_arena(std::size_t skip) noexcept {
-  static const SelfRange self = compute_self_range();
-  constexpr std::size_t kExtra = 8;  // room for the frames trimmed below
-  std::uintptr_t pcs[64 + kExtra];
-  std::size_t depth = g_depth.load(std::memory_order_relaxed);
-  std::size_t n = stack::capture(pcs, depth + kExtra, skip);
   // Frame #0 becomes the user's call site (malloc and operator new are ours);
   // without a separate object it is the allocator's entry point instead.
-  std::size_t first = 0;
-  while (first < n && first < kExtra && pcs[first] >= self.lo && pcs[first] < self.hi) ++first;
-  std::size_t keep = n - first < depth ? n - first : depth;
-  return g_depot.store(pcs + first, keep);
+  constexpr std::size_t kMaxTrimmed = 8;
+  std::uintptr_t pcs[64];
+  const std::size_t depth = g_depth.load(std::memory_order_acquire);
+  const stack::CodeRange self{g_self_lo.load(std::memory_order_relaxed),
+                              g_self_hi.load(std::memory_order_relaxed)};
+  std::uint64_t hash = 0;
+  const std::size_t n = stack::capture_trimmed(pcs, depth, skip, self, kMaxTrimmed, &hash);
+  return stack::store_cached(g_depot, pcs, n, hash);
 }
 
 }  // namespace
 
 void configure_stacks(const Options& o) noexcept {
   std::size_t depth = o.stack_depth > 64 ? 64 : o.stack_depth;
-  g_depth.store(depth, std::memory_order_relaxed);
+  const stack::CodeRange self = compute_self_range();
+  g_self_lo.store(self.lo, std::memory_order_relaxed);
+  g_self_hi.store(self.hi, std::memory_order_relaxed);
+  g_depth.store(depth, std::memory_order_release);
   if (depth == 0) {
     set_stack_capture(nullptr);
     return;
@@ -73,6 +77,9 @@ void configure_stacks(const Options& o) noexcept {
     set_stack_capture(nullptr);
     return;
   }
+  // Without the per-thread caches every capture goes to the depot: slower,
+  // same ids.
+  stack::init_thread_stack_caches();
   set_stack_capture(capture_for_arena);
 }
 

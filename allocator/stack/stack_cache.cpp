@@ -1,0 +1,226 @@
+// Per-thread caches of recently stored stacks (see stack_cache.h). Runs inside
+// malloc, free and signal handlers: no malloc, no locks; the only shared state
+// is a lock-free free list of blocks and the block span, mapped once.
+#include "stack/stack_cache.h"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstring>
+#include <type_traits>
+
+#include "os/os_linux.h"
+
+namespace guardarena::stack {
+namespace {
+
+constexpr std::size_t kBlockBytes = 4096;
+constexpr std::size_t kWays = 2;
+
+struct CacheEntry {
+  std::uint64_t hash;
+  std::uint32_t id;  // 0: empty
+  std::uint32_t n;
+  std::uintptr_t frames[kCachedDepth];
+};
+
+struct CacheSet {
+  CacheEntry ways[kWays];  // ways[0] is the most recently inserted
+};
+
+constexpr std::size_t kHeaderBytes = 32;
+constexpr std::size_t kSets = (kBlockBytes - kHeaderBytes) / sizeof(CacheSet);
+
+// One thread's cache. Only its owner thread reads or writes the entries; the
+// free-list link is the one field other threads touch.
+struct Block {
+  std::uint64_t depot_generation;   // the depot the ids below belong to
+  std::atomic<std::uint32_t> next;  // free list: index + 1 of the next block
+  std::atomic<bool> busy;           // inside store_cached() on this thread
+  std::uint64_t hits;
+  std::uint64_t misses;
+  CacheSet sets[kSets];
+};
+static_assert(offsetof(Block, sets) == kHeaderBytes);
+static_assert(sizeof(Block) <= kBlockBytes);
+static_assert(std::is_trivially_destructible_v<Block>);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+
+// Values of t_block that are not blocks.
+constexpr std::uintptr_t kNone = 0;       // no block yet
+constexpr std::uintptr_t kAcquiring = 1;  // taking one now (a signal handler must not)
+constexpr std::uintptr_t kNoBlock = 2;    // none to be had, or given back at exit
+
+// One pointer of initial-exec TLS: constant-initialised and trivially
+// destructible, so glibc never allocates for it, even when dlopen'ed.
+__attribute__((tls_model("initial-exec"))) thread_local std::uintptr_t t_block = kNone;
+
+enum : int { kUninit, kInitializing, kReady, kFailed };
+std::atomic<int> g_state{kUninit};
+Block* g_blocks = nullptr;             // kMaxCachedThreads blocks, written before kReady
+std::atomic<std::uint32_t> g_bump{0};  // blocks never handed out start here
+std::atomic<std::uint64_t> g_free{0};  // (tag << 32) | (index + 1); the tag defeats ABA
+std::atomic<std::size_t> g_in_use{0};
+pthread_key_t g_exit_key;
+
+// glibc keeps the values of keys below 32 inside struct pthread; for higher
+// keys pthread_setspecific may calloc, which must not happen inside malloc.
+constexpr unsigned kInlineKeys = 32;
+
+std::uint64_t next_head(std::uint64_t head, std::uint32_t link) noexcept {
+  return (((head >> 32) + 1) << 32) | link;
+}
+
+Block* pop_free() noexcept {
+  std::uint64_t head = g_free.load(std::memory_order_acquire);
+  while (static_cast<std::uint32_t>(head) != 0) {
+    Block* b = &g_blocks[static_cast<std::uint32_t>(head) - 1];
+    // `b` may be popped and pushed again by others meanwhile; then the tag
+    // has moved and the CAS below fails, so a stale `next` is never installed.
+    const std::uint32_t next = b->next.load(std::memory_order_relaxed);
+    if (g_free.compare_exchange_weak(head, next_head(head, next), std::memory_order_acquire,
+                                     std::memory_order_acquire)) {
+      return b;
+    }
+  }
+  return nullptr;
+}
+
+void push_free(Block* b) noexcept {
+  const auto link = static_cast<std::uint32_t>(b - g_blocks) + 1;
+  std::uint64_t head = g_free.load(std::memory_order_relaxed);
+  do {
+    b->next.store(static_cast<std::uint32_t>(head), std::memory_order_relaxed);
+    // Release: the next owner must see this thread's last writes to the block.
+  } while (!g_free.compare_exchange_weak(head, next_head(head, link), std::memory_order_release,
+                                         std::memory_order_relaxed));
+}
+
+// Thread exit (pthread key destructor). Destructors that run later and free
+// memory find kNoBlock and use the depot, rather than taking a block that no
+// destructor would give back.
+void give_back(void* p) noexcept {
+  t_block = kNoBlock;
+  push_free(static_cast<Block*>(p));
+  g_in_use.fetch_sub(1, std::memory_order_relaxed);
+}
+
+Block* acquire_block() noexcept {
+  t_block = kAcquiring;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  Block* b = pop_free();
+  if (b == nullptr && g_bump.load(std::memory_order_relaxed) < kMaxCachedThreads) {
+    const std::uint32_t index = g_bump.fetch_add(1, std::memory_order_relaxed);
+    if (index < kMaxCachedThreads) b = &g_blocks[index];
+  }
+  if (b == nullptr || pthread_setspecific(g_exit_key, b) != 0) {
+    if (b != nullptr) push_free(b);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    t_block = kNoBlock;
+    return nullptr;
+  }
+  g_in_use.fetch_add(1, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  t_block = reinterpret_cast<std::uintptr_t>(b);
+  return b;
+}
+
+Block* current_block() noexcept {
+  const std::uintptr_t t = t_block;
+  if (t > kNoBlock) return reinterpret_cast<Block*>(t);
+  if (t != kNone || g_state.load(std::memory_order_acquire) != kReady) return nullptr;
+  return acquire_block();
+}
+
+// `pcs` was just written one word at a time by the walk, and those stores may
+// still sit in the store buffer: a vector load spanning two of them cannot be
+// forwarded and waits for them to reach the cache (memcmp, or the loop below
+// vectorised, stalled there for most of a capture's cost). Word loads forward.
+bool same_frames(const std::uintptr_t* cached, const std::uintptr_t* pcs, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (cached[i] != pcs[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool init_thread_stack_caches() noexcept {
+  int state = g_state.load(std::memory_order_acquire);
+  if (state == kUninit &&
+      g_state.compare_exchange_strong(state, kInitializing, std::memory_order_acquire)) {
+    void* span = os::map_internal(kMaxCachedThreads * kBlockBytes, "stack_cache");
+    bool ok = span != nullptr;
+    if (ok && pthread_key_create(&g_exit_key, give_back) != 0) ok = false;
+    if (ok && static_cast<unsigned>(g_exit_key) >= kInlineKeys) {
+      pthread_key_delete(g_exit_key);
+      ok = false;
+    }
+    if (!ok && span != nullptr) os::release(span, kMaxCachedThreads * kBlockBytes);
+    if (ok) g_blocks = static_cast<Block*>(span);
+    g_state.store(ok ? kReady : kFailed, std::memory_order_release);
+    return ok;
+  }
+  return g_state.load(std::memory_order_acquire) == kReady;
+}
+
+std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::size_t n,
+                           std::uint64_t hash) noexcept {
+  if (n == 0 || n > kCachedDepth) return depot.store(pcs, n, hash);
+  Block* b = current_block();
+  if (b == nullptr || b->busy.load(std::memory_order_relaxed)) return depot.store(pcs, n, hash);
+  b->busy.store(true, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+
+  const std::uint64_t generation = depot.generation();
+  if (b->depot_generation != generation) {
+    for (CacheSet& s : b->sets) {
+      for (CacheEntry& e : s.ways) e.id = 0;
+    }
+    b->depot_generation = generation;
+  }
+  // The depot's buckets use the low bits; the high bits pick the set.
+  CacheSet& set = b->sets[((hash >> 32) * kSets) >> 32];
+  std::uint32_t id = 0;
+  for (const CacheEntry& e : set.ways) {
+    if (e.id != 0 && e.hash == hash && e.n == n && same_frames(e.frames, pcs, n)) {
+      id = e.id;
+      break;
+    }
+  }
+  if (id != 0) {
+    ++b->hits;
+  } else {
+    ++b->misses;
+    id = depot.store(pcs, n, hash);
+    if (id != 0) {
+      set.ways[1] = set.ways[0];
+      CacheEntry& e = set.ways[0];
+      e.hash = hash;
+      e.id = id;
+      e.n = static_cast<std::uint32_t>(n);
+      std::memcpy(e.frames, pcs, n * sizeof(std::uintptr_t));
+    }
+  }
+
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  b->busy.store(false, std::memory_order_relaxed);
+  return id;
+}
+
+ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept {
+  ThreadStackCacheStats s;
+  const std::uintptr_t t = t_block;
+  if (t <= kNoBlock) return s;
+  const auto* b = reinterpret_cast<const Block*>(t);
+  s.hits = b->hits;
+  s.misses = b->misses;
+  s.has_block = true;
+  return s;
+}
+
+std::size_t thread_stack_caches_in_use_for_testing() noexcept {
+  return g_in_use.load(std::memory_order_relaxed);
+}
+
+}  // namespace guardarena::stack

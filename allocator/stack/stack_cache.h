@@ -1,0 +1,62 @@
+// A small per-thread cache in front of a StackDepot, so that the stack of a
+// call site that allocates again and again is recognised from memory the
+// calling thread just used, instead of from the shared depot's hash table and
+// entries. Like the depot it runs inside malloc and inside signal handlers:
+// no malloc, no locks, async-signal-safe.
+//
+// A hit is exact: the cache compares the full frames, not only the hash, so it
+// never answers with the id of a different stack.
+//
+// Memory: a span of fixed-size blocks mapped once by init_thread_stack_caches()
+// (MAP_NORESERVE, so only the blocks threads use are resident); a thread takes
+// a block at its first store_cached() and gives it back at exit (a pthread key
+// destructor), so the blocks in use are bounded by the threads alive at once.
+// Threads beyond the span's capacity, and threads whose block is already
+// returned (later destructors that free), go straight to the depot. The only
+// TLS is one initial-exec pointer (the library may be dlopen'ed, where static
+// TLS is scarce).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "stack/stack_trace.h"
+
+namespace guardarena::stack {
+
+// Stacks with more frames than this bypass the cache (the default
+// stack_depth is 16; deeper configured stacks pay for the depot lookup).
+inline constexpr std::size_t kCachedDepth = 16;
+
+// How many threads can hold a cache block at once.
+inline constexpr std::size_t kMaxCachedThreads = 1024;
+
+// Maps the block span and creates the thread-exit key. Idempotent and
+// thread-safe (the first successful call wins); call it at configuration time,
+// not from a signal handler. Returns false when the caches cannot be used (no
+// memory, or a pthread key whose setspecific could allocate): store_cached()
+// then forwards every stack to the depot.
+bool init_thread_stack_caches() noexcept;
+
+// Same result as depot.store(pcs, n, hash): the depot id of pcs[0..n), or 0
+// when n is 0 or the depot has no room. `hash` must be hash_frames(pcs, n).
+// Looks in the calling thread's cache first; on a miss, stores in the depot
+// and remembers the answer (never an answer of 0). Entries remember the
+// depot's generation(), so ids from a released or other depot are never
+// returned. A signal handler that interrupts store_cached() on the same thread
+// goes to the depot directly.
+std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::size_t n,
+                           std::uint64_t hash) noexcept;
+
+// Counters of the calling thread's current block (zero when it has none).
+struct ThreadStackCacheStats {
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;  // lookups that went to the depot
+  bool has_block = false;
+};
+ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept;
+
+// Blocks currently held by threads (relaxed; for tests of the exit hook).
+std::size_t thread_stack_caches_in_use_for_testing() noexcept;
+
+}  // namespace guardarena::stack

@@ -1,0 +1,366 @@
+// Tests for the allocator's capture path: capture_trimmed() (walk, trim and
+// hash in one pass) and the per-thread cache in front of the depot. The cache
+// must never answer with the id of a different stack: the tests give it call
+// paths that share their innermost frames, forged hash collisions, a depot
+// that was replaced, and several threads. Helpers are noinline so that each
+// is a real frame.
+#include "stack/stack_cache.h"
+
+#include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "guardarena/guardarena.hpp"
+#include "report/report.h"
+#include "stack/stack_trace.h"
+
+// Counts malloc calls made by this thread while `t_count_mallocs` is set. The
+// test binary's malloc forwards to glibc's; not under sanitizers, whose own
+// malloc must stay in charge.
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define GUARDARENA_TEST_COUNTS_MALLOC 1
+extern "C" void* __libc_malloc(std::size_t);
+namespace {
+thread_local bool t_count_mallocs = false;
+thread_local std::size_t t_mallocs = 0;
+}  // namespace
+extern "C" void* malloc(std::size_t n) {
+  if (t_count_mallocs) ++t_mallocs;
+  return __libc_malloc(n);
+}
+#endif
+
+namespace guardarena::stack {
+namespace {
+
+constexpr std::size_t kDepth = 16;
+
+struct Capture {
+  std::size_t depth = kDepth;
+  std::uintptr_t pcs[64] = {};
+  std::size_t n = 0;
+  std::uint64_t hash = 0;
+  std::uint32_t id = 0;
+};
+
+// The innermost frames every path shares.
+[[gnu::noinline]] void shared_leaf(StackDepot* depot, Capture* c) {
+  c->n = capture_trimmed(c->pcs, c->depth, 0, CodeRange{}, 0, &c->hash);
+  c->id = store_cached(*depot, c->pcs, c->n, c->hash);
+  asm volatile("" ::: "memory");  // no tail calls: every helper keeps its frame
+}
+[[gnu::noinline]] void shared_middle(StackDepot* depot, Capture* c) {
+  shared_leaf(depot, c);
+  asm volatile("" ::: "memory");
+}
+// Distinct bodies: identical functions could be folded into one (-fipa-icf).
+volatile int g_path = 0;
+
+[[gnu::noinline]] void path_a(StackDepot* depot, Capture* c) {
+  g_path = 1;
+  shared_middle(depot, c);
+  asm volatile("" ::: "memory");
+}
+[[gnu::noinline]] void path_b(StackDepot* depot, Capture* c) {
+  g_path = 2;
+  shared_middle(depot, c);
+  asm volatile("" ::: "memory");
+}
+
+std::vector<std::uintptr_t> frames(const Capture& c) {
+  return {c.pcs, c.pcs + c.n};
+}
+
+std::vector<std::uintptr_t> loaded(const StackDepot& depot, std::uint32_t id) {
+  std::uintptr_t out[kMaxDepth];
+  return {out, out + depot.load(id, out, kMaxDepth)};
+}
+
+std::vector<std::uintptr_t> fake_stack(std::uint64_t seed, std::size_t depth = 8) {
+  std::vector<std::uintptr_t> pcs(depth);
+  for (std::size_t i = 0; i < depth; ++i) pcs[i] = 0x500000 + seed * 0x1000 + i * 0x10;
+  return pcs;
+}
+
+class StackCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(init_thread_stack_caches());
+    ASSERT_TRUE(depot_.init(1 << 20));
+  }
+  void TearDown() override { depot_.release(); }
+  StackDepot depot_;
+};
+
+TEST_F(StackCacheTest, WalkHashEqualsHashOfTheFrames) {
+  Capture c;
+  path_a(&depot_, &c);
+  ASSERT_GE(c.n, 4u);
+  EXPECT_EQ(c.hash, hash_frames(c.pcs, c.n));
+}
+
+TEST_F(StackCacheTest, PathsSharingInnerFramesGetTheirOwnStacks) {
+  Capture a[2], b[2];
+  // Three frames: shared_leaf, shared_middle, path_a or path_b. Further out
+  // the test body's call sites (loop unrolled or not) would differ too.
+  for (Capture* c : {&a[0], &a[1], &b[0], &b[1]}) c->depth = 3;
+  // Interleaved, so that each lookup follows a cached entry of the other path.
+  for (int i = 0; i < 2; ++i) {
+    path_a(&depot_, &a[i]);
+    path_b(&depot_, &b[i]);
+  }
+  const Capture &a1 = a[0], &a2 = a[1], &b1 = b[0], &b2 = b[1];
+  ASSERT_NE(a1.id, 0u);
+  ASSERT_NE(b1.id, 0u);
+  // Same first two frames (inside shared_leaf, then shared_middle)...
+  ASSERT_EQ(a1.n, 3u);
+  ASSERT_EQ(b1.n, 3u);
+  ASSERT_EQ(a1.pcs[0], b1.pcs[0]);
+  ASSERT_EQ(a1.pcs[1], b1.pcs[1]);
+  // ...different callers, so different stacks and ids.
+  EXPECT_NE(a1.id, b1.id);
+  EXPECT_EQ(a2.id, a1.id);
+  EXPECT_EQ(b2.id, b1.id);
+  EXPECT_EQ(loaded(depot_, a2.id), frames(a2));
+  EXPECT_EQ(loaded(depot_, b2.id), frames(b2));
+}
+
+TEST_F(StackCacheTest, RepeatedStackIsAnsweredFromTheCache) {
+  const auto pcs = fake_stack(1);
+  const std::uint64_t hash = hash_frames(pcs.data(), pcs.size());
+  const std::uint32_t id = store_cached(depot_, pcs.data(), pcs.size(), hash);
+  ASSERT_NE(id, 0u);
+  const ThreadStackCacheStats before = thread_stack_cache_stats_for_testing();
+  ASSERT_TRUE(before.has_block);
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(store_cached(depot_, pcs.data(), pcs.size(), hash), id);
+  }
+  const ThreadStackCacheStats after = thread_stack_cache_stats_for_testing();
+  EXPECT_EQ(after.hits - before.hits, 100u);
+  EXPECT_EQ(after.misses, before.misses);
+  EXPECT_EQ(depot_.stats().entries, 1u);
+}
+
+// Two different stacks under one hash (forged: a real 64-bit collision cannot
+// be produced on demand). The cache compares the frames, so the second stack
+// does not get the first one's id.
+TEST_F(StackCacheTest, ForgedHashCollisionGetsItsOwnId) {
+  const auto first = fake_stack(2);
+  const auto second = fake_stack(3);
+  const std::uint64_t hash = hash_frames(first.data(), first.size());
+  const std::uint32_t id_first = store_cached(depot_, first.data(), first.size(), hash);
+  ASSERT_NE(id_first, 0u);
+  const std::uint32_t id_second = store_cached(depot_, second.data(), second.size(), hash);
+  EXPECT_NE(id_second, id_first);
+  EXPECT_EQ(store_cached(depot_, first.data(), first.size(), hash), id_first);
+  EXPECT_EQ(loaded(depot_, id_first), first);
+}
+
+TEST_F(StackCacheTest, PrefixOfACachedStackIsADifferentStack) {
+  const auto full = fake_stack(4);
+  const std::uint32_t id_full =
+      store_cached(depot_, full.data(), full.size(), hash_frames(full.data(), full.size()));
+  const std::uint32_t id_prefix =
+      store_cached(depot_, full.data(), full.size() - 1, hash_frames(full.data(), full.size() - 1));
+  ASSERT_NE(id_full, 0u);
+  ASSERT_NE(id_prefix, 0u);
+  EXPECT_NE(id_full, id_prefix);
+  EXPECT_EQ(loaded(depot_, id_prefix).size(), full.size() - 1);
+}
+
+// Ids cached for one depot mean nothing in another: after a release and a new
+// init the cache must ask the new depot.
+TEST_F(StackCacheTest, ReplacedDepotIsNotAnsweredWithOldIds) {
+  const auto pcs = fake_stack(5);
+  const std::uint64_t hash = hash_frames(pcs.data(), pcs.size());
+  ASSERT_NE(store_cached(depot_, pcs.data(), pcs.size(), hash), 0u);
+  depot_.release();
+  ASSERT_TRUE(depot_.init(1 << 20));
+  const auto other = fake_stack(6, 12);  // shifts the ids of later entries
+  ASSERT_NE(depot_.store(other.data(), other.size()), 0u);
+  const std::uint32_t id = store_cached(depot_, pcs.data(), pcs.size(), hash);
+  ASSERT_NE(id, 0u);
+  EXPECT_EQ(loaded(depot_, id), pcs);
+}
+
+TEST_F(StackCacheTest, StacksDeeperThanTheCacheStillRoundTrip) {
+  const auto deep = fake_stack(7, kCachedDepth + 8);
+  const std::uint64_t hash = hash_frames(deep.data(), deep.size());
+  const std::uint32_t id = store_cached(depot_, deep.data(), deep.size(), hash);
+  ASSERT_NE(id, 0u);
+  EXPECT_EQ(store_cached(depot_, deep.data(), deep.size(), hash), id);
+  EXPECT_EQ(loaded(depot_, id), deep);
+  EXPECT_EQ(store_cached(depot_, deep.data(), 0, hash_frames(deep.data(), 0)), 0u);
+}
+
+TEST_F(StackCacheTest, SameStackFromTwoThreadsGetsOneId) {
+  const auto pcs = fake_stack(8);
+  const std::uint64_t hash = hash_frames(pcs.data(), pcs.size());
+  std::uint32_t ids[2] = {};
+  for (std::uint32_t& id : ids) {
+    std::thread([&] {
+      id = store_cached(depot_, pcs.data(), pcs.size(), hash);
+      EXPECT_EQ(store_cached(depot_, pcs.data(), pcs.size(), hash), id);
+    }).join();
+  }
+  ASSERT_NE(ids[0], 0u);
+  EXPECT_EQ(ids[0], ids[1]);
+  EXPECT_EQ(depot_.stats().entries, 1u);
+}
+
+TEST_F(StackCacheTest, ConcurrentThreadsNeverGetAnotherStacksId) {
+  constexpr int kThreads = 4;
+  constexpr std::uint64_t kStacks = 64;  // more than a thread's cache holds
+  std::vector<std::uint32_t> expected(kStacks);
+  for (std::uint64_t s = 0; s < kStacks; ++s) {
+    const auto pcs = fake_stack(100 + s, 1 + s % kCachedDepth);
+    expected[s] = depot_.store(pcs.data(), pcs.size());
+    ASSERT_NE(expected[s], 0u);
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int round = 0; round < 50; ++round) {
+        for (std::uint64_t i = 0; i < kStacks; ++i) {
+          const std::uint64_t s = (i * 7 + static_cast<std::uint64_t>(t) * 13) % kStacks;
+          const auto pcs = fake_stack(100 + s, 1 + s % kCachedDepth);
+          ASSERT_EQ(
+              store_cached(depot_, pcs.data(), pcs.size(), hash_frames(pcs.data(), pcs.size())),
+              expected[s]);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+}
+
+TEST_F(StackCacheTest, ThreadExitGivesTheBlockBack) {
+  const std::size_t base = thread_stack_caches_in_use_for_testing();
+  for (int i = 0; i < 50; ++i) {
+    std::thread([&] {
+      Capture c;
+      path_a(&depot_, &c);
+      EXPECT_TRUE(thread_stack_cache_stats_for_testing().has_block);
+      EXPECT_EQ(thread_stack_caches_in_use_for_testing(), base + 1);
+    }).join();
+  }
+  EXPECT_EQ(thread_stack_caches_in_use_for_testing(), base);
+}
+
+TEST(CaptureTrimmedTest, KeepsAtMostMaxDepthFrames) {
+  std::uintptr_t pcs[8] = {};
+  std::uint64_t hash = 0;
+  EXPECT_EQ(capture_trimmed(pcs, 2, 0, CodeRange{}, 0, &hash), 2u);
+  EXPECT_EQ(pcs[2], 0u);
+  EXPECT_EQ(hash, hash_frames(pcs, 2));
+  EXPECT_EQ(capture_trimmed(pcs, 0, 0, CodeRange{}, 0, &hash), 0u);
+  EXPECT_EQ(hash, hash_frames(pcs, 0));
+  EXPECT_EQ(capture_trimmed(nullptr, 4, 0, CodeRange{}, 0, &hash), 0u);
+}
+
+[[gnu::noinline]] std::size_t trimmed_inner(std::uintptr_t* pcs, CodeRange trim,
+                                            std::size_t max_trim) {
+  std::uint64_t hash = 0;
+  const std::size_t n = capture_trimmed(pcs, kDepth, 0, trim, max_trim, &hash);
+  asm volatile("" ::: "memory");
+  return n;
+}
+[[gnu::noinline]] std::size_t trimmed_outer(std::uintptr_t* pcs, CodeRange trim,
+                                            std::size_t max_trim) {
+  const std::size_t n = trimmed_inner(pcs, trim, max_trim);
+  asm volatile("" ::: "memory");
+  return n;
+}
+
+// One call site, so that frames 0..2 are the same in every capture.
+[[gnu::noinline]] std::size_t trimmed_capture(std::uintptr_t* pcs, CodeRange trim,
+                                              std::size_t max_trim) {
+  const std::size_t n = trimmed_outer(pcs, trim, max_trim);
+  asm volatile("" ::: "memory");
+  return n;
+}
+
+TEST(CaptureTrimmedTest, TrimsLeadingFramesInTheRangeOnly) {
+  std::uintptr_t full[kDepth] = {};
+  const std::size_t n = trimmed_capture(full, CodeRange{}, 0);
+  ASSERT_GE(n, 4u);
+  // Drop the frame in trimmed_inner (pcs[0]): it is the only one in range.
+  const CodeRange inner{full[0], full[0] + 1};
+  std::uintptr_t pcs[kDepth] = {};
+  ASSERT_EQ(trimmed_capture(pcs, inner, 8), n - 1);
+  EXPECT_EQ(pcs[0], full[1]);
+  // A range that matches every frame still trims no more than max_trim.
+  ASSERT_EQ(trimmed_capture(pcs, CodeRange{0, UINTPTR_MAX}, 2), n - 2);
+  EXPECT_EQ(pcs[0], full[2]);
+  // Trimming stops at the first frame outside the range: full[1]'s range
+  // does not trim it when full[0] comes first.
+  ASSERT_EQ(trimmed_capture(pcs, CodeRange{full[1], full[1] + 1}, 8), n);
+  EXPECT_EQ(pcs[1], full[1]);
+}
+
+#ifdef GUARDARENA_TEST_COUNTS_MALLOC
+TEST_F(StackCacheTest, CaptureAndStoreMakeNoMallocCall) {
+  std::thread([&] {  // a fresh thread: takes its cache block on the way
+    t_count_mallocs = true;
+    Capture a, b;
+    for (int i = 0; i < 10; ++i) {
+      path_a(&depot_, &a);
+      path_b(&depot_, &b);
+    }
+    t_count_mallocs = false;
+    EXPECT_NE(a.id, 0u);
+    EXPECT_EQ(t_mallocs, 0u);
+  })
+      .join();
+}
+#endif
+
+// The allocator's own path (report::capture_stack, as the arena's hook does):
+// two call sites that share inner frames keep their own stacks.
+[[gnu::noinline]] std::uint32_t site_leaf() {
+  const std::uint32_t id = report::capture_stack(0);
+  asm volatile("" ::: "memory");
+  return id;
+}
+[[gnu::noinline]] std::uint32_t site_a() {
+  g_path = 3;
+  const std::uint32_t id = site_leaf();
+  asm volatile("" ::: "memory");
+  return id;
+}
+[[gnu::noinline]] std::uint32_t site_b() {
+  g_path = 4;
+  const std::uint32_t id = site_leaf();
+  asm volatile("" ::: "memory");
+  return id;
+}
+
+TEST(StackCaptureGlueTest, CallSitesSharingInnerFramesKeepTheirStacks) {
+  guarded_resource res{"stack_depth=16:handle_segv=0"};  // configures the depot
+  std::uint32_t a[3], b[3];
+  for (int i = 0; i < 3; ++i) {
+    a[i] = site_a();
+    b[i] = site_b();
+  }
+  ASSERT_NE(a[0], 0u);
+  ASSERT_NE(b[0], 0u);
+  EXPECT_NE(a[0], b[0]);
+  for (int i = 1; i < 3; ++i) {
+    EXPECT_EQ(a[i], a[0]);
+    EXPECT_EQ(b[i], b[0]);
+  }
+  std::uintptr_t pa[64], pb[64];
+  const std::size_t na = report::load_stack(a[0], pa, 64);
+  const std::size_t nb = report::load_stack(b[0], pb, 64);
+  ASSERT_GE(na, 3u);
+  ASSERT_GE(nb, 3u);
+  // Same innermost frame (the call in site_leaf), different stacks further out.
+  EXPECT_EQ(pa[0], pb[0]);
+  EXPECT_NE(std::vector<std::uintptr_t>(pa, pa + na), std::vector<std::uintptr_t>(pb, pb + nb));
+}
+
+}  // namespace
+}  // namespace guardarena::stack
