@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -41,6 +42,8 @@ constexpr std::uint64_t kFastResidentPerClass = 8u << 20;
 constexpr std::size_t kChunkPages = 16384;  // 64 MiB chunks with 4 KiB pages
 constexpr std::size_t kMaxClasses = 32;
 constexpr std::size_t kMaxArenas = 256;
+// Full mode: one-page slots opened per batch (see take_ready_slot).
+constexpr std::size_t kReadyBatch = os::kMaxBatch;
 
 std::atomic<Arena*> g_arenas[kMaxArenas];
 std::atomic<StackCaptureFn> g_capture{nullptr};
@@ -139,11 +142,33 @@ void warn_fallback_once(const char* why) noexcept {
   w.flush_to(report::report_fd());
 }
 
-// Index of the first byte in [p, p+n) that is not `byte`, or n. Compares a
-// word at a time: canary and poison checks run on every fast-mode operation.
+// Filled pages to compare slack and poison against: glibc's vectorised
+// memcmp checks a page of slack (full mode, at every free) several times
+// faster than a word loop.
+constexpr std::size_t kPatternBytes = 4096;
+template <unsigned char Byte>
+constexpr std::array<unsigned char, kPatternBytes> kFilled = [] {
+  std::array<unsigned char, kPatternBytes> a{};
+  for (auto& x : a) x = Byte;
+  return a;
+}();
+
+const unsigned char* filled_with(unsigned char byte) noexcept {
+  return byte == kCanaryByte ? kFilled<kCanaryByte>.data() : kFilled<kPoisonByte>.data();
+}
+
+// Index of the first byte in [p, p+n) that is not `byte` (kCanaryByte or
+// kPoisonByte), or n.
 std::size_t first_mismatch(const unsigned char* p, std::size_t n, unsigned char byte) noexcept {
-  const std::uint64_t pattern = 0x0101010101010101ull * byte;
   std::size_t i = 0;
+  if (n > 64) {
+    const unsigned char* filled = filled_with(byte);
+    for (std::size_t k; i < n; i += k) {
+      k = std::min(n - i, kPatternBytes);
+      if (std::memcmp(p + i, filled, k) != 0) break;
+    }
+  }
+  const std::uint64_t pattern = 0x0101010101010101ull * byte;
   for (; i + 8 <= n; i += 8) {
     std::uint64_t w;
     std::memcpy(&w, p + i, 8);
@@ -157,8 +182,15 @@ std::size_t first_mismatch(const unsigned char* p, std::size_t n, unsigned char 
 
 // One past the last byte in [p, p+n) that is not `byte`, or 0.
 std::size_t last_mismatch_end(const unsigned char* p, std::size_t n, unsigned char byte) noexcept {
-  const std::uint64_t pattern = 0x0101010101010101ull * byte;
   std::size_t end = n;
+  if (n > 64) {
+    const unsigned char* filled = filled_with(byte);
+    for (std::size_t k; end > 0; end -= k) {
+      k = std::min(end, kPatternBytes);
+      if (std::memcmp(p + end - k, filled, k) != 0) break;
+    }
+  }
+  const std::uint64_t pattern = 0x0101010101010101ull * byte;
   for (; end >= 8; end -= 8) {
     std::uint64_t w;
     std::memcpy(&w, p + end - 8, 8);
@@ -393,7 +425,13 @@ class ArenaImpl final : public Arena {
     std::uintptr_t slot_start = 0;
     std::size_t usable = 0;
     if (cls <= max_class_) {
-      id = options_.mode == Mode::kFast ? take_cached_slot(cls) : take_slot(cls);
+      if (options_.mode == Mode::kFast) {
+        id = take_cached_slot(cls);
+      } else if (Backend::kBatchesOpen && cls == 0) {
+        id = take_ready_slot(cls);
+      } else {
+        id = take_slot(cls);
+      }
       if (id == kNoSlot)
         return exhausted(size, align, zero, "the arena's address space is exhausted");
       slot_start = slot_address(id, cls);
@@ -410,9 +448,12 @@ class ArenaImpl final : public Arena {
     }
     SlotMeta& m = meta_[id];
     Placement pl = place_block(slot_start, usable, size, align, options_.protect_below, page_);
-    bool reuse_open = options_.mode == Mode::kFast && m.open_end > m.open_begin;
+    // Open already: a fast-mode slot recycled with its pages, or a full-mode
+    // slot opened ahead in a batch (take_ready_slot).
+    bool reuse_open = m.open_end > m.open_begin;
+    bool fast = options_.mode == Mode::kFast;
     if (reuse_open) {
-      check_poison(m, slot_start);
+      if (fast) check_poison(m, slot_start);
       // Widen the open range to what the new block needs; never shrink it
       // in fast mode (that would cost a syscall on every reuse).
       std::size_t ob = std::min<std::size_t>(pl.open_begin, m.open_begin);
@@ -448,7 +489,8 @@ class ArenaImpl final : public Arena {
     }
     auto* p = reinterpret_cast<unsigned char*>(slot_start + pl.offset);
     std::size_t s = size == 0 ? 1 : size;
-    if (zero && reuse_open) std::memset(p, 0, s);
+    // Full mode's open slots are fresh pages: already zero.
+    if (zero && reuse_open && fast) std::memset(p, 0, s);
     write_canaries(slot_start, pl.open_begin, pl.offset, s, pl.open_end);
     m.alloc_kind = static_cast<std::uint8_t>(kind);
     m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
@@ -754,8 +796,11 @@ class ArenaImpl final : public Arena {
     std::uint32_t q_head = kNoSlot;  // quarantine FIFO, oldest first
     std::uint32_t q_tail = kNoSlot;
     std::uint64_t free_resident = 0;  // open bytes of slots on the free list
+    std::uint32_t ready_count = 0;    // full mode: slots opened ahead
+    std::uint32_t ready[kReadyBatch];
     void reset() noexcept {
       free_resident = 0;
+      ready_count = 0;
       free_head = cur_chunk = q_head = q_tail = kNoSlot;
       next_index = slots_in_chunk = 0;
     }
@@ -898,6 +943,51 @@ class ArenaImpl final : public Arena {
     }
     tc.pending_count = 0;
     fold_stats(tc);
+  }
+
+  // Full mode, one-page slots: a slot opened ahead of time. Slots leave the
+  // free list kReadyBatch at a time and are opened and committed together
+  // (guard backend: two syscalls for the batch instead of one madvise and one
+  // page fault each), so a malloc/free pair costs the one syscall that must
+  // not wait, the MADV_GUARD_INSTALL at free. The batch has left the
+  // quarantine already; only its oldest slots are open early.
+  std::uint32_t take_ready_slot(std::size_t cls) noexcept {
+    ClassState& cs = classes_[cls];
+    std::uint32_t ids[kReadyBatch];
+    std::size_t n = 0;
+    {
+      std::lock_guard<std::mutex> g(cs.mu);
+      if (cs.ready_count > 0) return cs.ready[--cs.ready_count];
+      while (n < kReadyBatch) {
+        std::uint32_t id = take_slot_locked(cls, cs);
+        if (id == kNoSlot) break;
+        ids[n++] = id;
+      }
+    }
+    if (n == 0) return kNoSlot;
+    void* starts[kReadyBatch];
+    for (std::size_t i = 0; i < n; ++i)
+      starts[i] = reinterpret_cast<void*>(slot_address(ids[i], cls));
+    std::size_t usable = class_pages(cls) * page_;
+    std::size_t opened = 0;
+    if constexpr (Backend::kBatchesOpen) opened = Backend::open_many(starts, usable, n);
+    for (std::size_t i = 0; i < opened; ++i) {
+      meta_[ids[i]].open_begin = 0;
+      meta_[ids[i]].open_end = usable;
+    }
+    // ENOMEM part way: the caller opens the first slot itself (and applies
+    // the exhaustion policy if that fails too); the rest go back unopened.
+    std::lock_guard<std::mutex> g(cs.mu);
+    for (std::size_t i = n; i-- > 1;) {
+      // Another thread may have refilled the list meanwhile: the extra open
+      // slots wait on the free list (allocate() takes an open slot as is).
+      if (i < opened && cs.ready_count < kReadyBatch) {
+        cs.ready[cs.ready_count++] = ids[i];
+      } else {
+        push_free_locked(ids[i], cls, cs);
+      }
+    }
+    return ids[0];
   }
 
   std::uint32_t take_slot(std::size_t cls) noexcept {

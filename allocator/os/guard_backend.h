@@ -9,6 +9,9 @@
 //   open:          make a range read/write; its contents read as zero if it
 //                  was closed or fresh.
 //   close:         make a range inaccessible and give its pages back.
+//   open_many:     (kBatchesOpen only) open up to kMaxBatch ranges of equal
+//                  size at once, pages committed; returns how many leading
+//                  ranges are open.
 #pragma once
 
 #include <concepts>
@@ -22,6 +25,7 @@ template <class B>
 concept GuardBackend = requires(void* p, std::size_t n) {
   { B::kName } -> std::convertible_to<const char*>;
   { B::kCountsVmas } -> std::convertible_to<bool>;
+  { B::kBatchesOpen } -> std::convertible_to<bool>;
   { B::prepare_chunk(p, n) }
   noexcept->std::same_as<bool>;
   { B::open(p, n) }
@@ -37,10 +41,14 @@ concept GuardBackend = requires(void* p, std::size_t n) {
 struct GuardRegionBackend {
   static constexpr const char* kName = "guard";
   static constexpr bool kCountsVmas = false;
+  static constexpr bool kBatchesOpen = true;
   static bool prepare_chunk(void* p, std::size_t n) noexcept {
     return protect_read_write(p, n) && guard_install(p, n);
   }
   static bool open(void* p, std::size_t n) noexcept { return guard_remove(p, n); }
+  static std::size_t open_many(void* const* starts, std::size_t n, std::size_t count) noexcept {
+    return guard_remove_many(starts, n, count);
+  }
   // Installing a marker over populated pages also discards them: one syscall.
   static bool close(void* p, std::size_t n) noexcept { return guard_install(p, n); }
 };
@@ -51,6 +59,8 @@ struct GuardRegionBackend {
 struct MprotectBackend {
   static constexpr const char* kName = "mprotect";
   static constexpr bool kCountsVmas = true;
+  // Every open island is budgeted one at a time (vm.max_map_count).
+  static constexpr bool kBatchesOpen = false;
   static bool prepare_chunk(void*, std::size_t) noexcept { return true; }
   static bool open(void* p, std::size_t n) noexcept { return protect_read_write(p, n); }
   static bool close(void* p, std::size_t n) noexcept { return replace_with_inaccessible(p, n); }

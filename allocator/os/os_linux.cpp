@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +17,12 @@
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
 #endif
 #ifndef MADV_GUARD_REMOVE
 #define MADV_GUARD_REMOVE 103
@@ -32,6 +39,12 @@ std::atomic<std::size_t> g_page_size{0};
 std::atomic<std::uint64_t> g_syscalls{0};
 // 0 = not probed, 1 = supported, 2 = unsupported.
 std::atomic<int> g_guard_probe{0};
+
+// process_madvise on the calling process without a pidfd (PIDFD_SELF_THREAD,
+// Linux 6.15+): no descriptor a program could close, and a forked child
+// targets itself, never its parent.
+constexpr int kPidfdSelf = -10000;
+std::atomic<bool> g_batch_unsupported{false};
 
 void count_syscall() noexcept {
   g_syscalls.fetch_add(1, std::memory_order_relaxed);
@@ -171,6 +184,32 @@ bool guard_remove(void* base, std::size_t bytes) noexcept {
                      "guard_remove: madvise failed unexpectedly");
     return false;
   }
+}
+
+std::size_t guard_remove_many(void* const* starts, std::size_t bytes, std::size_t n) noexcept {
+  GUARDARENA_CHECK(n <= kMaxBatch, "guard_remove_many: batch too large");
+  iovec iov[kMaxBatch];
+  for (std::size_t i = 0; i < n; ++i) iov[i] = iovec{starts[i], bytes};
+  if (!g_batch_unsupported.load(std::memory_order_relaxed)) {
+    count_syscall();
+    long r = ::syscall(SYS_process_madvise, kPidfdSelf, iov, n, MADV_GUARD_REMOVE, 0u);
+    if (r >= 0 && static_cast<std::size_t>(r) == n * bytes) {
+      // Best effort: a range that is not committed here faults in on first
+      // touch, exactly as without the batch.
+      count_syscall();
+      (void)::syscall(SYS_process_madvise, kPidfdSelf, iov, n, MADV_POPULATE_WRITE, 0u);
+      return n;
+    }
+    // No PIDFD_SELF (EBADF before 6.15) or no process_madvise for this
+    // advice: stop trying. ENOMEM, EINTR or a partial batch: the loop below
+    // finishes the job (removing a marker that is already gone is a no-op).
+    if (r < 0 && (errno == EBADF || errno == EINVAL || errno == ENOSYS || errno == EPERM))
+      g_batch_unsupported.store(true, std::memory_order_relaxed);
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!guard_remove(starts[i], bytes)) return i;
+  }
+  return n;
 }
 
 bool guard_regions_supported() noexcept {

@@ -58,6 +58,18 @@ void discard(void* base, std::size_t bytes) noexcept;
 bool guard_install(void* base, std::size_t bytes) noexcept;
 bool guard_remove(void* base, std::size_t bytes) noexcept;
 
+// Most ranges open_many() takes in one call.
+inline constexpr std::size_t kMaxBatch = 16;
+
+// Removes the guard markers from `n` (<= kMaxBatch) ranges of `bytes` each
+// and commits their pages, in two syscalls for the whole batch:
+// process_madvise(MADV_GUARD_REMOVE, then MADV_POPULATE_WRITE) on the calling
+// process (PIDFD_SELF, Linux 6.15+). Committing up front replaces a page
+// fault per range on first touch. Where the kernel lacks PIDFD_SELF, or the
+// batch fails part way, the ranges are opened one madvise each and left to
+// fault in. Returns how many leading ranges are open: n, or fewer on ENOMEM.
+std::size_t guard_remove_many(void* const* starts, std::size_t bytes, std::size_t n) noexcept;
+
 // True when MADV_GUARD_INSTALL/REMOVE work here: probed once on a scratch
 // page (install, touch-free check, remove), cached.
 bool guard_regions_supported() noexcept;

@@ -1,6 +1,7 @@
 #include "os/os_linux.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -113,6 +114,49 @@ TEST(OsTest, MprotectIslandsCostVmas) {
     MprotectBackend::close(static_cast<char*>(span) + 2 * i * ps, ps);
   EXPECT_LE(count_mappings(), before + 1) << "closed islands must merge back";
   release(span, n * 2 * ps);
+}
+
+// open_many: every range opens, committed (two syscalls for the batch where
+// the kernel has process_madvise on PIDFD_SELF), the guard pages between stay.
+TEST(OsTest, OpenManyOpensEveryRangeAndKeepsTheGuardsBetween) {
+  if (!guard_regions_supported()) GTEST_SKIP();
+  std::size_t ps = page_size();
+  constexpr std::size_t kRanges = 8;
+  auto* span = static_cast<char*>(reserve((2 * kRanges + 1) * ps, ps, "open-many"));
+  ASSERT_NE(span, nullptr);
+  ASSERT_TRUE(GuardRegionBackend::prepare_chunk(span, (2 * kRanges + 1) * ps));
+  void* starts[kRanges];
+  for (std::size_t i = 0; i < kRanges; ++i) starts[i] = span + (1 + 2 * i) * ps;
+  std::uint64_t before = syscall_count();
+  ASSERT_EQ(GuardRegionBackend::open_many(starts, ps, kRanges), kRanges);
+  std::uint64_t calls = syscall_count() - before;
+  if (calls == 2) {
+    // Batched: the pages are committed already (no fault on first touch).
+    unsigned char resident[2 * kRanges + 1];
+    ASSERT_EQ(::mincore(span, (2 * kRanges + 1) * ps, resident), 0);
+    for (std::size_t i = 0; i < kRanges; ++i) EXPECT_TRUE(resident[1 + 2 * i] & 1) << i;
+  } else {
+    EXPECT_EQ(calls, 1 + kRanges) << "one failed batch, then one madvise per range";
+  }
+  for (void* p : starts) std::memset(p, 0x5a, ps);
+  EXPECT_EXIT(span[2 * ps] = 1, ::testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_EXIT(span[0] = 1, ::testing::KilledBySignal(SIGSEGV), "");
+  release(span, (2 * kRanges + 1) * ps);
+}
+
+TEST(OsTest, OpenManyStopsAtTheFirstRangeItCannotOpen) {
+  if (!guard_regions_supported()) GTEST_SKIP();
+  std::size_t ps = page_size();
+  auto* span = static_cast<char*>(reserve(8 * ps, ps, "open-many-partial"));
+  ASSERT_NE(span, nullptr);
+  ASSERT_TRUE(GuardRegionBackend::prepare_chunk(span, 8 * ps));
+  // The third range is not mapped at all (ENOMEM from the kernel).
+  release(span + 6 * ps, 2 * ps);
+  void* starts[3] = {span + ps, span + 3 * ps, span + 6 * ps};
+  EXPECT_EQ(GuardRegionBackend::open_many(starts, ps, 3), 2u);
+  std::memset(starts[0], 1, ps);
+  std::memset(starts[1], 1, ps);
+  release(span, 6 * ps);
 }
 
 }  // namespace
