@@ -404,7 +404,7 @@ def floor_table(out, notes):
         else:
             ns = ns_per_op(row)
             extra = " (one call over %d pages)" % row["pages_per_call"] if row.get("pages_per_call") else ""
-            table.append([case, "%.2f µs%s" % (ns / 1e3, extra) if ns else "?"])
+            table.append([case, fmt_ns(ns) + extra if ns else "?"])
     lines += md_table(["operation", "per op"], table) + [""]
     return lines
 

@@ -11,6 +11,7 @@
 #include <benchmark/benchmark.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -28,6 +29,12 @@
 #ifndef MADV_GUARD_REMOVE
 #define MADV_GUARD_REMOVE 103
 #endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
 
 namespace guardarena::bench {
 namespace {
@@ -39,8 +46,8 @@ constexpr std::size_t kFreshBatchPages = 512;
 class Region {
  public:
   explicit Region(std::size_t bytes) : bytes_(bytes) {
-    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                     -1, 0);
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     base_ = p == MAP_FAILED ? nullptr : static_cast<char*>(p);
   }
   ~Region() {
@@ -57,7 +64,8 @@ class Region {
 };
 
 void touch_all(char* base, std::size_t bytes) {
-  for (std::size_t off = 0; off < bytes; off += page_size()) static_cast<volatile char*>(base)[off] = 1;
+  for (std::size_t off = 0; off < bytes; off += page_size())
+    static_cast<volatile char*>(base)[off] = 1;
 }
 
 // Skips the case (and returns false) when the kernel lacks guard regions.
@@ -98,7 +106,8 @@ void bm_guard_remove(benchmark::State& state) {
   for (auto _ : state) {
     if (next == kRegionPages) {
       state.PauseTiming();
-      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_GUARD_INSTALL), "install")) break;
+      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_GUARD_INSTALL), "install"))
+        break;
       next = 0;
       state.ResumeTiming();
     }
@@ -131,7 +140,8 @@ void guard_install_touched(benchmark::State& state, bool spinner) {
   for (auto _ : state) {
     if (next == kRegionPages) {
       state.PauseTiming();
-      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_GUARD_REMOVE), "remove")) break;
+      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_GUARD_REMOVE), "remove"))
+        break;
       touch_all(region.base(), region.bytes());
       next = 0;
       state.ResumeTiming();
@@ -146,8 +156,12 @@ void guard_install_touched(benchmark::State& state, bool spinner) {
   finish(state, state.iterations());
 }
 
-void bm_guard_install_touched(benchmark::State& state) { guard_install_touched(state, false); }
-void bm_guard_install_touched_spinner(benchmark::State& state) { guard_install_touched(state, true); }
+void bm_guard_install_touched(benchmark::State& state) {
+  guard_install_touched(state, false);
+}
+void bm_guard_install_touched_spinner(benchmark::State& state) {
+  guard_install_touched(state, true);
+}
 
 // One MADV_GUARD_INSTALL call over kFreshBatchPages never-touched pages of a
 // new mapping: the cost of guarding a whole fresh slab at once, including
@@ -213,7 +227,8 @@ void bm_first_touch_fault(benchmark::State& state) {
   for (auto _ : state) {
     if (next == kRegionPages) {
       state.PauseTiming();
-      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_DONTNEED), "MADV_DONTNEED")) break;
+      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_DONTNEED), "MADV_DONTNEED"))
+        break;
       next = 0;
       state.ResumeTiming();
     }
@@ -222,17 +237,92 @@ void bm_first_touch_fault(benchmark::State& state) {
   finish(state, state.iterations());
 }
 
+// Full mode's batched open (see os::guard_remove_many): 16 one-page slots,
+// guard pages between them, opened and committed by two process_madvise
+// calls on PIDFD_SELF. ns/op is per page; compare with guard_remove_1page +
+// first_touch_fault_1page, which it replaces.
+void bm_batched_open_16pages(benchmark::State& state) {
+  constexpr std::size_t kBatch = 16;
+  constexpr int kPidfdSelf = -10000;
+  const std::size_t page = page_size();
+  const std::size_t slots = kRegionPages / 2;
+  Region region(kRegionPages * page);
+  if (region.base() == nullptr) return state.SkipWithError("mmap failed");
+  if (!check(state, ::madvise(region.base(), region.bytes(), MADV_GUARD_INSTALL),
+             "MADV_GUARD_INSTALL"))
+    return;
+  std::size_t next = 0;
+  iovec iov[kBatch];
+  for (auto _ : state) {
+    if (next + kBatch > slots) {
+      state.PauseTiming();
+      if (!check(state, ::madvise(region.base(), region.bytes(), MADV_GUARD_INSTALL),
+                 "MADV_GUARD_INSTALL"))
+        break;
+      next = 0;
+      state.ResumeTiming();
+    }
+    for (std::size_t i = 0; i < kBatch; ++i)
+      iov[i] = iovec{region.base() + (2 * (next + i) + 1) * page, page};
+    next += kBatch;
+    if (::syscall(SYS_process_madvise, kPidfdSelf, iov, kBatch, MADV_GUARD_REMOVE, 0u) < 0 ||
+        ::syscall(SYS_process_madvise, kPidfdSelf, iov, kBatch, MADV_POPULATE_WRITE, 0u) < 0) {
+      state.SkipWithError("process_madvise(PIDFD_SELF) unsupported (Linux < 6.15)");
+      break;
+    }
+  }
+  finish(state, state.iterations() * static_cast<std::int64_t>(kBatch));
+}
+
+// The memory floor of one block per page with a FIFO quarantine, which fast
+// mode pays without any syscall: each op reuses the page touched `range(0)`
+// ops ago (live set + quarantine, in pages), reading its last line (the
+// poison check) and writing it and the line before (block and lead canary).
+// Pages sit two apart, as slots do between guard pages. Once the pages
+// outnumber the TLB and the lines outgrow the caches, each op is a TLB miss
+// plus cache misses, whatever the allocator does around them.
+void bm_cold_block_reuse(benchmark::State& state) {
+  const std::size_t page = page_size();
+  const auto pages = static_cast<std::size_t>(state.range(0));
+  Region region(2 * pages * page);
+  if (region.base() == nullptr) return state.SkipWithError("mmap failed");
+  touch_all(region.base(), region.bytes());
+  std::size_t i = 0;
+  std::uint64_t sum = 0;
+  for (auto _ : state) {
+    char* line = region.base() + (2 * i + 1) * page - 64;
+    sum += *reinterpret_cast<volatile std::uint64_t*>(line);
+    *reinterpret_cast<volatile std::uint64_t*>(line) = sum;
+    *reinterpret_cast<volatile std::uint64_t*>(line - 64) = sum;
+    if (++i == pages) i = 0;
+  }
+  benchmark::DoNotOptimize(sum);
+  finish(state, state.iterations());
+}
+
 void register_floor(Scale) {
   benchmark::RegisterBenchmark("floor/bare_syscall_getppid", bm_bare_syscall)->UseRealTime();
   benchmark::RegisterBenchmark("floor/guard_remove_1page", bm_guard_remove)->UseRealTime();
   benchmark::RegisterBenchmark("floor/guard_install_touched_1page", bm_guard_install_touched)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("floor/guard_install_touched_1page_spinner", bm_guard_install_touched_spinner)
+  benchmark::RegisterBenchmark("floor/guard_install_touched_1page_spinner",
+                               bm_guard_install_touched_spinner)
       ->UseRealTime();
   benchmark::RegisterBenchmark("floor/guard_install_fresh_512pages", bm_guard_install_fresh_batch)
       ->UseRealTime();
   benchmark::RegisterBenchmark("floor/mprotect_toggle_1page", bm_mprotect_toggle)->UseRealTime();
-  benchmark::RegisterBenchmark("floor/first_touch_fault_1page", bm_first_touch_fault)->UseRealTime();
+  benchmark::RegisterBenchmark("floor/first_touch_fault_1page", bm_first_touch_fault)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("floor/batched_open_16pages", bm_batched_open_16pages)
+      ->UseRealTime();
+  // 1,000 live blocks plus a quarantine of 0, 64, 1,024 and 4,096 pages
+  // (fast_quarantine_bytes=16M is 4,096 pages of 4 KiB).
+  benchmark::RegisterBenchmark("floor/cold_block_reuse", bm_cold_block_reuse)
+      ->Arg(16)
+      ->Arg(1064)
+      ->Arg(2024)
+      ->Arg(5096)
+      ->UseRealTime();
 }
 
 const RegisterSuite kRegistered(register_floor);
