@@ -17,8 +17,8 @@
 
 #include "core/check.h"
 #include "os/os_linux.h"
-#include "report/raw_writer.h"
 #include "report/leaks.h"
+#include "report/raw_writer.h"
 #include "report/report.h"
 
 extern char** environ;
@@ -26,11 +26,16 @@ extern char** environ;
 namespace guardarena::preload {
 
 std::atomic<InitState> g_state{InitState::kUninitialised};
+std::atomic<bool> g_sampling_fast_path{false};
 Arena* g_arena = nullptr;
 constinit Options g_options{};
 std::atomic<bool> g_delegated{false};
-std::atomic<std::uint64_t> g_delegated_count{0};
+SharedCounter g_delegated_count;
 bool g_guard_all = true;
+constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_countdown = 0;
+// 256 KiB of .bss: untouched pages cost nothing, and the loader, libc
+// start-up and dlsym together need a few KiB at most.
+alignas(4096) unsigned char g_bootstrap[kBootstrapBytes];
 constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_busy = false;
 
 namespace {
@@ -42,11 +47,7 @@ alignas(64) unsigned char g_arena_storage[kArenaStorageBytes];
 
 constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_initialising = false;
 
-// 256 KiB of .bss: untouched pages cost nothing, and the loader, libc
-// start-up and dlsym together need a few KiB at most.
-constexpr std::size_t kBootstrapBytes = std::size_t{256} * 1024;
 constexpr std::size_t kBootstrapHeader = 16;
-alignas(4096) unsigned char g_bootstrap[kBootstrapBytes];
 std::atomic<std::size_t> g_bootstrap_used{0};
 std::atomic<std::uint64_t> g_bootstrap_count{0};
 
@@ -55,7 +56,6 @@ std::atomic<std::uint64_t> g_bootstrap_count{0};
 // changes from run to run and a bug in any one allocation is found within a
 // bounded number of runs.
 constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_rng = 0;
-constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_countdown = 0;
 std::atomic<std::uint64_t> g_allocations_seen{0};
 
 constexpr char kOptionsVar[] = "GUARDARENA_OPTIONS=";
@@ -132,14 +132,21 @@ void initialise(char** env) noexcept {
     // A missing backend is a configuration error; no address space (ulimit
     // -v) is exhaustion, and on_exhaustion=fallback keeps the program
     // running on glibc, unguarded, with one warning.
-    if (o.on_exhaustion == Exhaustion::kFail || o.backend == Backend::kGuard) die_with_options_error(message);
+    if (o.on_exhaustion == Exhaustion::kFail || o.backend == Backend::kGuard)
+      die_with_options_error(message);
     write_line(2, message);
-    write_line(2, "guardarena: warning: running this process unguarded on glibc (on_exhaustion=fallback)");
+    write_line(
+        2, "guardarena: warning: running this process unguarded on glibc (on_exhaustion=fallback)");
     return;
   }
   if (o.handle_segv) report::install_fault_handler();
   ::pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   g_guard_all = o.sample_rate <= 1 && o.sample_after == 0 && o.min_size == 0 && o.max_size == 0;
+  // Published by the release store of g_state, like g_arena; a thread only
+  // takes the fast path once its countdown was drawn after that.
+  g_sampling_fast_path.store(o.sample_rate > 1 && o.sample_after == 0 && o.min_size == 0 &&
+                                 o.max_size == 0 && !o.print_stats,
+                             std::memory_order_relaxed);
   g_arena = a;
 }
 
@@ -207,11 +214,6 @@ void* bootstrap_allocate(std::size_t size, std::size_t align) noexcept {
   return g_bootstrap + start;  // .bss, never reused: already zero (calloc)
 }
 
-bool is_bootstrap(const void* p) noexcept {
-  auto a = reinterpret_cast<std::uintptr_t>(p);
-  return a - reinterpret_cast<std::uintptr_t>(g_bootstrap) < kBootstrapBytes;
-}
-
 std::size_t bootstrap_size(const void* p) noexcept {
   std::uint64_t s = 0;
   std::memcpy(&s, static_cast<const unsigned char*>(p) - sizeof s, sizeof s);
@@ -256,7 +258,7 @@ void write_stats() noexcept {
   w.str("  guarded allocations ")
       .dec(s.guarded_allocations)
       .str(", unguarded by sampling ")
-      .dec(g_delegated_count.load(std::memory_order_relaxed))
+      .dec(g_delegated_count.value.load(std::memory_order_relaxed))
       .str(", bootstrap ")
       .dec(bootstrap_count())
       .ch('\n');
@@ -294,8 +296,9 @@ void reset_for_testing() noexcept {
   g_arena = nullptr;
   g_options = Options{};
   g_guard_all = true;
+  g_sampling_fast_path.store(false);
   g_delegated.store(false);
-  g_delegated_count.store(0);
+  g_delegated_count.value.store(0);
   g_bootstrap_used.store(0);
   g_bootstrap_count.store(0);
   g_allocations_seen.store(0);

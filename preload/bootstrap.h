@@ -37,7 +37,13 @@ extern Options g_options;
 // band, sample_after, re-entrant calls). While it is clear, a pointer that is
 // neither the arena's nor the bootstrap buffer's cannot be a heap block.
 extern std::atomic<bool> g_delegated;
-extern std::atomic<std::uint64_t> g_delegated_count;
+// Counted only with print_stats. A whole cache line: with print_stats every
+// unguarded allocation bumps it, while the flags above are read by every
+// malloc and free.
+struct alignas(64) SharedCounter {
+  std::atomic<std::uint64_t> value{0};
+};
+extern SharedCounter g_delegated_count;
 
 // Per-thread re-entrancy flag (initial-exec TLS: glibc's manual requires it of
 // a malloc replacement, and general-dynamic TLS may itself call malloc).
@@ -80,7 +86,13 @@ inline Arena* ready_arena() noexcept {
 // before the arena exists. Never reused; free() of its blocks is a no-op.
 // Returns nullptr when the buffer is full.
 void* bootstrap_allocate(std::size_t size, std::size_t align) noexcept;
-bool is_bootstrap(const void* p) noexcept;
+inline constexpr std::size_t kBootstrapBytes = std::size_t{256} * 1024;
+extern unsigned char g_bootstrap[kBootstrapBytes];
+// One range check: free() asks it of every pointer.
+inline bool is_bootstrap(const void* p) noexcept {
+  auto a = reinterpret_cast<std::uintptr_t>(p);
+  return a - reinterpret_cast<std::uintptr_t>(g_bootstrap) < kBootstrapBytes;
+}
 // Requested size of a bootstrap block.
 std::size_t bootstrap_size(const void* p) noexcept;
 std::uint64_t bootstrap_count() noexcept;
@@ -93,6 +105,45 @@ bool should_guard_slow(std::size_t size) noexcept;
 extern bool g_guard_all;
 inline bool should_guard(std::size_t size) noexcept {
   return g_guard_all || should_guard_slow(size);
+}
+
+// The sampled-out fast path (see take_unguarded()). Set at init, before the
+// arena is published, when sample_rate alone decides: sample_rate > 1 and no
+// min_size, max_size, sample_after or print_stats (which counts every
+// unguarded allocation). Never cleared in the library.
+extern std::atomic<bool> g_sampling_fast_path;
+// This thread's allocations left before the next guarded one; 0 = draw anew
+// (a new thread, before init). Only should_guard_slow()
+// draws it.
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_countdown;
+
+// True when the sampler leaves this allocation to glibc and the caller may
+// call __libc_malloc/calloc/realloc itself, skipping allocate(): the countdown
+// is consumed exactly as should_guard_slow() would consume it. False sends
+// the caller to the slow path, which initialises the arena, draws the next
+// countdown or guards the block.
+//
+// Why the slow path's other duties may be skipped: a countdown above 1 means
+// this thread already ran should_guard_slow() to a "not guarded" answer, so
+// the arena is ready and g_delegated is set (libc_allocate() sets it before
+// asking glibc); re-entrant calls (t_busy) go to glibc on either path.
+inline bool take_unguarded() noexcept {
+  std::uint64_t left = t_countdown;
+  if (left <= 1 || !g_sampling_fast_path.load(std::memory_order_relaxed)) return false;
+  t_countdown = left - 1;
+  return true;
+}
+
+// True when `p` can only be a block of glibc's, so free() may hand it to
+// __libc_free without asking the arena: the arena is ready, `p` is outside
+// its reservation and the bootstrap buffer, something was delegated to glibc
+// (otherwise a foreign pointer must be reported, not freed) and the arena has
+// no unguarded fallback block live (those are glibc memory the arena tracks).
+// Lock-free: a handful of loads, no call.
+inline bool is_glibc_block(const void* p) noexcept {
+  Arena* a = ready_arena();
+  return a != nullptr && !a->owns(p) && !is_bootstrap(p) &&
+         g_delegated.load(std::memory_order_relaxed) && !a->has_fallback_blocks();
 }
 
 // Writes the allocator statistics (print_stats=1, malloc_stats()) to the

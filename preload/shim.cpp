@@ -41,16 +41,17 @@ bool is_pow2(std::size_t v) noexcept {
   return v != 0 && (v & (v - 1)) == 0;
 }
 
-void note_delegated() noexcept {
+// Before glibc is asked, not after it answered: take_unguarded() relies on
+// the flag being set once this thread was sent to glibc by the sampler, even
+// if that first request failed.
+void note_delegating() noexcept {
   if (!g_delegated.load(std::memory_order_relaxed)) {
     g_delegated.store(true, std::memory_order_relaxed);
   }
-  // A shared counter bumped on every unguarded allocation would be the
-  // sampled path's main cost (a contended cache line): count only on request.
-  if (g_options.print_stats) g_delegated_count.fetch_add(1, std::memory_order_relaxed);
 }
 
 void* libc_allocate(std::size_t size, std::size_t align, bool zero) noexcept {
+  note_delegating();
   void* p = nullptr;
   if (align <= kMallocAlign) {
     p = zero ? __libc_calloc(1, size) : __libc_malloc(size);
@@ -58,8 +59,23 @@ void* libc_allocate(std::size_t size, std::size_t align, bool zero) noexcept {
     p = __libc_memalign(align, size);
     if (p != nullptr && zero) std::memset(p, 0, size);
   }
-  if (p != nullptr) note_delegated();
+  // A shared counter bumped on every unguarded allocation would be the
+  // sampled path's main cost (a contended cache line): count only on request.
+  if (p != nullptr && g_options.print_stats)
+    g_delegated_count.value.fetch_add(1, std::memory_order_relaxed);
   return p;
+}
+
+// glibc >= 2.33 keeps errno in free() itself (BZ #17924); older ones need it
+// saved here, as free() must not change it.
+void libc_free(void* p) noexcept {
+#if __GLIBC_PREREQ(2, 33)
+  __libc_free(p);
+#else
+  int saved_errno = errno;
+  __libc_free(p);
+  errno = saved_errno;
+#endif
 }
 
 // Requests that cannot go to the arena: before it exists (bootstrap buffer)
@@ -83,11 +99,12 @@ struct DeferredFree {
   AllocKind kind;
 };
 constexpr int kMaxDeferred = 64;
-constinit __attribute__((tls_model("initial-exec"))) thread_local DeferredFree t_deferred[kMaxDeferred];
+constinit
+    __attribute__((tls_model("initial-exec"))) thread_local DeferredFree t_deferred[kMaxDeferred];
 constinit __attribute__((tls_model("initial-exec"))) thread_local volatile int t_deferred_count = 0;
 std::atomic<std::uint64_t> g_deferred_dropped{0};
 
-void deallocate(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept;
+void deallocate_slow(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept;
 
 void defer_free(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept {
   int n = t_deferred_count;
@@ -106,7 +123,7 @@ void run_deferred_frees() noexcept {
     int n = t_deferred_count - 1;
     DeferredFree d = t_deferred[n];
     t_deferred_count = n;
-    deallocate(d.p, d.size, d.align, d.kind);
+    deallocate_slow(d.p, d.size, d.align, d.kind);
   }
 }
 
@@ -146,7 +163,19 @@ void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) n
 }
 
 // Every deallocation entry point ends here. size/align 0 = unknown (free).
-void deallocate(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept {
+// A glibc block (sampled out, re-entrant) goes straight back to glibc: its
+// size and kind were never recorded, so there is nothing to check.
+[[gnu::always_inline]] inline void deallocate(void* p, std::size_t size, std::size_t align,
+                                              AllocKind kind) noexcept {
+  if (is_glibc_block(p)) {
+    libc_free(p);
+    return;
+  }
+  deallocate_slow(p, size, align, kind);
+}
+
+[[gnu::noinline]] void deallocate_slow(void* p, std::size_t size, std::size_t align,
+                                       AllocKind kind) noexcept {
   if (p == nullptr || is_bootstrap(p)) return;
   int saved_errno = errno;  // free() must preserve errno
   if (Arena* a = ready_arena()) {
@@ -242,6 +271,15 @@ void* reallocate(void* p, std::size_t size) noexcept {
   return q;
 }
 
+// realloc without the slow path: a glibc block (or none) that the sampler
+// leaves with glibc. Takes the sampler's turn only when it answers true.
+[[gnu::always_inline]] inline bool libc_reallocate_fast(void* p, std::size_t size,
+                                                        void*& out) noexcept {
+  if (size == 0 || (p != nullptr && !is_glibc_block(p)) || !take_unguarded()) return false;
+  out = p == nullptr ? __libc_malloc(size) : __libc_realloc(p, size);
+  return true;
+}
+
 void* aligned(std::size_t align, std::size_t size) noexcept {
   return allocate(size, align, AllocKind::kMalloc, false);
 }
@@ -279,6 +317,7 @@ using namespace guardarena::preload;
 // ---- C: glibc's malloc family --------------------------------------------
 
 GUARDARENA_EXPORT void* malloc(std::size_t size) noexcept {
+  if (take_unguarded()) return __libc_malloc(size);
   return allocate(size, kDefaultAlign, AllocKind::kMalloc, false);
 }
 
@@ -296,10 +335,13 @@ GUARDARENA_EXPORT void* calloc(std::size_t n, std::size_t size) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
+  if (take_unguarded()) return __libc_calloc(1, total);
   return allocate(total, kDefaultAlign, AllocKind::kMalloc, true);
 }
 
 GUARDARENA_EXPORT void* realloc(void* p, std::size_t size) noexcept {
+  void* q = nullptr;
+  if (libc_reallocate_fast(p, size, q)) return q;
   return reallocate(p, size);
 }
 
@@ -309,6 +351,8 @@ GUARDARENA_EXPORT void* reallocarray(void* p, std::size_t n, std::size_t size) n
     errno = ENOMEM;
     return nullptr;
   }
+  void* q = nullptr;
+  if (libc_reallocate_fast(p, total, q)) return q;
   return reallocate(p, total);
 }
 
@@ -435,16 +479,30 @@ GUARDARENA_EXPORT unsigned long long guardarena_syscall_count(void) noexcept {
 
 // ---- C++: the 20 replaceable operator new/delete forms -------------------
 
+// The four forms without an alignment take the sampler's fast path; a NULL
+// from glibc goes on to new_impl(), which runs the new_handler loop.
 GUARDARENA_EXPORT_CXX void* operator new(std::size_t size) {
+  if (take_unguarded()) {
+    if (void* p = __libc_malloc(size)) return p;
+  }
   return new_impl(size, kDefaultAlign, AllocKind::kNew);
 }
 GUARDARENA_EXPORT_CXX void* operator new[](std::size_t size) {
+  if (take_unguarded()) {
+    if (void* p = __libc_malloc(size)) return p;
+  }
   return new_impl(size, kDefaultAlign, AllocKind::kNewArray);
 }
 GUARDARENA_EXPORT_CXX void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  if (take_unguarded()) {
+    if (void* p = __libc_malloc(size)) return p;
+  }
   return new_nothrow(size, kDefaultAlign, AllocKind::kNew);
 }
 GUARDARENA_EXPORT_CXX void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  if (take_unguarded()) {
+    if (void* p = __libc_malloc(size)) return p;
+  }
   return new_nothrow(size, kDefaultAlign, AllocKind::kNewArray);
 }
 GUARDARENA_EXPORT_CXX void* operator new(std::size_t size, std::align_val_t al) {
