@@ -3,12 +3,17 @@
 // initialisation with and without `environ`, and the sampler.
 #include "bootstrap.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <set>
+#include <string>
+
+#include "os/os_linux.h"
 
 extern char** environ;
 
@@ -106,6 +111,91 @@ TEST_F(BootstrapTest, GuardsEverythingByDefault) {
   EXPECT_TRUE(g_guard_all);
   EXPECT_TRUE(should_guard(0));
   EXPECT_TRUE(should_guard(std::size_t{1} << 40));
+}
+
+TEST_F(BootstrapTest, FastPathOnlyWhenSampleRateAloneDecides) {
+  struct Case {
+    const char* options;
+    bool fast;
+  };
+  for (Case c :
+       {Case{"sample_rate=10", true}, Case{"", false}, Case{"sample_rate=1", false},
+        Case{"sample_rate=10:print_stats=1", false}, Case{"sample_rate=10:min_size=8", false},
+        Case{"sample_rate=10:max_size=8", false}, Case{"sample_rate=10:sample_after=3", false}}) {
+    reset_for_testing();
+    ::setenv("GUARDARENA_OPTIONS", c.options, 1);
+    ASSERT_NE(arena(), nullptr) << c.options;
+    EXPECT_EQ(g_sampling_fast_path.load(), c.fast) << c.options;
+  }
+}
+
+TEST_F(BootstrapTest, FastPathTakesTheSamplersTurnsButNeverTheGuardedOne) {
+  ::setenv("GUARDARENA_OPTIONS", "sample_rate=10", 1);
+  ASSERT_NE(arena(), nullptr);
+  EXPECT_FALSE(take_unguarded());  // no countdown drawn on this thread yet
+  t_countdown = 2;
+  EXPECT_TRUE(take_unguarded());
+  EXPECT_FALSE(take_unguarded());  // the last turn is the guarded one
+  EXPECT_TRUE(should_guard(64));
+  EXPECT_FALSE(take_unguarded());  // drawn anew by the slow path only
+  int guarded = 0;
+  int fast = 0;
+  for (int i = 0; i < 100000; ++i) {
+    if (take_unguarded()) {
+      ++fast;
+    } else {
+      guarded += should_guard(64) ? 1 : 0;
+    }
+  }
+  EXPECT_GT(guarded, 8000);
+  EXPECT_LT(guarded, 12000);
+  EXPECT_GT(fast, 80000);
+}
+
+TEST_F(BootstrapTest, OnlyGlibcBlocksSkipTheArena) {
+  ::setenv("GUARDARENA_OPTIONS", "sample_rate=2", 1);
+  void* heap = std::malloc(64);        // this binary's malloc is glibc's
+  EXPECT_FALSE(is_glibc_block(heap));  // no arena yet
+  Arena* a = arena();
+  ASSERT_NE(a, nullptr);
+  void* boot = bootstrap_allocate(16, 16);
+  void* guarded = a->allocate(64, 16, AllocKind::kMalloc, false);
+  ASSERT_TRUE(a->owns(guarded));
+  // Nothing was left to glibc yet: a pointer from outside must be reported.
+  EXPECT_FALSE(is_glibc_block(heap));
+  g_delegated.store(true);
+  EXPECT_TRUE(is_glibc_block(heap));
+  EXPECT_FALSE(is_glibc_block(boot));
+  EXPECT_FALSE(is_glibc_block(guarded));
+  EXPECT_EQ(a->deallocate(guarded, 0, 0, AllocKind::kMalloc), Arena::FreeResult::kFreed);
+  std::free(heap);
+}
+
+// Exits with the number of the first check that failed, 0 when all passed.
+// Runs in a fresh process: the VMA budget is computed once per process, from
+// the options of the first arena on the mprotect backend.
+[[noreturn]] void check_no_glibc_shortcut_with_fallback_blocks() {
+  // No VMA budget at all: guarded allocations become fallback blocks.
+  std::string options =
+      "backend=mprotect:vma_headroom=" + std::to_string(os::max_map_count() + 1000);
+  ::setenv("GUARDARENA_OPTIONS", options.c_str(), 1);
+  Arena* a = arena();
+  if (a == nullptr) ::_exit(1);
+  g_delegated.store(true);
+  void* heap = std::malloc(64);  // this binary's malloc is glibc's
+  if (!is_glibc_block(heap)) ::_exit(2);
+  void* fallback = a->allocate(64, 16, AllocKind::kMalloc, false);
+  if (fallback == nullptr || a->owns(fallback)) ::_exit(3);
+  if (is_glibc_block(fallback) || is_glibc_block(heap)) ::_exit(4);
+  if (a->deallocate(fallback, 0, 0, AllocKind::kMalloc) != Arena::FreeResult::kFreed) ::_exit(5);
+  if (!is_glibc_block(heap)) ::_exit(6);
+  std::free(heap);
+  ::_exit(0);
+}
+
+TEST_F(BootstrapTest, NoGlibcShortcutWhileFallbackBlocksAreLive) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(check_no_glibc_shortcut_with_fallback_blocks(), ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace

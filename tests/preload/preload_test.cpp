@@ -677,6 +677,42 @@ TEST(SamplingTest, UsableSizeAndReallocOfGlibcBlocks) {
   expect_same_output({program("clean_c_workload")}, "sample_rate=2");
 }
 
+// sampled_mix runs every entry point of the sampled-out fast path (malloc,
+// calloc, realloc, operator new and the frees going straight to glibc) on
+// four threads that hand blocks to each other.
+TEST(SamplingTest, MixedEntryPointsOnThreadsPrintTheSame) {
+  for (const char* options : {"sample_rate=3", "sample_rate=1000", "sample_rate=1000000000",
+                              "sample_rate=7:backend=mprotect", "sample_rate=7:mode=fast"}) {
+    SCOPED_TRACE(options);
+    expect_same_output({program("sampled_mix"), "ok"}, options);
+  }
+}
+
+TEST(SamplingTest, OverflowIsCaughtFromEveryFastPathEntryPoint) {
+  struct Case {
+    const char* how;
+    const char* allocated_with;
+  };
+  for (Case c : {Case{"malloc", "malloc"}, Case{"calloc", "malloc"}, Case{"realloc", "malloc"},
+                 Case{"new", "operator new"}, Case{"new[]", "operator new \\[\\]"}}) {
+    SCOPED_TRACE(c.how);
+    // A new thread overflows 64-byte blocks one after another: its countdown
+    // reaches a guarded block within 2 * 20 - 1 of them.
+    Result r = run({.argv = {program("sampled_mix"), c.how}, .options = "sample_rate=20"});
+    EXPECT_TRUE(r.signaled(SIGSEGV)) << r.describe();
+    EXPECT_EQ(r.out, "mix: 4 threads x 20000 operations, 0 failures\n");
+    EXPECT_TRUE(contains(r.err,
+                         "ERROR: guardarena: heap-buffer-overflow on address 0x[0-9a-f]+ "
+                         "\\(thread T[0-9]+\\)"))
+        << r.describe();
+    EXPECT_TRUE(contains(r.err, "WRITE at ")) << r.describe();
+    EXPECT_TRUE(contains(r.err, std::string("0 bytes after the 64-byte block .*allocated with ") +
+                                    c.allocated_with + "\\)"))
+        << r.describe();
+    EXPECT_TRUE(contains(r.err, "overflower")) << r.describe();
+  }
+}
+
 TEST(SizeBandTest, BlocksBelowMinSizeAreNotGuarded) {
   Result r = run({.argv = {program("overflow_write_malloc")}, .options = "min_size=65"});
   EXPECT_TRUE(r.exited(0)) << r.describe();
@@ -726,7 +762,8 @@ TEST(ExhaustionTest, AddressSpaceLimitKeepsTheProgramRunningUnguarded) {
   Result fallback = run({.argv = {"/bin/sh", "-c", cmd}});
   EXPECT_TRUE(fallback.exited(0)) << fallback.describe();
   EXPECT_EQ(fallback.out, plain.out);
-  EXPECT_TRUE(contains(fallback.err, "running this process unguarded on glibc")) << fallback.describe();
+  EXPECT_TRUE(contains(fallback.err, "running this process unguarded on glibc"))
+      << fallback.describe();
   Result fail = run({.argv = {"/bin/sh", "-c", cmd}, .options = "on_exhaustion=fail"});
   EXPECT_TRUE(fail.exited(1)) << fail.describe();
   EXPECT_TRUE(contains(fail.err, "cannot reserve address space")) << fail.describe();
@@ -737,6 +774,24 @@ TEST(ExhaustionTest, FailPolicyReturnsNullWithEnomem) {
                   .options = no_vma_budget() + ":on_exhaustion=fail"});
   EXPECT_TRUE(r.exited(0)) << r.describe();
   EXPECT_EQ(r.out, "allocated 0 failed 100 first errno ENOMEM\n");
+}
+
+// Guarded blocks turned into glibc ones (fallback) are tracked by the arena:
+// while any is live, free() must not hand glibc pointers straight to glibc,
+// or the arena's count of live fallback blocks would never come down.
+TEST(ExhaustionTest, FallbackAndSampledOutBlocksEachGoBackTheirOwnWay) {
+  Result r = run(
+      {.argv = {program("sampled_mix"), "stats"}, .options = no_vma_budget() + ":sample_rate=3"});
+  ASSERT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.out, "mix: 4 threads x 20000 operations, 0 failures\n");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      r.err, m,
+      std::regex("fallback allocations \\(guard pages exhausted\\) ([0-9]+), still live ([0-9]+)")))
+      << r.describe();
+  EXPECT_GT(std::stoull(m[1].str()), 10000u) << r.describe();
+  // The program frees all it allocated; libc and libstdc++ keep a few.
+  EXPECT_LT(std::stoull(m[2].str()), 50u) << r.describe();
 }
 
 TEST(ExhaustionTest, RealProgramRunsOnPastTheBudget) {
@@ -792,7 +847,8 @@ TEST(ForkTest, ChildrenOfChildrenCanForkInEveryMode) {
 
 TEST(ForkTest, HundredsOfForksWhileOtherThreadsAllocateAndPrint) {
   for (const char* options : {"mode=full", "mode=fast"}) {
-    Result r = run({.argv = {program("fork_loop_threads")}, .options = options, .timeout_seconds = 120});
+    Result r =
+        run({.argv = {program("fork_loop_threads")}, .options = options, .timeout_seconds = 120});
     EXPECT_TRUE(r.exited(0)) << options << "\n" << r.describe();
     EXPECT_EQ(r.out, "forks: 300 ok\n") << options;
   }
@@ -805,8 +861,10 @@ TEST(ForkTest, PosixSpawnVforkExecAndSystem) {
 }
 
 TEST(SignalTest, MallocAndFreeFromAHandlerThatInterruptsMallocFinish) {
-  for (const char* options : {"mode=full", "mode=fast", "mode=full:backend=mprotect"}) {
-    Result r = run({.argv = {program("signal_malloc")}, .options = options, .timeout_seconds = 120});
+  for (const char* options :
+       {"mode=full", "mode=fast", "mode=full:backend=mprotect", "sample_rate=5"}) {
+    Result r =
+        run({.argv = {program("signal_malloc")}, .options = options, .timeout_seconds = 120});
     EXPECT_TRUE(r.exited(0)) << options << "\n" << r.describe();
     EXPECT_EQ(r.out, "handler ran: yes\n") << options;
   }
@@ -822,7 +880,8 @@ TEST(SignalTest, FaultInsideASignalHandlerIsReported) {
 TEST(DlopenTest, LibraryWithBigTlsAndAllocatingConstructorsLoadsAndUnloadsRepeatedly) {
   std::string lib = std::string(GUARDARENA_PROGRAMS_DIR) + "/libpreload_big_tls.so";
   for (const char* options : {"mode=full", "mode=fast"}) {
-    Result r = run({.argv = {program("dlopen_loop"), lib}, .options = options, .timeout_seconds = 120});
+    Result r =
+        run({.argv = {program("dlopen_loop"), lib}, .options = options, .timeout_seconds = 120});
     EXPECT_TRUE(r.exited(0)) << options << "\n" << r.describe();
     EXPECT_EQ(r.out, "dlopen rounds with errors: 0\n") << options;
   }
@@ -842,14 +901,15 @@ TEST(LeakTest, LeaksAreListedByAllocationStackLargestFirst) {
   Result r = run({.argv = {program("leaks")}, .options = "detect_leaks=1"});
   EXPECT_TRUE(r.exited(23)) << r.describe();
   EXPECT_EQ(r.out, "done\n");
-  EXPECT_TRUE(contains(r.err, "ERROR: guardarena: detected memory leaks\n"
-                              "\nDirect leak of 192 byte\\(s\\) in 3 object\\(s\\) allocated from:\n"
-                              "[\\s\\S]*in make_leak .*leaks.c:[0-9]+[\\s\\S]*"
-                              "\nDirect leak of 48 byte\\(s\\) in 1 object\\(s\\) allocated from:\n"
-                              "[\\s\\S]*in make_list .*leaks.c:[0-9]+[\\s\\S]*"
-                              "\nIndirect leak of 144 byte\\(s\\) in 3 object\\(s\\) allocated from:\n"
-                              "[\\s\\S]*in make_list [\\s\\S]*"
-                              "SUMMARY: guardarena: 384 byte\\(s\\) leaked in 7 allocation\\(s\\)."))
+  EXPECT_TRUE(contains(r.err,
+                       "ERROR: guardarena: detected memory leaks\n"
+                       "\nDirect leak of 192 byte\\(s\\) in 3 object\\(s\\) allocated from:\n"
+                       "[\\s\\S]*in make_leak .*leaks.c:[0-9]+[\\s\\S]*"
+                       "\nDirect leak of 48 byte\\(s\\) in 1 object\\(s\\) allocated from:\n"
+                       "[\\s\\S]*in make_list .*leaks.c:[0-9]+[\\s\\S]*"
+                       "\nIndirect leak of 144 byte\\(s\\) in 3 object\\(s\\) allocated from:\n"
+                       "[\\s\\S]*in make_list [\\s\\S]*"
+                       "SUMMARY: guardarena: 384 byte\\(s\\) leaked in 7 allocation\\(s\\)."))
       << r.describe();
 }
 
