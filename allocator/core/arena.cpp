@@ -78,6 +78,30 @@ pthread_once_t g_cache_key_once = PTHREAD_ONCE_INIT;
 // writer for a reader's unlock. The lock then stayed write-locked in the
 // child, and the child's next fork() hung (bash under the shim). This one
 // records no owner: -1 = writer, n >= 0 = n readers.
+// The class locks: held for a thread-cache refill or a quarantine batch (a
+// few hundred ns), so a waiter that spins briefly gets the lock without a
+// futex sleep and a context switch (std::mutex sleeps at once: two threads
+// churning one class in fast mode spent their time in futex wake-ups).
+// glibc's adaptive mutex spins a bounded number of times, then sleeps.
+class ClassLock {
+ public:
+  ClassLock() noexcept {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&mu_, &attr);
+    pthread_mutexattr_destroy(&attr);
+  }
+  ~ClassLock() { pthread_mutex_destroy(&mu_); }
+  ClassLock(const ClassLock&) = delete;
+  ClassLock& operator=(const ClassLock&) = delete;
+  void lock() noexcept { pthread_mutex_lock(&mu_); }
+  void unlock() noexcept { pthread_mutex_unlock(&mu_); }
+
+ private:
+  pthread_mutex_t mu_;
+};
+
 class HandbackLock {
  public:
   void lock_shared() noexcept {
@@ -719,7 +743,7 @@ class ArenaImpl final : public Arena {
     if (t_cache.owner == this && t_cache.epoch == epoch()) flush_pending(t_cache);
     for (std::size_t c = 0; c <= large_class(); ++c) {
       ClassState& cs = classes_[c];
-      std::lock_guard<std::mutex> g(cs.mu);
+      std::lock_guard<ClassLock> g(cs.mu);
       while (cs.q_head != kNoSlot) evict_one(c, cs);
     }
   }
@@ -789,7 +813,7 @@ class ArenaImpl final : public Arena {
 
  private:
   struct alignas(64) ClassState {
-    std::mutex mu;
+    ClassLock mu;
     std::uint32_t free_head = kNoSlot;  // slots back from quarantine
     std::uint32_t cur_chunk = kNoSlot;  // chunk being bump-allocated
     std::uint32_t next_index = 0;
@@ -872,7 +896,7 @@ class ArenaImpl final : public Arena {
     for (std::size_t c = 0; c <= max_class_ && c < ThreadCache::kClasses; ++c) {
       if (tc.bin_count[c] == 0) continue;
       ClassState& cs = classes_[c];
-      std::lock_guard<std::mutex> g(cs.mu);
+      std::lock_guard<ClassLock> g(cs.mu);
       while (tc.bin_count[c] > 0) push_free_locked(tc.bins[c][--tc.bin_count[c]], c, cs);
     }
     fold_stats(tc);
@@ -904,7 +928,7 @@ class ArenaImpl final : public Arena {
     if (n == 0) [[unlikely]] {
       {
         ClassState& cs = classes_[cls];
-        std::lock_guard<std::mutex> g(cs.mu);
+        std::lock_guard<ClassLock> g(cs.mu);
         while (n < ThreadCache::kBinCap / 2) {
           std::uint32_t id = take_slot_locked(cls, cs);
           if (id == kNoSlot) break;
@@ -930,7 +954,7 @@ class ArenaImpl final : public Arena {
         }
       }
       ClassState& cs = classes_[cls];
-      std::lock_guard<std::mutex> g(cs.mu);
+      std::lock_guard<ClassLock> g(cs.mu);
       std::uint64_t added = 0;
       for (std::uint32_t i = 0; i < tc.pending_count; ++i) {
         if (tc.pending[i] == kNoSlot || tc.pending_class[i] != cls) continue;
@@ -958,7 +982,7 @@ class ArenaImpl final : public Arena {
     std::uint32_t ids[kReadyBatch];
     std::size_t n = 0;
     {
-      std::lock_guard<std::mutex> g(cs.mu);
+      std::lock_guard<ClassLock> g(cs.mu);
       if (cs.ready_count > 0) return cs.ready[--cs.ready_count];
       while (n < kReadyBatch) {
         std::uint32_t id = take_slot_locked(cls, cs);
@@ -979,7 +1003,7 @@ class ArenaImpl final : public Arena {
     }
     // ENOMEM part way: the caller opens the first slot itself (and applies
     // the exhaustion policy if that fails too); the rest go back unopened.
-    std::lock_guard<std::mutex> g(cs.mu);
+    std::lock_guard<ClassLock> g(cs.mu);
     for (std::size_t i = n; i-- > 1;) {
       // Another thread may have refilled the list meanwhile: the extra open
       // slots wait on the free list (allocate() takes an open slot as is).
@@ -994,7 +1018,7 @@ class ArenaImpl final : public Arena {
 
   std::uint32_t take_slot(std::size_t cls) noexcept {
     ClassState& cs = classes_[cls];
-    std::lock_guard<std::mutex> g(cs.mu);
+    std::lock_guard<ClassLock> g(cs.mu);
     return take_slot_locked(cls, cs);
   }
 
@@ -1137,7 +1161,7 @@ class ArenaImpl final : public Arena {
       give_back_run(id >> slot_shift_, chunks_[id >> slot_shift_].run_len);
     } else {
       ClassState& cs = classes_[cls];
-      std::lock_guard<std::mutex> g(cs.mu);
+      std::lock_guard<ClassLock> g(cs.mu);
       push_free_locked(id, cls, cs);
     }
     return exhausted(size, align, zero, why);
@@ -1195,7 +1219,7 @@ class ArenaImpl final : public Arena {
 
   void quarantine(std::uint32_t id, std::size_t cls) noexcept {
     ClassState& cs = classes_[cls];
-    std::lock_guard<std::mutex> g(cs.mu);
+    std::lock_guard<ClassLock> g(cs.mu);
     quarantine_locked(id, cls, cs);
   }
 
