@@ -59,28 +59,37 @@ long status_field_kib(const char* field) noexcept {
 
 }  // namespace
 
-Scale scale() noexcept { return g_scale; }
+Scale scale() noexcept {
+  return g_scale;
+}
 
 const char* scale_name() noexcept {
   switch (g_scale) {
-    case Scale::kQuick: return "quick";
-    case Scale::kFull: return "full";
-    case Scale::kNormal: break;
+    case Scale::kQuick:
+      return "quick";
+    case Scale::kFull:
+      return "full";
+    case Scale::kNormal:
+      break;
   }
   return "normal";
 }
 
 double min_time() noexcept {
   switch (g_scale) {
-    case Scale::kQuick: return 0.01;
-    case Scale::kFull: return 0.2;
-    case Scale::kNormal: break;
+    case Scale::kQuick:
+      return 0.01;
+    case Scale::kFull:
+      return 0.2;
+    case Scale::kNormal:
+      break;
   }
   return 0.1;
 }
 
 RegisterSuite::RegisterSuite(SuiteRegistrar fn) noexcept {
-  if (registrar_count() < kMaxSuites) registrars()[static_cast<std::size_t>(registrar_count()++)] = fn;
+  if (registrar_count() < kMaxSuites)
+    registrars()[static_cast<std::size_t>(registrar_count()++)] = fn;
 }
 
 void reexec_with_env(const char* name, const char* value) noexcept {
@@ -103,8 +112,12 @@ bool reset_peak_rss() noexcept {
   return ok;
 }
 
-long read_peak_rss_kib() noexcept { return status_field_kib("VmHWM:"); }
-long read_rss_kib() noexcept { return status_field_kib("VmRSS:"); }
+long read_peak_rss_kib() noexcept {
+  return status_field_kib("VmHWM:");
+}
+long read_rss_kib() noexcept {
+  return status_field_kib("VmRSS:");
+}
 
 long count_vmas() noexcept {
   int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
@@ -148,8 +161,10 @@ void RunCounters::finish(std::int64_t ops) noexcept {
   state_.SetItemsProcessed(ops);
   if (state_.thread_index() != 0) return;
   if (syscalls_ != nullptr && ops > 0) {
-    state_.counters["syscalls_per_op"] =
-        static_cast<double>(syscalls_() - syscalls_at_start_) / static_cast<double>(ops);
+    // The count is process-wide and every thread runs `ops` (Google Benchmark
+    // gives each the same iteration count): divide by all threads' ops.
+    state_.counters["syscalls_per_op"] = static_cast<double>(syscalls_() - syscalls_at_start_) /
+                                         (static_cast<double>(ops) * state_.threads());
   }
   if (SyscallCountFn fallbacks = fallback_counter()) {
     state_.counters["fallback_allocations"] = static_cast<double>(fallbacks());
@@ -206,7 +221,8 @@ int main(int argc, char** argv) {
   // rather than per-case MinTime(), so case names (which would carry
   // "min_time:X") stay the same at every scale.
   std::vector<char*> args(argv, argv + argc);
-  std::string min_time_flag = "--benchmark_min_time=" + std::to_string(guardarena::bench::min_time());
+  std::string min_time_flag =
+      "--benchmark_min_time=" + std::to_string(guardarena::bench::min_time());
   if (!min_time_given) args.insert(args.begin() + 1, min_time_flag.data());
   args.push_back(nullptr);
   argc = static_cast<int>(args.size()) - 1;
