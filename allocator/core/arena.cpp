@@ -602,9 +602,7 @@ class ArenaImpl final : public Arena {
       } else {
         close_slot(m, slot_start);
       }
-      tc.pending[tc.pending_count] = id;
-      tc.pending_class[tc.pending_count] = static_cast<std::uint8_t>(cls);
-      if (++tc.pending_count == ThreadCache::kPendingCap) flush_pending(tc);
+      quarantine_in_thread(tc, id, cls);
       return FreeResult::kFreed;
     }
     live_blocks_.fetch_sub(1, std::memory_order_relaxed);
@@ -731,6 +729,7 @@ class ArenaImpl final : public Arena {
     live_bytes_ = 0;
     q_blocks_ = 0;
     q_bytes_ = 0;
+    active_caches_ = 0;  // every cache is stale now; each re-registers
     peak_blocks_ = 0;
     peak_bytes_ = 0;
     guarded_total_ = 0;
@@ -740,7 +739,10 @@ class ArenaImpl final : public Arena {
   }
 
   void flush_quarantine() noexcept override {
-    if (t_cache.owner == this && t_cache.epoch == epoch()) flush_pending(t_cache);
+    if (t_cache.owner == this && t_cache.epoch == epoch()) {
+      while (t_cache.q_count > 0) evict_from_thread(t_cache);
+      fold_stats(t_cache);
+    }
     for (std::size_t c = 0; c <= large_class(); ++c) {
       ClassState& cs = classes_[c];
       std::lock_guard<ClassLock> g(cs.mu);
@@ -878,12 +880,15 @@ class ArenaImpl final : public Arena {
   void switch_cache(ThreadCache& tc, std::uint64_t e) noexcept {
     hand_back(tc);
     // Whatever is left belongs to a released or destroyed arena: drop it.
-    std::memset(tc.bin_count, 0, sizeof tc.bin_count);
-    tc.pending_count = 0;
+    std::memset(tc.free_count, 0, sizeof tc.free_count);
+    tc.q_count = 0;
+    tc.q_bytes = 0;
     tc.live_blocks = tc.live_bytes = 0;
+    tc.quarantined_blocks = tc.quarantined_bytes = 0;
     tc.allocations = 0;
     tc.owner = this;
     tc.epoch = e;
+    active_caches_.fetch_add(1, std::memory_order_relaxed);
     if (!tc.exit_hook) {
       pthread_once(&g_cache_key_once, create_cache_key);
       pthread_setspecific(g_cache_key, &tc);
@@ -891,18 +896,37 @@ class ArenaImpl final : public Arena {
     }
   }
 
+  // The thread's quarantine moves into the class FIFOs (oldest first, so the
+  // order is kept) and its free slots onto the class free lists.
   void absorb_thread_cache(ThreadCache& tc) noexcept override {
-    flush_pending(tc);
+    while (tc.q_count > 0) {
+      std::uint32_t id = tc.q_head;
+      tc.q_head = meta_[id].next;
+      --tc.q_count;
+      std::size_t cls = chunks_[id >> slot_shift_].class_index;
+      ClassState& cs = classes_[cls];
+      std::lock_guard<ClassLock> g(cs.mu);
+      enqueue_locked(id, cs);
+    }
+    tc.q_bytes = 0;
+    fold_stats(tc);  // the global counts the eviction below is judged by
+    active_caches_.fetch_sub(1, std::memory_order_relaxed);
     for (std::size_t c = 0; c <= max_class_ && c < ThreadCache::kClasses; ++c) {
-      if (tc.bin_count[c] == 0) continue;
       ClassState& cs = classes_[c];
       std::lock_guard<ClassLock> g(cs.mu);
-      while (tc.bin_count[c] > 0) push_free_locked(tc.bins[c][--tc.bin_count[c]], c, cs);
+      while (tc.free_count[c] > 0) push_free_locked(pop_thread_free(tc, c), c, cs);
+      evict_over_budget_locked(c, cs);
     }
-    fold_stats(tc);
   }
 
   void fold_stats(ThreadCache& tc) noexcept {
+    if (tc.quarantined_blocks != 0 || tc.quarantined_bytes != 0) {
+      q_blocks_.fetch_add(static_cast<std::uint64_t>(tc.quarantined_blocks),
+                          std::memory_order_relaxed);
+      q_bytes_.fetch_add(static_cast<std::uint64_t>(tc.quarantined_bytes),
+                         std::memory_order_relaxed);
+      tc.quarantined_blocks = tc.quarantined_bytes = 0;
+    }
     if (tc.allocations == 0 && tc.live_blocks == 0 && tc.live_bytes == 0) return;
     std::uint64_t lb = live_blocks_.fetch_add(static_cast<std::uint64_t>(tc.live_blocks),
                                               std::memory_order_relaxed) +
@@ -920,55 +944,119 @@ class ArenaImpl final : public Arena {
     tc.allocations = 0;
   }
 
-  // Fast mode: a slot from the calling thread's bin, refilled from the class
-  // in batches so the class lock is taken once per kBinCap/2 allocations.
+  // Fast mode: a slot from the calling thread's free list (slots this thread
+  // freed, back from its quarantine), refilled from the class, one lock per
+  // kRefill slots, only when the thread allocates more than it frees.
   std::uint32_t take_cached_slot(std::size_t cls) noexcept {
     ThreadCache& tc = my_cache();
-    std::uint32_t& n = tc.bin_count[cls];
-    if (n == 0) [[unlikely]] {
+    // Keep kLead slots ahead once the quarantine is within kLead of its
+    // bound: it gives up its oldest slot a little early.
+    if (tc.free_count[cls] < ThreadCache::kLead && tc.q_count > 0 &&
+        tc.q_count + ThreadCache::kLead > thread_slot_bound())
+      evict_from_thread(tc);
+    if (tc.free_count[cls] == 0) [[unlikely]] {
       {
         ClassState& cs = classes_[cls];
         std::lock_guard<ClassLock> g(cs.mu);
-        while (n < ThreadCache::kBinCap / 2) {
+        while (tc.free_count[cls] < ThreadCache::kRefill) {
           std::uint32_t id = take_slot_locked(cls, cs);
           if (id == kNoSlot) break;
-          tc.bins[cls][n++] = id;
+          push_thread_free(tc, id, cls);
         }
       }
       fold_stats(tc);
-      if (n == 0) return kNoSlot;
+      if (tc.free_count[cls] == 0) return kNoSlot;
     }
-    return tc.bins[cls][--n];
+    return pop_thread_free(tc, cls);
   }
 
-  // Moves a thread's batch of freed slots into the class quarantines, one
-  // lock per class present in the batch.
-  void flush_pending(ThreadCache& tc) noexcept {
-    std::uint32_t done = 0;
-    while (done < tc.pending_count) {
-      std::uint8_t cls = 0;
-      for (std::uint32_t i = 0; i < tc.pending_count; ++i) {
-        if (tc.pending[i] != kNoSlot) {
-          cls = tc.pending_class[i];
-          break;
-        }
-      }
-      ClassState& cs = classes_[cls];
-      std::lock_guard<ClassLock> g(cs.mu);
-      std::uint64_t added = 0;
-      for (std::uint32_t i = 0; i < tc.pending_count; ++i) {
-        if (tc.pending[i] == kNoSlot || tc.pending_class[i] != cls) continue;
-        enqueue_locked(tc.pending[i], cs);
-        tc.pending[i] = kNoSlot;
-        ++added;
-      }
-      done += static_cast<std::uint32_t>(added);
-      q_blocks_.fetch_add(added, std::memory_order_relaxed);
-      q_bytes_.fetch_add(added * class_pages(cls) * page_, std::memory_order_relaxed);
-      evict_over_budget_locked(cls, cs);
+  // FIFO, not LIFO: the slot reused next was evicted (and prefetched) several
+  // operations ago, so its lines have arrived.
+  void push_thread_free(ThreadCache& tc, std::uint32_t id, std::size_t cls) noexcept {
+    meta_[id].next = kNoSlot;
+    if (tc.free_count[cls] == 0) {
+      tc.free_head[cls] = id;
+    } else {
+      meta_[tc.free_tail[cls]].next = id;
     }
-    tc.pending_count = 0;
-    fold_stats(tc);
+    tc.free_tail[cls] = id;
+    ++tc.free_count[cls];
+  }
+
+  std::uint32_t pop_thread_free(ThreadCache& tc, std::size_t cls) noexcept {
+    std::uint32_t id = tc.free_head[cls];
+    tc.free_head[cls] = meta_[id].next;
+    --tc.free_count[cls];
+    return id;
+  }
+
+  // Fast mode's quarantine is per thread: a freed slot waits in the freeing
+  // thread's FIFO and comes back to that thread, so two threads never pass
+  // slots, metadata lines or a lock between their cores. The budget
+  // (quarantine_slots, and quarantine_bytes / fast_quarantine_bytes) is
+  // shared evenly by the threads using the arena: one thread gets all of it.
+  void quarantine_in_thread(ThreadCache& tc, std::uint32_t id, std::size_t cls) noexcept {
+    meta_[id].next = kNoSlot;
+    if (tc.q_count == 0) {
+      tc.q_head = id;
+    } else {
+      meta_[tc.q_tail].next = id;
+    }
+    tc.q_tail = id;
+    ++tc.q_count;
+    std::uint64_t bytes = class_pages(cls) * page_;
+    tc.q_bytes += bytes;
+    ++tc.quarantined_blocks;
+    tc.quarantined_bytes += static_cast<std::int64_t>(bytes);
+    std::uint64_t slot_bound = thread_slot_bound();
+    std::uint64_t byte_bound = quarantine_byte_bound() / active_threads();
+    while (tc.q_count > 0 && (tc.q_count > slot_bound || tc.q_bytes > byte_bound))
+      evict_from_thread(tc);
+  }
+
+  std::uint64_t active_threads() const noexcept {
+    return std::max<std::uint64_t>(1, active_caches_.load(std::memory_order_relaxed));
+  }
+  // This thread's share of quarantine_slots, also bounded by its share of the
+  // bytes counted in one-page slots (the common case), so that the lead rule
+  // in take_cached_slot() sees whichever bound applies.
+  std::uint64_t thread_slot_bound() const noexcept {
+    std::uint64_t threads = active_threads();
+    return std::min<std::uint64_t>(options_.quarantine_slots / threads,
+                                   quarantine_byte_bound() / threads / page_);
+  }
+
+  // The oldest slot of the thread's quarantine goes to its free list (past
+  // kFreeCap, to the class's, where the resident bound applies).
+  void evict_from_thread(ThreadCache& tc) noexcept {
+    std::uint32_t id = tc.q_head;
+    SlotMeta& m = meta_[id];
+    tc.q_head = m.next;
+    --tc.q_count;
+    // The next eviction (usually at the next free) starts from that entry's
+    // metadata, cold since it was quarantined.
+    if (tc.q_count > 0) __builtin_prefetch(&meta_[tc.q_head]);
+    std::size_t cls = chunks_[id >> slot_shift_].class_index;
+    std::uint64_t bytes = class_pages(cls) * page_;
+    tc.q_bytes -= bytes;
+    --tc.quarantined_blocks;
+    tc.quarantined_bytes -= static_cast<std::int64_t>(bytes);
+    m.state.store(SlotState::kAvailable, std::memory_order_release);
+    if (m.open_end > m.open_begin) {
+      // Reused a few allocations from now (ThreadCache::kLead); its poison
+      // check then reads the old block, which left the cache and the TLB
+      // during the quarantine: start those loads now (a prefetch never faults).
+      std::uintptr_t block = slot_address(id, cls) + m.offset;
+      __builtin_prefetch(reinterpret_cast<const void*>(block));
+      __builtin_prefetch(reinterpret_cast<const void*>(block - kFastLeadCanary));
+    }
+    if (tc.free_count[cls] < ThreadCache::kFreeCap) {
+      push_thread_free(tc, id, cls);
+      return;
+    }
+    ClassState& cs = classes_[cls];
+    std::lock_guard<ClassLock> g(cs.mu);
+    push_free_locked(id, cls, cs);
   }
 
   // Full mode, one-page slots: a slot opened ahead of time. Slots leave the
@@ -1419,6 +1507,8 @@ class ArenaImpl final : public Arena {
   std::atomic<std::uint64_t> live_blocks_{0}, live_bytes_{0}, peak_blocks_{0}, peak_bytes_{0};
   std::atomic<std::uint64_t> guarded_total_{0}, fallback_total_{0}, failed_total_{0};
   std::atomic<std::uint64_t> q_blocks_{0}, q_bytes_{0};
+  // Fast mode: threads whose cache belongs to this arena at this epoch.
+  std::atomic<std::uint64_t> active_caches_{0};
   std::atomic<std::int64_t> open_regions_{0};
 };
 

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <thread>
 #include <type_traits>
@@ -89,6 +90,60 @@ TYPED_TEST(FastModeTest, FullModeOpensOnePageSlotsInBatches) {
       r.deallocate(p, 64, 16);
     }
     EXPECT_LE(os::syscall_count() - before, 1600u + 2 * (1600 / 16) + 2);
+  }
+}
+
+// Fast mode's quarantine and free lists are per thread: in steady state a
+// slot a thread freed comes back to that thread, so two churning threads
+// never hand slots (and their cache lines) to each other.
+TYPED_TEST(FastModeTest, ThreadsReuseTheirOwnSlots) {
+  guarded_resource r{this->opts("quarantine_slots=256")};
+  std::vector<std::uintptr_t> seen[2];
+  std::atomic<int> started{0}, recorded{0};
+  auto wait_for = [](std::atomic<int>& n) {
+    n.fetch_add(1);
+    while (n.load() < 2) std::this_thread::yield();
+  };
+  // Both threads are alive while either records (a thread that exits hands
+  // its slots back to the class, legitimately).
+  auto churn = [&](int t) {
+    wait_for(started);
+    for (int i = 0; i < 6000; ++i) {
+      if (i == 5000) wait_for(recorded);
+      void* p = r.allocate(64, 16);
+      std::memset(p, t, 64);
+      if (i >= 3000 && i < 5000) seen[t].push_back(reinterpret_cast<std::uintptr_t>(p));
+      r.deallocate(p, 64, 16);
+    }
+  };
+  std::thread a(churn, 0), b(churn, 1);
+  a.join();
+  b.join();
+  for (auto& v : seen) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+  }
+  std::vector<std::uintptr_t> shared;
+  std::set_intersection(seen[0].begin(), seen[0].end(), seen[1].begin(), seen[1].end(),
+                        std::back_inserter(shared));
+  // A few cross while the threads' shares of the budget settle (a thread
+  // that starts first holds the whole budget, then gives half back through
+  // the class free list); with one shared free list most slots would.
+  EXPECT_LT(shared.size(), std::min(seen[0].size(), seen[1].size()) / 4)
+      << shared.size() << " of " << seen[0].size() << " slots went between the threads";
+  EXPECT_EQ(r.stats().live_blocks, 0u);
+}
+
+// One thread has the whole budget: a freed block is not handed out again
+// before quarantine_slots - ThreadCache::kLead other frees.
+TYPED_TEST(FastModeTest, OneThreadGetsTheWholeQuarantine) {
+  guarded_resource r{this->opts("quarantine_slots=64")};
+  void* first = r.allocate(64, 16);
+  r.deallocate(first, 64, 16);
+  for (int i = 0; i < 64 - 8 - 1; ++i) {
+    void* p = r.allocate(64, 16);
+    ASSERT_NE(p, first) << "reused after " << i << " frees";
+    r.deallocate(p, 64, 16);
   }
 }
 
@@ -182,14 +237,16 @@ TYPED_TEST(FastModeTest, ResidentMemoryOfFreedSlotsIsBounded) {
   for (void* p : v) static_cast<char*>(p)[0] = 1;
   for (void* p : v) r.deallocate(p, 64, 16);
   // 20000 pages were touched; after the frees only a bounded number of them
-  // may stay resident on the free list (8 MiB per class).
+  // may stay resident: 8 MiB per class on the class free list, plus the
+  // thread's own free list (ThreadCache::kFreeCap = 64 slots) and its
+  // quarantine (16).
   std::size_t resident = 0;
   unsigned char vec = 0;
   for (void* p : v) {
     auto page = reinterpret_cast<std::uintptr_t>(p) & ~(os::page_size() - 1);
     if (mincore(reinterpret_cast<void*>(page), 1, &vec) == 0 && (vec & 1)) ++resident;
   }
-  EXPECT_LE(resident * os::page_size(), (8u << 20) + 64 * os::page_size());
+  EXPECT_LE(resident * os::page_size(), (8u << 20) + (64 + 16 + 8) * os::page_size());
 }
 
 TYPED_TEST(FastModeDeathTest, OverflowStillFaultsAtOnce) {
