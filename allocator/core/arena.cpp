@@ -63,21 +63,6 @@ std::atomic<std::uint64_t> g_next_epoch{1};
 pthread_key_t g_cache_key;
 pthread_once_t g_cache_key_once = PTHREAD_ONCE_INIT;
 
-// A thread gives its cache back to the cache's arena when it switches arenas
-// or exits, if that arena is still registered at the cache's epoch. Check and
-// hand-back run under the read side of this lock; unregister_arena()
-// (destruction) and lock_all() (release(), fork) take the write side, so a
-// cache is never absorbed into an arena while or after it is destroyed or
-// reset. Without it, a worker switching away from a resource that another
-// thread was destroying wrote into the freed arena (TSan, tests/stress).
-// Order: this lock, then class locks.
-//
-// Not a pthread_rwlock_t: lock_all() takes the write side in a fork prepare
-// handler and unlock_all() releases it in the child, whose thread has a new
-// tid, and glibc's rwlock takes an unlock from a tid that is not the recorded
-// writer for a reader's unlock. The lock then stayed write-locked in the
-// child, and the child's next fork() hung (bash under the shim). This one
-// records no owner: -1 = writer, n >= 0 = n readers.
 // The class locks: held for a thread-cache refill or a quarantine batch (a
 // few hundred ns), so a waiter that spins briefly gets the lock without a
 // futex sleep and a context switch (std::mutex sleeps at once: two threads
@@ -102,6 +87,21 @@ class ClassLock {
   pthread_mutex_t mu_;
 };
 
+// A thread gives its cache back to the cache's arena when it switches arenas
+// or exits, if that arena is still registered at the cache's epoch. Check and
+// hand-back run under the read side of this lock; unregister_arena()
+// (destruction) and lock_all() (release(), fork) take the write side, so a
+// cache is never absorbed into an arena while or after it is destroyed or
+// reset. Without it, a worker switching away from a resource that another
+// thread was destroying wrote into the freed arena (TSan, tests/stress).
+// Order: this lock, then class locks.
+//
+// Not a pthread_rwlock_t: lock_all() takes the write side in a fork prepare
+// handler and unlock_all() releases it in the child, whose thread has a new
+// tid, and glibc's rwlock takes an unlock from a tid that is not the recorded
+// writer for a reader's unlock. The lock then stayed write-locked in the
+// child, and the child's next fork() hung (bash under the shim). This one
+// records no owner: -1 = writer, n >= 0 = n readers.
 class HandbackLock {
  public:
   void lock_shared() noexcept {
@@ -885,6 +885,7 @@ class ArenaImpl final : public Arena {
     tc.q_bytes = 0;
     tc.live_blocks = tc.live_bytes = 0;
     tc.quarantined_blocks = tc.quarantined_bytes = 0;
+    tc.bound_threads = 0;  // shares recomputed at the next free
     tc.allocations = 0;
     tc.owner = this;
     tc.epoch = e;
@@ -952,7 +953,7 @@ class ArenaImpl final : public Arena {
     // Keep kLead slots ahead once the quarantine is within kLead of its
     // bound: it gives up its oldest slot a little early.
     if (tc.free_count[cls] < ThreadCache::kLead && tc.q_count > 0 &&
-        tc.q_count + ThreadCache::kLead > thread_slot_bound())
+        tc.q_count + ThreadCache::kLead > tc.slot_bound)
       evict_from_thread(tc);
     if (tc.free_count[cls] == 0) [[unlikely]] {
       {
@@ -1008,22 +1009,23 @@ class ArenaImpl final : public Arena {
     tc.q_bytes += bytes;
     ++tc.quarantined_blocks;
     tc.quarantined_bytes += static_cast<std::int64_t>(bytes);
-    std::uint64_t slot_bound = thread_slot_bound();
-    std::uint64_t byte_bound = quarantine_byte_bound() / active_threads();
-    while (tc.q_count > 0 && (tc.q_count > slot_bound || tc.q_bytes > byte_bound))
+    std::uint64_t threads =
+        std::max<std::uint64_t>(1, active_caches_.load(std::memory_order_relaxed));
+    if (threads != tc.bound_threads) [[unlikely]]
+      share_bounds(tc, threads);
+    while (tc.q_count > 0 && (tc.q_count > tc.slot_bound || tc.q_bytes > tc.byte_bound))
       evict_from_thread(tc);
   }
 
-  std::uint64_t active_threads() const noexcept {
-    return std::max<std::uint64_t>(1, active_caches_.load(std::memory_order_relaxed));
-  }
-  // This thread's share of quarantine_slots, also bounded by its share of the
-  // bytes counted in one-page slots (the common case), so that the lead rule
-  // in take_cached_slot() sees whichever bound applies.
-  std::uint64_t thread_slot_bound() const noexcept {
-    std::uint64_t threads = active_threads();
-    return std::min<std::uint64_t>(options_.quarantine_slots / threads,
-                                   quarantine_byte_bound() / threads / page_);
+  // This thread's share of the bounds, recomputed only when the number of
+  // threads changes (divisions stay off the free path). The slot bound also
+  // counts the byte bound in one-page slots (the common case), so that the
+  // lead rule in take_cached_slot() sees whichever bound applies.
+  void share_bounds(ThreadCache& tc, std::uint64_t threads) noexcept {
+    tc.bound_threads = threads;
+    tc.byte_bound = quarantine_byte_bound() / threads;
+    tc.slot_bound =
+        std::min<std::uint64_t>(options_.quarantine_slots / threads, tc.byte_bound >> page_shift_);
   }
 
   // The oldest slot of the thread's quarantine goes to its free list (past
@@ -1365,15 +1367,6 @@ class ArenaImpl final : public Arena {
       q_bytes_.fetch_sub(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
     }
     m.state.store(SlotState::kAvailable, std::memory_order_release);
-    if (options_.mode == Mode::kFast && m.open_end > m.open_begin) {
-      // The slot is reused within the next few dozen allocations (the free
-      // list is LIFO), and its poison check then reads the old block, which
-      // left the cache and the TLB during the quarantine: start those loads
-      // now (a prefetch never faults).
-      std::uintptr_t block = slot_address(id, cls) + m.offset;
-      __builtin_prefetch(reinterpret_cast<const void*>(block));
-      __builtin_prefetch(reinterpret_cast<const void*>(block - kFastLeadCanary));
-    }
     if (cls == large_class()) {
       std::uint32_t head = id >> slot_shift_;
       give_back_run(head, chunks_[head].run_len);

@@ -43,6 +43,11 @@ struct ThreadCache {
   std::uint32_t q_tail = 0;
   std::uint32_t q_count = 0;
   std::uint64_t q_bytes = 0;
+  // This thread's share of the quarantine bounds, for bound_threads threads
+  // (0 = not computed yet).
+  std::uint64_t bound_threads = 0;
+  std::uint64_t slot_bound = 0;
+  std::uint64_t byte_bound = 0;
 };
 
 }  // namespace guardarena
