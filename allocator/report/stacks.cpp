@@ -4,6 +4,8 @@
 #include <link.h>
 #include <sys/auxv.h>
 
+#include <algorithm>
+
 #include "core/arena.h"
 #include "report/report.h"
 #include "stack/stack_cache.h"
@@ -46,23 +48,22 @@ stack::CodeRange compute_self_range() noexcept {
 // repeated, identical stores of later configurations race-free.
 std::atomic<std::uintptr_t> g_self_lo{0}, g_self_hi{0};
 
-std::uint32_t capture_for_arena(std::size_t skip) noexcept {
+[[gnu::noinline]] std::uint32_t capture_for_arena(std::size_t skip) noexcept {
   // Frame #0 becomes the user's call site (malloc and operator new are ours);
   // without a separate object it is the allocator's entry point instead.
   constexpr std::size_t kMaxTrimmed = 8;
-  std::uintptr_t pcs[64];
   const std::size_t depth = g_depth.load(std::memory_order_acquire);
   const stack::CodeRange self{g_self_lo.load(std::memory_order_relaxed),
                               g_self_hi.load(std::memory_order_relaxed)};
-  std::uint64_t hash = 0;
-  const std::size_t n = stack::capture_trimmed(pcs, depth, skip, self, kMaxTrimmed, &hash);
-  return stack::store_cached(g_depot, pcs, n, hash);
+  const std::uint32_t id = stack::capture_cached(g_depot, depth, skip, self, kMaxTrimmed);
+  asm volatile("" ::: "memory");  // no tail call: `skip` counts this frame
+  return id;
 }
 
 }  // namespace
 
 void configure_stacks(const Options& o) noexcept {
-  std::size_t depth = o.stack_depth > 64 ? 64 : o.stack_depth;
+  std::size_t depth = std::min<std::size_t>(o.stack_depth, stack::kMaxCapture);
   const stack::CodeRange self = compute_self_range();
   g_self_lo.store(self.lo, std::memory_order_relaxed);
   g_self_hi.store(self.hi, std::memory_order_relaxed);
@@ -84,7 +85,9 @@ void configure_stacks(const Options& o) noexcept {
 }
 
 std::uint32_t capture_stack(std::size_t skip) noexcept {
-  return capture_for_arena(skip + 1);
+  const std::uint32_t id = capture_for_arena(skip + 1);
+  asm volatile("" ::: "memory");  // no tail call: `skip + 1` counts this frame
+  return id;
 }
 
 std::size_t load_stack(std::uint32_t id, std::uintptr_t* out, std::size_t max) noexcept {

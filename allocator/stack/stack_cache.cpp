@@ -16,6 +16,7 @@ namespace {
 
 constexpr std::size_t kBlockBytes = 4096;
 constexpr std::size_t kWays = 2;
+constexpr std::size_t kMemos = 4;
 
 struct CacheEntry {
   std::uint64_t hash;
@@ -28,11 +29,24 @@ struct CacheSet {
   CacheEntry ways[kWays];  // ways[0] is the most recently inserted
 };
 
-constexpr std::size_t kHeaderBytes = 32;
-constexpr std::size_t kSets = (kBlockBytes - kHeaderBytes) / sizeof(CacheSet);
+// The last walk that started at a given frame, with the parameters it ran
+// with and the id its frames got: a capture from the same frame whose trail
+// still holds has the same frames, so it skips the walk, the hash and the
+// set lookup.
+struct Memo {
+  std::uint32_t id;  // 0: empty
+  std::uint32_t max_depth;
+  std::uint32_t skip;
+  std::uint32_t max_trim;
+  CodeRange trim;
+  WalkTrail trail;
+};
 
-// One thread's cache. Only its owner thread reads or writes the entries; the
-// free-list link is the one field other threads touch.
+constexpr std::size_t kHeaderBytes = 32;
+constexpr std::size_t kTailBytes = 16;  // memo_hits, next_memo
+constexpr std::size_t kSets =
+    (kBlockBytes - kHeaderBytes - kMemos * sizeof(Memo) - kTailBytes) / sizeof(CacheSet);
+
 struct Block {
   std::uint64_t depot_generation;   // the depot the ids below belong to
   std::atomic<std::uint32_t> next;  // free list: index + 1 of the next block
@@ -40,6 +54,9 @@ struct Block {
   std::uint64_t hits;
   std::uint64_t misses;
   CacheSet sets[kSets];
+  Memo memos[kMemos];
+  std::uint64_t memo_hits;
+  std::uint32_t next_memo;  // the memo entry replaced next
 };
 static_assert(offsetof(Block, sets) == kHeaderBytes);
 static_assert(sizeof(Block) <= kBlockBytes);
@@ -164,47 +181,124 @@ bool init_thread_stack_caches() noexcept {
   return g_state.load(std::memory_order_acquire) == kReady;
 }
 
+namespace {
+
+// Forgets the ids of a released or replaced depot.
+void match_generation(Block* b, const StackDepot& depot) noexcept {
+  const std::uint64_t generation = depot.generation();
+  if (b->depot_generation == generation) return;
+  for (CacheSet& s : b->sets) {
+    for (CacheEntry& e : s.ways) e.id = 0;
+  }
+  for (Memo& m : b->memos) m.id = 0;
+  b->depot_generation = generation;
+}
+
+// The cache lookup of store_cached(), for a block the caller marked busy.
+std::uint32_t lookup_or_store(Block* b, StackDepot& depot, const std::uintptr_t* pcs, std::size_t n,
+                              std::uint64_t hash) noexcept {
+  // The depot's buckets use the low bits; the high bits pick the set.
+  CacheSet& set = b->sets[((hash >> 32) * kSets) >> 32];
+  for (const CacheEntry& e : set.ways) {
+    if (e.id != 0 && e.hash == hash && e.n == n && same_frames(e.frames, pcs, n)) {
+      ++b->hits;
+      return e.id;
+    }
+  }
+  ++b->misses;
+  const std::uint32_t id = depot.store(pcs, n, hash);
+  if (id != 0) {
+    set.ways[1] = set.ways[0];
+    CacheEntry& e = set.ways[0];
+    e.hash = hash;
+    e.id = id;
+    e.n = static_cast<std::uint32_t>(n);
+    std::memcpy(e.frames, pcs, n * sizeof(std::uintptr_t));
+  }
+  return id;
+}
+
+// Marks the calling thread's block busy, or returns null when there is none
+// or a capture on this thread is already inside it (a signal handler).
+Block* enter_block() noexcept {
+  Block* b = current_block();
+  if (b == nullptr || b->busy.load(std::memory_order_relaxed)) return nullptr;
+  b->busy.store(true, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  return b;
+}
+
+void leave_block(Block* b) noexcept {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  b->busy.store(false, std::memory_order_relaxed);
+}
+
+// The memo entry of walks that start at `fp`, or the one to replace (round
+// robin): a thread's allocation and free paths start at different frames,
+// and a program has a few such paths.
+Memo& memo_for(Block* b, std::uintptr_t fp) noexcept {
+  for (Memo& m : b->memos) {
+    if (m.trail.start == fp) return m;
+  }
+  Memo& victim = b->memos[b->next_memo];
+  b->next_memo = (b->next_memo + 1) % kMemos;
+  victim.id = 0;
+  return victim;
+}
+
+}  // namespace
+
 std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::size_t n,
                            std::uint64_t hash) noexcept {
   if (n == 0 || n > kCachedDepth) return depot.store(pcs, n, hash);
-  Block* b = current_block();
-  if (b == nullptr || b->busy.load(std::memory_order_relaxed)) return depot.store(pcs, n, hash);
-  b->busy.store(true, std::memory_order_relaxed);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
+  Block* b = enter_block();
+  if (b == nullptr) return depot.store(pcs, n, hash);
+  match_generation(b, depot);
+  const std::uint32_t id = lookup_or_store(b, depot, pcs, n, hash);
+  leave_block(b);
+  return id;
+}
 
-  const std::uint64_t generation = depot.generation();
-  if (b->depot_generation != generation) {
-    for (CacheSet& s : b->sets) {
-      for (CacheEntry& e : s.ways) e.id = 0;
-    }
-    b->depot_generation = generation;
+[[gnu::noinline]] std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth,
+                                               std::size_t skip, CodeRange trim,
+                                               std::size_t max_trim) noexcept {
+  const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  const std::uintptr_t top = stack_top_of(fp);
+  std::uintptr_t pcs[kMaxCapture];
+  if (max_depth > kMaxCapture) max_depth = kMaxCapture;
+  // Only a walk bounded by a known stack top may be replayed: its records
+  // all lie between this frame and that top, in this thread's live stack.
+  Block* b =
+      max_depth > 0 && max_depth <= kCachedDepth && top != UINTPTR_MAX ? enter_block() : nullptr;
+  if (b == nullptr) {
+    std::uint64_t hash = 0;
+    const std::size_t n =
+        walk_trimmed(fp, top, pcs, max_depth, skip, trim, max_trim, &hash, nullptr);
+    return store_cached(depot, pcs, n, hash);
   }
-  // The depot's buckets use the low bits; the high bits pick the set.
-  CacheSet& set = b->sets[((hash >> 32) * kSets) >> 32];
-  std::uint32_t id = 0;
-  for (const CacheEntry& e : set.ways) {
-    if (e.id != 0 && e.hash == hash && e.n == n && same_frames(e.frames, pcs, n)) {
-      id = e.id;
-      break;
-    }
+  match_generation(b, depot);
+  Memo& m = memo_for(b, fp);
+  if (m.id != 0 && m.trail.top == top && m.max_depth == max_depth && m.skip == skip &&
+      m.max_trim == max_trim && m.trim.lo == trim.lo && m.trim.hi == trim.hi &&
+      m.trail.still_holds()) {
+    ++b->memo_hits;
+    const std::uint32_t id = m.id;
+    leave_block(b);
+    return id;
   }
-  if (id != 0) {
-    ++b->hits;
-  } else {
-    ++b->misses;
-    id = depot.store(pcs, n, hash);
-    if (id != 0) {
-      set.ways[1] = set.ways[0];
-      CacheEntry& e = set.ways[0];
-      e.hash = hash;
-      e.id = id;
-      e.n = static_cast<std::uint32_t>(n);
-      std::memcpy(e.frames, pcs, n * sizeof(std::uintptr_t));
-    }
+  std::uint64_t hash = 0;
+  m.id = 0;  // the trail below is being rewritten
+  const std::size_t n =
+      walk_trimmed(fp, top, pcs, max_depth, skip, trim, max_trim, &hash, &m.trail);
+  const std::uint32_t id = n == 0 ? 0 : lookup_or_store(b, depot, pcs, n, hash);
+  if (id != 0 && m.trail.steps != 0) {
+    m.max_depth = static_cast<std::uint32_t>(max_depth);
+    m.skip = static_cast<std::uint32_t>(skip);
+    m.max_trim = static_cast<std::uint32_t>(max_trim);
+    m.trim = trim;
+    m.id = id;
   }
-
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  b->busy.store(false, std::memory_order_relaxed);
+  leave_block(b);
   return id;
 }
 
@@ -215,6 +309,7 @@ ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept {
   const auto* b = reinterpret_cast<const Block*>(t);
   s.hits = b->hits;
   s.misses = b->misses;
+  s.memo_hits = b->memo_hits;
   s.has_block = true;
   return s;
 }

@@ -48,8 +48,26 @@ bool init_thread_stack_caches() noexcept;
 std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::size_t n,
                            std::uint64_t hash) noexcept;
 
+// Deepest capture capture_cached() makes (the allocator clamps stack_depth
+// to it).
+inline constexpr std::size_t kMaxCapture = 64;
+
+// The allocator's capture: capture_trimmed(pcs, max_depth, skip, trim,
+// max_trim) from this function's frame, then store_cached() of the frames,
+// with the same result. In front of both sits a per-thread memo of the last
+// walk that started at the same frame (a few entries): when every frame
+// record that walk read still holds the same values, the walk would take the
+// same path and produce the same frames, so the memo's id is returned after
+// one round of independent loads instead of a chain of dependent ones plus a
+// hash and a lookup. Walks with an unknown stack top (fibers, sigaltstack)
+// and depths above kCachedDepth are not memoized. Same guarantees as
+// store_cached(): exact, no malloc, no locks, async-signal-safe.
+std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth, std::size_t skip,
+                             CodeRange trim, std::size_t max_trim) noexcept;
+
 // Counters of the calling thread's current block (zero when it has none).
 struct ThreadStackCacheStats {
+  std::uint64_t memo_hits = 0;  // capture_cached() calls answered by the memo
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;  // lookups that went to the depot
   bool has_block = false;

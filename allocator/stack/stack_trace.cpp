@@ -176,20 +176,26 @@ _Unwind_Reason_Code signal_frame_callback(_Unwind_Context* context, void* arg) n
   return walk_frames(fp, fp, stack_top(fp), pcs, 0, max_depth, skip, read_record_direct);
 }
 
-[[gnu::noinline]] std::size_t capture_trimmed(std::uintptr_t* pcs, std::size_t max_depth,
-                                              std::size_t skip, CodeRange trim,
-                                              std::size_t max_trim, std::uint64_t* hash) noexcept {
+std::size_t walk_trimmed(std::uintptr_t fp, std::uintptr_t top, std::uintptr_t* pcs,
+                         std::size_t max_depth, std::size_t skip, CodeRange trim,
+                         std::size_t max_trim, std::uint64_t* hash, WalkTrail* trail) noexcept {
   StackHash h;
   std::size_t n = 0;
+  std::uint32_t steps = 0;
+  if (trail != nullptr) {
+    trail->start = fp;
+    trail->top = top;
+  }
   if (pcs != nullptr && max_depth > 0) {
     // walk_frames() with trimming and hashing folded in: one pass, and the
     // hash's multiply chain overlaps the walk's chain of dependent loads.
-    auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
     const std::uintptr_t low = fp;
-    const std::uintptr_t top = stack_top(fp);
     while (n < max_depth && plausible_record(fp, low, top)) {
       FrameRecord record;
       read_record_direct(fp, &record);
+      if (trail != nullptr && steps < WalkTrail::kMaxSteps)
+        trail->step[steps] = {record.next_fp, record.return_address};
+      ++steps;
       const std::uintptr_t pc = record.return_address;
       if (pc < kMinCodeAddress) break;
       if (skip > 0) {
@@ -205,8 +211,20 @@ _Unwind_Reason_Code signal_frame_callback(_Unwind_Context* context, void* arg) n
       fp = record.next_fp;
     }
   }
+  if (trail != nullptr) trail->steps = steps <= WalkTrail::kMaxSteps ? steps : 0;
   if (hash != nullptr) *hash = h.finish(n);
   return n;
+}
+
+std::uintptr_t stack_top_of(std::uintptr_t sp) noexcept {
+  return stack_top(sp);
+}
+
+[[gnu::noinline]] std::size_t capture_trimmed(std::uintptr_t* pcs, std::size_t max_depth,
+                                              std::size_t skip, CodeRange trim,
+                                              std::size_t max_trim, std::uint64_t* hash) noexcept {
+  const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  return walk_trimmed(fp, stack_top(fp), pcs, max_depth, skip, trim, max_trim, hash, nullptr);
 }
 
 std::size_t capture_from_context(const ucontext_t* uc, std::uintptr_t* pcs, std::size_t max_depth,

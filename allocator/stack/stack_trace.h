@@ -106,6 +106,53 @@ inline std::uint64_t hash_frames(const std::uintptr_t* pcs, std::size_t n) noexc
 std::size_t capture_trimmed(std::uintptr_t* pcs, std::size_t max_depth, std::size_t skip,
                             CodeRange trim, std::size_t max_trim, std::uint64_t* hash) noexcept;
 
+// The records a frame-pointer walk read, in order: enough to tell later, with
+// independent loads instead of a chain of dependent ones, that the same walk
+// would read the same records and so produce the same frames.
+struct WalkTrail {
+  static constexpr std::size_t kMaxSteps = 24;
+  struct Step {
+    std::uintptr_t next_fp;
+    std::uintptr_t return_address;
+  };
+  std::uintptr_t start = 0;  // the frame the walk began at
+  std::uintptr_t top = 0;    // its bound from above (UINTPTR_MAX: unknown)
+  std::uint32_t steps = 0;   // records read; 0 when more than kMaxSteps were
+  Step step[kMaxSteps];
+
+  // True when every record still holds the value the walk read. Walks are a
+  // function of their start, top, parameters and the records they read (each
+  // record's address is the previous record's next_fp), so a walk with the
+  // same start, top and parameters would then produce the same frames.
+  // Reads only addresses the walk read, all in [start, top): call it only
+  // from a frame at or below `start` on the same thread's stack, with a known
+  // top.
+  bool still_holds() const noexcept {
+    std::uintptr_t at = start;
+    std::uintptr_t diff = 0;
+    for (std::uint32_t i = 0; i < steps; ++i) {
+      // NOLINTNEXTLINE(performance-no-int-to-ptr): frame pointers are integers here.
+      const auto* record = reinterpret_cast<const std::uintptr_t*>(at);
+      diff |= (record[0] ^ step[i].next_fp) | (record[1] ^ step[i].return_address);
+      at = step[i].next_fp;  // from the trail, not the load: no dependent chain
+    }
+    return diff == 0;
+  }
+};
+
+// capture_trimmed() from the frame record at `fp` (a live frame of the
+// calling thread: the caller's own, or one of its callers'), bounded by
+// `top` (stack_top_of(fp)). When `trail` is not null it receives the records
+// read (trail->steps = 0 if there were more than WalkTrail::kMaxSteps).
+std::size_t walk_trimmed(std::uintptr_t fp, std::uintptr_t top, std::uintptr_t* pcs,
+                         std::size_t max_depth, std::size_t skip, CodeRange trim,
+                         std::size_t max_trim, std::uint64_t* hash, WalkTrail* trail) noexcept;
+
+// The highest address of the stack holding `sp` when glibc told us where the
+// calling thread's stack ends (its own threads and the main thread), else
+// UINTPTR_MAX (fibers, sigaltstack, threads glibc did not create).
+std::uintptr_t stack_top_of(std::uintptr_t sp) noexcept;
+
 // The stack of the code a signal interrupted, for the SIGSEGV/SIGBUS handler:
 // pcs[0] is the interrupted instruction itself (symbolize it as is, not
 // pc - 1), then the return addresses of its callers. `uc` must be the context

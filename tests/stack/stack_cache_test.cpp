@@ -301,16 +301,131 @@ TEST(CaptureTrimmedTest, TrimsLeadingFramesInTheRangeOnly) {
   EXPECT_EQ(pcs[1], full[1]);
 }
 
+// capture_cached() against the walk and the cache it stands for: both run
+// from the same function with skip = 1, so both drop that function's own
+// return address and see the same frames.
+struct Pair {
+  std::uint32_t memoized = 0;  // capture_cached()
+  std::uint32_t walked = 0;    // capture_trimmed() + store_cached()
+};
+
+[[gnu::noinline]] void capture_both(StackDepot* depot, std::size_t depth, Pair* out) {
+  out->memoized = capture_cached(*depot, depth, 1, CodeRange{}, 0);
+  std::uintptr_t pcs[64];
+  std::uint64_t hash = 0;
+  const std::size_t n = capture_trimmed(pcs, depth, 1, CodeRange{}, 0, &hash);
+  out->walked = store_cached(*depot, pcs, n, hash);
+  asm volatile("" ::: "memory");
+}
+
+// A chain of `levels` frames, then capture_both(): the frames differ only in
+// the outermost caller (memo_outer_x or _y), `levels` + 1 frames out.
+[[gnu::noinline]] void memo_chain(StackDepot* depot, std::size_t depth, int levels, Pair* out) {
+  if (levels == 0) {
+    capture_both(depot, depth, out);
+  } else {
+    memo_chain(depot, depth, levels - 1, out);
+  }
+  asm volatile("" ::: "memory");
+}
+[[gnu::noinline]] void memo_outer_x(StackDepot* depot, std::size_t depth, int levels, Pair* out) {
+  g_path = 5;
+  memo_chain(depot, depth, levels, out);
+  asm volatile("" ::: "memory");
+}
+[[gnu::noinline]] void memo_outer_y(StackDepot* depot, std::size_t depth, int levels, Pair* out) {
+  g_path = 6;
+  memo_chain(depot, depth, levels, out);
+  asm volatile("" ::: "memory");
+}
+
+TEST_F(StackCacheTest, MemoAnswersARepeatedStackWithItsId) {
+  Pair p[51];
+  std::uint64_t before = 0;
+  for (int i = 0; i < 51; ++i) {  // one call site: one stack
+    memo_outer_x(&depot_, kDepth, 3, &p[i]);
+    if (i == 0) before = thread_stack_cache_stats_for_testing().memo_hits;
+  }
+  ASSERT_NE(p[0].memoized, 0u);
+  for (const Pair& q : p) {
+    ASSERT_EQ(q.memoized, p[0].memoized);
+    ASSERT_EQ(q.walked, p[0].memoized);
+  }
+  EXPECT_EQ(thread_stack_cache_stats_for_testing().memo_hits - before, 50u);
+}
+
+// The walk starts at the same frame for both callers and reads the same
+// records up to the outermost one that differs: the memo must see it.
+TEST_F(StackCacheTest, MemoSeesAFrameThatChangedFarOut) {
+  for (int levels : {0, 3, 9}) {
+    Pair x[3], y[3];
+    for (int i = 0; i < 3; ++i) {
+      memo_outer_x(&depot_, kDepth, levels, &x[i]);
+      memo_outer_y(&depot_, kDepth, levels, &y[i]);
+    }
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_NE(x[i].memoized, 0u);
+      EXPECT_EQ(x[i].memoized, x[i].walked) << levels;
+      EXPECT_EQ(y[i].memoized, y[i].walked) << levels;
+      EXPECT_NE(x[i].memoized, y[i].memoized) << levels;
+    }
+  }
+}
+
+// Past the configured depth the callers differ only in frames that are not
+// kept: the memo answers with the one stack both have.
+TEST_F(StackCacheTest, MemoKeepsToTheDepthItWasAskedFor) {
+  Pair x, y, x_short, y_short;
+  memo_outer_x(&depot_, kDepth, 9, &x);
+  memo_outer_y(&depot_, kDepth, 9, &y);
+  memo_outer_x(&depot_, 4, 9, &x_short);
+  memo_outer_y(&depot_, 4, 9, &y_short);
+  EXPECT_NE(x.memoized, y.memoized);
+  EXPECT_EQ(x_short.memoized, x_short.walked);
+  EXPECT_EQ(y_short.memoized, x_short.memoized);
+  EXPECT_EQ(loaded(depot_, x_short.memoized).size(), 4u);
+}
+
+TEST_F(StackCacheTest, MemoForgetsTheIdsOfAReplacedDepot) {
+  Pair before, after;
+  memo_outer_x(&depot_, kDepth, 2, &before);
+  ASSERT_NE(before.memoized, 0u);
+  depot_.release();
+  ASSERT_TRUE(depot_.init(1 << 20));
+  const auto other = fake_stack(9, 12);  // takes the first id of the new depot
+  ASSERT_NE(depot_.store(other.data(), other.size()), 0u);
+  memo_outer_x(&depot_, kDepth, 2, &after);
+  ASSERT_NE(after.memoized, 0u);
+  EXPECT_EQ(after.memoized, after.walked);
+  EXPECT_NE(loaded(depot_, after.memoized), other);
+}
+
+// Deeper than the cache: no memo, same answer as the walk.
+TEST_F(StackCacheTest, DeepCapturesBypassTheMemo) {
+  Pair p;
+  const std::uint64_t before = thread_stack_cache_stats_for_testing().memo_hits;
+  for (int i = 0; i < 3; ++i) {
+    memo_outer_x(&depot_, 40, 30, &p);
+    ASSERT_NE(p.memoized, 0u);
+    EXPECT_EQ(p.memoized, p.walked);
+  }
+  EXPECT_EQ(thread_stack_cache_stats_for_testing().memo_hits, before);
+  EXPECT_GT(loaded(depot_, p.memoized).size(), kCachedDepth);
+}
+
 #ifdef GUARDARENA_TEST_COUNTS_MALLOC
 TEST_F(StackCacheTest, CaptureAndStoreMakeNoMallocCall) {
   std::thread([&] {  // a fresh thread: takes its cache block on the way
     t_count_mallocs = true;
     Capture a, b;
+    Pair m;
     for (int i = 0; i < 10; ++i) {
       path_a(&depot_, &a);
       path_b(&depot_, &b);
+      memo_outer_x(&depot_, kDepth, 2, &m);
     }
     t_count_mallocs = false;
+    EXPECT_NE(m.memoized, 0u);
     EXPECT_NE(a.id, 0u);
     EXPECT_EQ(t_mallocs, 0u);
   })
