@@ -43,7 +43,7 @@ struct Memo {
 };
 
 constexpr std::size_t kHeaderBytes = 32;
-constexpr std::size_t kTailBytes = 16;  // memo_hits, next_memo
+constexpr std::size_t kTailBytes = 24;  // memo_hits, thread_self, next_memo
 constexpr std::size_t kSets =
     (kBlockBytes - kHeaderBytes - kMemos * sizeof(Memo) - kTailBytes) / sizeof(CacheSet);
 
@@ -56,7 +56,8 @@ struct Block {
   CacheSet sets[kSets];
   Memo memos[kMemos];
   std::uint64_t memo_hits;
-  std::uint32_t next_memo;  // the memo entry replaced next
+  std::uintptr_t thread_self;  // pthread_self() of the thread holding the block
+  std::uint32_t next_memo;     // the memo entry replaced next
 };
 static_assert(offsetof(Block, sets) == kHeaderBytes);
 static_assert(sizeof(Block) <= kBlockBytes);
@@ -137,6 +138,7 @@ Block* acquire_block() noexcept {
     return nullptr;
   }
   g_in_use.fetch_add(1, std::memory_order_relaxed);
+  b->thread_self = reinterpret_cast<std::uintptr_t>(pthread_self());
   std::atomic_signal_fence(std::memory_order_seq_cst);
   t_block = reinterpret_cast<std::uintptr_t>(b);
   return b;
@@ -263,13 +265,16 @@ std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::si
                                                std::size_t skip, CodeRange trim,
                                                std::size_t max_trim) noexcept {
   const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
-  const std::uintptr_t top = stack_top_of(fp);
   std::uintptr_t pcs[kMaxCapture];
   if (max_depth > kMaxCapture) max_depth = kMaxCapture;
+  Block* b = max_depth > 0 && max_depth <= kCachedDepth ? enter_block() : nullptr;
+  const std::uintptr_t top = b != nullptr ? stack_top_of(fp, b->thread_self) : stack_top_of(fp);
   // Only a walk bounded by a known stack top may be replayed: its records
   // all lie between this frame and that top, in this thread's live stack.
-  Block* b =
-      max_depth > 0 && max_depth <= kCachedDepth && top != UINTPTR_MAX ? enter_block() : nullptr;
+  if (b != nullptr && top == UINTPTR_MAX) {
+    leave_block(b);
+    b = nullptr;
+  }
   if (b == nullptr) {
     std::uint64_t hash = 0;
     const std::size_t n =

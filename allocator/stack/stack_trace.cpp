@@ -40,12 +40,15 @@ constexpr std::uintptr_t kMinCodeAddress = 4096;
 // glibc places struct pthread at the top of every thread stack it creates (or
 // that the user supplied), so for non-main threads pthread_self() bounds the
 // stack from above. Two loads, no syscalls, correct after fork().
-std::uintptr_t stack_top(std::uintptr_t sp) noexcept {
-  const auto self = reinterpret_cast<std::uintptr_t>(pthread_self());
+std::uintptr_t stack_top(std::uintptr_t sp, std::uintptr_t self) noexcept {
   if (sp < self && self - sp <= kMaxStackSize) return self;
   const auto main_top = reinterpret_cast<std::uintptr_t>(__libc_stack_end);
   if (sp < main_top && main_top - sp <= kMaxStackSize) return main_top;
   return UINTPTR_MAX;
+}
+
+std::uintptr_t stack_top(std::uintptr_t sp) noexcept {
+  return stack_top(sp, reinterpret_cast<std::uintptr_t>(pthread_self()));
 }
 
 // A frame record is two words: the caller's frame pointer, then the return
@@ -218,6 +221,10 @@ std::size_t walk_trimmed(std::uintptr_t fp, std::uintptr_t top, std::uintptr_t* 
 
 std::uintptr_t stack_top_of(std::uintptr_t sp) noexcept {
   return stack_top(sp);
+}
+
+std::uintptr_t stack_top_of(std::uintptr_t sp, std::uintptr_t self) noexcept {
+  return stack_top(sp, self);
 }
 
 [[gnu::noinline]] std::size_t capture_trimmed(std::uintptr_t* pcs, std::size_t max_depth,

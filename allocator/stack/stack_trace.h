@@ -153,6 +153,10 @@ std::size_t walk_trimmed(std::uintptr_t fp, std::uintptr_t top, std::uintptr_t* 
 // UINTPTR_MAX (fibers, sigaltstack, threads glibc did not create).
 std::uintptr_t stack_top_of(std::uintptr_t sp) noexcept;
 
+// stack_top_of() for a caller that already knows the calling thread's
+// pthread_self(): saves the call on the allocator's hot path.
+std::uintptr_t stack_top_of(std::uintptr_t sp, std::uintptr_t self) noexcept;
+
 // The stack of the code a signal interrupted, for the SIGSEGV/SIGBUS handler:
 // pcs[0] is the interrupted instruction itself (symbolize it as is, not
 // pc - 1), then the return addresses of its callers. `uc` must be the context

@@ -268,5 +268,47 @@ TYPED_TEST(FastModeDeathTest, WriteAfterFreeIsReportedWhenTheSlotIsReused) {
       "heap-use-after-free.*\nwrite after free: byte 5 of the freed 80-byte block.*changed");
 }
 
+// The poison and lead-canary checks look at 16-byte words, overlapping at
+// the end: a changed first or last byte must be found for a block of one
+// word, of a length between words, and of exactly four.
+TYPED_TEST(FastModeDeathTest, FirstAndLastBytesOfPoisonAndCanaryAreChecked) {
+  for (std::size_t size : {16, 40, 64}) {
+    for (std::size_t at : {std::size_t{0}, size - 1}) {
+      EXPECT_DEATH(
+          {
+            guarded_resource r{this->opts("quarantine_slots=1")};
+            void* p = r.allocate(size, 16);
+            r.deallocate(p, size, 16);
+            write_byte(p, static_cast<std::ptrdiff_t>(at));
+            for (int i = 0; i < 200; ++i) r.deallocate(r.allocate(size, 16), size, 16);
+          },
+          "write after free: byte " + std::to_string(at) + " of the freed " + std::to_string(size) +
+              "-byte block");
+    }
+  }
+  // The tail canary: 63 bytes of alignment slack after a 1-byte block.
+  for (std::ptrdiff_t past : {1, 63}) {
+    EXPECT_DEATH(
+        {
+          guarded_resource r{this->opts()};
+          void* p = r.allocate(1, 64);
+          write_byte(p, past);
+          r.deallocate(p, 1, 64);
+        },
+        "heap-buffer-overflow");
+  }
+  // The lead canary: the 64 bytes below a block, first and last.
+  for (std::ptrdiff_t below : {-64, -1}) {
+    EXPECT_DEATH(
+        {
+          guarded_resource r{this->opts()};
+          void* p = r.allocate(64, 16);
+          write_byte(p, below);
+          r.deallocate(p, 64, 16);
+        },
+        "heap-buffer-underflow");
+  }
+}
+
 }  // namespace
 }  // namespace guardarena
