@@ -34,13 +34,19 @@ struct CacheSet {
 // still holds has the same frames, so it skips the walk, the hash and the
 // set lookup.
 struct Memo {
-  std::uint32_t id;  // 0: empty
-  std::uint32_t max_depth;
-  std::uint32_t skip;
-  std::uint32_t max_trim;
+  std::uint32_t id;      // 0: empty
+  std::uint64_t params;  // memo_params() of the walk
   CodeRange trim;
   WalkTrail trail;
 };
+
+// A walk's depth, skip and trim count in one word (each below 2^16; larger
+// values are never memoized).
+constexpr std::uint64_t kMaxMemoParam = 0xffff;
+constexpr std::uint64_t memo_params(std::size_t max_depth, std::size_t skip,
+                                    std::size_t max_trim) noexcept {
+  return (std::uint64_t{max_depth} << 32) | (std::uint64_t{skip} << 16) | max_trim;
+}
 
 constexpr std::size_t kHeaderBytes = 32;
 constexpr std::size_t kTailBytes = 24;  // memo_hits, thread_self, next_memo
@@ -138,6 +144,9 @@ Block* acquire_block() noexcept {
     return nullptr;
   }
   g_in_use.fetch_add(1, std::memory_order_relaxed);
+  // A memo is only valid on the stack of the thread that recorded it (its
+  // start frame stands for that stack and its top).
+  for (Memo& m : b->memos) m.id = 0;
   b->thread_self = reinterpret_cast<std::uintptr_t>(pthread_self());
   std::atomic_signal_fence(std::memory_order_seq_cst);
   t_block = reinterpret_cast<std::uintptr_t>(b);
@@ -261,16 +270,22 @@ std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::si
   return id;
 }
 
-[[gnu::noinline]] std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth,
-                                               std::size_t skip, CodeRange trim,
-                                               std::size_t max_trim) noexcept {
-  const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+namespace {
+
+// capture_cached() past its memo: walks from `fp` (capture_cached()'s frame,
+// live while this runs), answers from the cache or the depot, and records
+// the walk in the memo.
+[[gnu::noinline]] std::uint32_t capture_walk(StackDepot& depot, std::uintptr_t fp,
+                                             std::size_t max_depth, std::size_t skip,
+                                             CodeRange trim, std::size_t max_trim) noexcept {
   std::uintptr_t pcs[kMaxCapture];
   if (max_depth > kMaxCapture) max_depth = kMaxCapture;
-  Block* b = max_depth > 0 && max_depth <= kCachedDepth ? enter_block() : nullptr;
+  const bool memoizable = max_depth > 0 && max_depth <= kCachedDepth && skip <= kMaxMemoParam &&
+                          max_trim <= kMaxMemoParam;
+  Block* b = memoizable ? enter_block() : nullptr;
   const std::uintptr_t top = b != nullptr ? stack_top_of(fp, b->thread_self) : stack_top_of(fp);
   // Only a walk bounded by a known stack top may be replayed: its records
-  // all lie between this frame and that top, in this thread's live stack.
+  // all lie between its start frame and that top, in this thread's stack.
   if (b != nullptr && top == UINTPTR_MAX) {
     leave_block(b);
     b = nullptr;
@@ -283,27 +298,56 @@ std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::si
   }
   match_generation(b, depot);
   Memo& m = memo_for(b, fp);
-  if (m.id != 0 && m.trail.top == top && m.max_depth == max_depth && m.skip == skip &&
-      m.max_trim == max_trim && m.trim.lo == trim.lo && m.trim.hi == trim.hi &&
-      m.trail.still_holds()) {
-    ++b->memo_hits;
-    const std::uint32_t id = m.id;
-    leave_block(b);
-    return id;
-  }
-  std::uint64_t hash = 0;
   m.id = 0;  // the trail below is being rewritten
+  std::uint64_t hash = 0;
   const std::size_t n =
       walk_trimmed(fp, top, pcs, max_depth, skip, trim, max_trim, &hash, &m.trail);
   const std::uint32_t id = n == 0 ? 0 : lookup_or_store(b, depot, pcs, n, hash);
   if (id != 0 && m.trail.steps != 0) {
-    m.max_depth = static_cast<std::uint32_t>(max_depth);
-    m.skip = static_cast<std::uint32_t>(skip);
-    m.max_trim = static_cast<std::uint32_t>(max_trim);
+    m.params = memo_params(max_depth, skip, max_trim);
     m.trim = trim;
     m.id = id;
   }
   leave_block(b);
+  return id;
+}
+
+}  // namespace
+
+[[gnu::noinline]] std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth,
+                                               std::size_t skip, CodeRange trim,
+                                               std::size_t max_trim) noexcept {
+  const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  // The memo first, on as few instructions as possible: this runs twice per
+  // malloc/free pair. A memo belongs to this thread's block and starts at
+  // this frame, so its stack top is this thread's for this frame: no need
+  // to compute it again.
+  const std::uintptr_t t = t_block;
+  if (t > kNoBlock && max_depth - 1 < kCachedDepth && skip <= kMaxMemoParam &&
+      max_trim <= kMaxMemoParam) {
+    Block* b = reinterpret_cast<Block*>(t);
+    if (!b->busy.load(std::memory_order_relaxed)) {
+      b->busy.store(true, std::memory_order_relaxed);
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+      std::uint32_t id = 0;
+      if (b->depot_generation == depot.generation()) {
+        const std::uint64_t params = memo_params(max_depth, skip, max_trim);
+        for (const Memo& m : b->memos) {
+          if (m.trail.start != fp) continue;
+          if (m.id != 0 && m.params == params && m.trim.lo == trim.lo && m.trim.hi == trim.hi &&
+              m.trail.still_holds()) {
+            ++b->memo_hits;
+            id = m.id;
+          }
+          break;
+        }
+      }
+      leave_block(b);
+      if (id != 0) return id;
+    }
+  }
+  const std::uint32_t id = capture_walk(depot, fp, max_depth, skip, trim, max_trim);
+  asm volatile("" ::: "memory");  // no tail call: capture_walk reads this frame
   return id;
 }
 
