@@ -81,7 +81,17 @@ __attribute__((tls_model("initial-exec"))) thread_local std::uintptr_t t_block =
 
 enum : int { kUninit, kInitializing, kReady, kFailed };
 std::atomic<int> g_state{kUninit};
-Block* g_blocks = nullptr;             // kMaxCachedThreads blocks, written before kReady
+unsigned char* g_blocks = nullptr;  // kMaxCachedThreads blocks, written before kReady
+
+// Blocks sit kBlockBytes apart, page-aligned, whatever sizeof(Block) is: two
+// threads' blocks never share a cache line (each capture writes its own).
+Block* block_at(std::uint32_t index) noexcept {
+  return reinterpret_cast<Block*>(g_blocks + std::size_t{index} * kBlockBytes);
+}
+std::uint32_t index_of(const Block* b) noexcept {
+  return static_cast<std::uint32_t>((reinterpret_cast<const unsigned char*>(b) - g_blocks) /
+                                    kBlockBytes);
+}
 std::atomic<std::uint32_t> g_bump{0};  // blocks never handed out start here
 std::atomic<std::uint64_t> g_free{0};  // (tag << 32) | (index + 1); the tag defeats ABA
 std::atomic<std::size_t> g_in_use{0};
@@ -98,7 +108,7 @@ std::uint64_t next_head(std::uint64_t head, std::uint32_t link) noexcept {
 Block* pop_free() noexcept {
   std::uint64_t head = g_free.load(std::memory_order_acquire);
   while (static_cast<std::uint32_t>(head) != 0) {
-    Block* b = &g_blocks[static_cast<std::uint32_t>(head) - 1];
+    Block* b = block_at(static_cast<std::uint32_t>(head) - 1);
     // `b` may be popped and pushed again by others meanwhile; then the tag
     // has moved and the CAS below fails, so a stale `next` is never installed.
     const std::uint32_t next = b->next.load(std::memory_order_relaxed);
@@ -111,7 +121,7 @@ Block* pop_free() noexcept {
 }
 
 void push_free(Block* b) noexcept {
-  const auto link = static_cast<std::uint32_t>(b - g_blocks) + 1;
+  const std::uint32_t link = index_of(b) + 1;
   std::uint64_t head = g_free.load(std::memory_order_relaxed);
   do {
     b->next.store(static_cast<std::uint32_t>(head), std::memory_order_relaxed);
@@ -135,7 +145,7 @@ Block* acquire_block() noexcept {
   Block* b = pop_free();
   if (b == nullptr && g_bump.load(std::memory_order_relaxed) < kMaxCachedThreads) {
     const std::uint32_t index = g_bump.fetch_add(1, std::memory_order_relaxed);
-    if (index < kMaxCachedThreads) b = &g_blocks[index];
+    if (index < kMaxCachedThreads) b = block_at(index);
   }
   if (b == nullptr || pthread_setspecific(g_exit_key, b) != 0) {
     if (b != nullptr) push_free(b);
@@ -185,7 +195,7 @@ bool init_thread_stack_caches() noexcept {
       ok = false;
     }
     if (!ok && span != nullptr) os::release(span, kMaxCachedThreads * kBlockBytes);
-    if (ok) g_blocks = static_cast<Block*>(span);
+    if (ok) g_blocks = static_cast<unsigned char*>(span);
     g_state.store(ok ? kReady : kFailed, std::memory_order_release);
     return ok;
   }
@@ -359,6 +369,7 @@ ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept {
   s.hits = b->hits;
   s.misses = b->misses;
   s.memo_hits = b->memo_hits;
+  s.block = t;
   s.has_block = true;
   return s;
 }

@@ -67,6 +67,7 @@ std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth, std::size
 
 // Counters of the calling thread's current block (zero when it has none).
 struct ThreadStackCacheStats {
+  std::uintptr_t block = 0;     // the block's address
   std::uint64_t memo_hits = 0;  // capture_cached() calls answered by the memo
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;  // lookups that went to the depot

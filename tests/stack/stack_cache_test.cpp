@@ -9,6 +9,8 @@
 #include <gtest/gtest.h>
 #include <malloc.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -248,6 +250,37 @@ TEST_F(StackCacheTest, ThreadExitGivesTheBlockBack) {
     }).join();
   }
   EXPECT_EQ(thread_stack_caches_in_use_for_testing(), base);
+}
+
+// Every capture writes its thread's block (a busy flag, counters): blocks of
+// threads running at once must not share a cache line, or two threads that
+// only allocate would slow each other down.
+TEST_F(StackCacheTest, ThreadsGetBlocksOnSeparateCacheLines) {
+  constexpr int kThreads = 4;
+  std::vector<std::uintptr_t> blocks(kThreads);
+  std::atomic<int> arrived{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      Capture c;
+      path_a(&depot_, &c);
+      blocks[static_cast<std::size_t>(t)] = thread_stack_cache_stats_for_testing().block;
+      arrived.fetch_add(1);
+      while (arrived.load() < kThreads) std::this_thread::yield();  // all alive at once
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::sort(blocks.begin(), blocks.end());
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_NE(blocks[static_cast<std::size_t>(t)], 0u);
+    EXPECT_EQ(blocks[static_cast<std::size_t>(t)] % 64, 0u);
+    if (t > 0) {
+      // The next block starts a whole block further, past the last line the
+      // previous one writes (its memo counters sit at its end).
+      EXPECT_GE(blocks[static_cast<std::size_t>(t)] - blocks[static_cast<std::size_t>(t) - 1],
+                4096u);
+    }
+  }
 }
 
 TEST(CaptureTrimmedTest, KeepsAtMostMaxDepthFrames) {
