@@ -281,7 +281,12 @@ void bm_batched_open_16pages(benchmark::State& state) {
 // Pages sit two apart, as slots do between guard pages. Once the pages
 // outnumber the TLB and the lines outgrow the caches, each op is a TLB miss
 // plus cache misses, whatever the allocator does around them.
-void bm_cold_block_reuse(benchmark::State& state) {
+//
+// Every line sits at the same offset in its page, as right-aligned blocks of
+// one size do, so each op's load aliases the previous op's stores in the low
+// 12 address bits; the staggered variant moves the line by a different
+// multiple of 64 bytes in each page, to show what that aliasing costs.
+void cold_block_reuse(benchmark::State& state, bool staggered) {
   const std::size_t page = page_size();
   const auto pages = static_cast<std::size_t>(state.range(0));
   Region region(2 * pages * page);
@@ -290,7 +295,8 @@ void bm_cold_block_reuse(benchmark::State& state) {
   std::size_t i = 0;
   std::uint64_t sum = 0;
   for (auto _ : state) {
-    char* line = region.base() + (2 * i + 1) * page - 64;
+    const std::size_t shift = staggered ? 128 + (i * 7 % 31) * 64 : 0;
+    char* line = region.base() + (2 * i + 1) * page - 64 - shift;
     sum += *reinterpret_cast<volatile std::uint64_t*>(line);
     *reinterpret_cast<volatile std::uint64_t*>(line) = sum;
     *reinterpret_cast<volatile std::uint64_t*>(line - 64) = sum;
@@ -298,6 +304,13 @@ void bm_cold_block_reuse(benchmark::State& state) {
   }
   benchmark::DoNotOptimize(sum);
   finish(state, state.iterations());
+}
+
+void bm_cold_block_reuse(benchmark::State& state) {
+  cold_block_reuse(state, false);
+}
+void bm_cold_block_reuse_staggered(benchmark::State& state) {
+  cold_block_reuse(state, true);
 }
 
 void register_floor(Scale) {
@@ -321,6 +334,10 @@ void register_floor(Scale) {
       ->Arg(16)
       ->Arg(1064)
       ->Arg(2024)
+      ->Arg(5096)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("floor/cold_block_reuse_staggered", bm_cold_block_reuse_staggered)
+      ->Arg(16)
       ->Arg(5096)
       ->UseRealTime();
 }
