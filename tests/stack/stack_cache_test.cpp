@@ -263,7 +263,7 @@ TEST_F(StackCacheTest, ThreadsGetBlocksOnSeparateCacheLines) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       Capture c;
-      path_a(&depot_, &c);
+      shared_leaf(&depot_, &c);  // not path_a: its g_path store would race
       blocks[static_cast<std::size_t>(t)] = thread_stack_cache_stats_for_testing().block;
       arrived.fetch_add(1);
       while (arrived.load() < kThreads) std::this_thread::yield();  // all alive at once
