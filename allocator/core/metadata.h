@@ -35,6 +35,7 @@ struct alignas(64) SlotMeta {
   std::uint32_t free_stack;
   std::uint32_t alloc_tid;
   std::uint32_t free_tid;
+  std::uint64_t block;  // user pointer (slot start + offset), kept for the free path
 };
 static_assert(sizeof(SlotMeta) == 64, "one cache line per slot");
 static_assert(std::atomic<SlotState>::is_always_lock_free);
