@@ -165,6 +165,7 @@ Block* acquire_block() noexcept {
 
 Block* current_block() noexcept {
   const std::uintptr_t t = t_block;
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): t_block holds a pointer or a state.
   if (t > kNoBlock) return reinterpret_cast<Block*>(t);
   if (t != kNone || g_state.load(std::memory_order_acquire) != kReady) return nullptr;
   return acquire_block();
@@ -335,6 +336,7 @@ namespace {
   const std::uintptr_t t = t_block;
   if (t > kNoBlock && max_depth - 1 < kCachedDepth && skip <= kMaxMemoParam &&
       max_trim <= kMaxMemoParam) {
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): t_block holds a pointer or a state.
     Block* b = reinterpret_cast<Block*>(t);
     if (!b->busy.load(std::memory_order_relaxed)) {
       b->busy.store(true, std::memory_order_relaxed);
@@ -365,6 +367,7 @@ ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept {
   ThreadStackCacheStats s;
   const std::uintptr_t t = t_block;
   if (t <= kNoBlock) return s;
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): t_block holds a pointer or a state.
   const auto* b = reinterpret_cast<const Block*>(t);
   s.hits = b->hits;
   s.misses = b->misses;
