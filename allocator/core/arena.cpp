@@ -191,24 +191,24 @@ using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
   std::memcpy(&v, p, sizeof v);
   return v;
 }
+[[gnu::always_inline]] inline bool all_zero(Bytes16 v) noexcept {
+  std::uint64_t halves[2];
+  std::memcpy(halves, &v, sizeof halves);
+  return (halves[0] | halves[1]) == 0;
+}
 std::size_t first_mismatch(const unsigned char* p, std::size_t n, unsigned char byte) noexcept;
 [[gnu::always_inline]] inline bool all_bytes_are(const unsigned char* p, std::size_t n,
                                                  unsigned char byte) noexcept {
   Bytes16 pattern = {};
   pattern += byte;
   if (n == kFastLeadCanary) {  // the lead canary, and 64-byte blocks: unrolled
-    Bytes16 diff = (load16(p) ^ pattern) | (load16(p + 16) ^ pattern) | (load16(p + 32) ^ pattern) |
-                   (load16(p + 48) ^ pattern);
-    std::uint64_t halves[2];
-    std::memcpy(halves, &diff, sizeof halves);
-    return (halves[0] | halves[1]) == 0;
+    return all_zero((load16(p) ^ pattern) | (load16(p + 16) ^ pattern) |
+                    (load16(p + 32) ^ pattern) | (load16(p + 48) ^ pattern));
   }
   if (n >= 16 && n <= 64) {
     Bytes16 diff = load16(p + n - 16) ^ pattern;
     for (std::size_t i = 0; i + 16 < n; i += 16) diff |= load16(p + i) ^ pattern;
-    std::uint64_t halves[2];
-    std::memcpy(halves, &diff, sizeof halves);
-    return (halves[0] | halves[1]) == 0;
+    return all_zero(diff);
   }
   return first_mismatch(p, n, byte) == n;
 }

@@ -47,6 +47,9 @@ constexpr std::uint64_t memo_params(std::size_t max_depth, std::size_t skip,
                                     std::size_t max_trim) noexcept {
   return (std::uint64_t{max_depth} << 32) | (std::uint64_t{skip} << 16) | max_trim;
 }
+constexpr bool memoizable(std::size_t max_depth, std::size_t skip, std::size_t max_trim) noexcept {
+  return max_depth - 1 < kCachedDepth && skip <= kMaxMemoParam && max_trim <= kMaxMemoParam;
+}
 
 constexpr std::size_t kHeaderBytes = 32;
 constexpr std::size_t kTailBytes = 24;  // memo_hits, thread_self, next_memo
@@ -264,7 +267,6 @@ Memo& memo_for(Block* b, std::uintptr_t fp) noexcept {
   }
   Memo& victim = b->memos[b->next_memo];
   b->next_memo = (b->next_memo + 1) % kMemos;
-  victim.id = 0;
   return victim;
 }
 
@@ -291,9 +293,7 @@ namespace {
                                              CodeRange trim, std::size_t max_trim) noexcept {
   std::uintptr_t pcs[kMaxCapture];
   if (max_depth > kMaxCapture) max_depth = kMaxCapture;
-  const bool memoizable = max_depth > 0 && max_depth <= kCachedDepth && skip <= kMaxMemoParam &&
-                          max_trim <= kMaxMemoParam;
-  Block* b = memoizable ? enter_block() : nullptr;
+  Block* b = memoizable(max_depth, skip, max_trim) ? enter_block() : nullptr;
   const std::uintptr_t top = b != nullptr ? stack_top_of(fp, b->thread_self) : stack_top_of(fp);
   // Only a walk bounded by a known stack top may be replayed: its records
   // all lie between its start frame and that top, in this thread's stack.
@@ -334,8 +334,7 @@ namespace {
   // this frame, so its stack top is this thread's for this frame: no need
   // to compute it again.
   const std::uintptr_t t = t_block;
-  if (t > kNoBlock && max_depth - 1 < kCachedDepth && skip <= kMaxMemoParam &&
-      max_trim <= kMaxMemoParam) {
+  if (t > kNoBlock && memoizable(max_depth, skip, max_trim)) {
     // NOLINTNEXTLINE(performance-no-int-to-ptr): t_block holds a pointer or a state.
     Block* b = reinterpret_cast<Block*>(t);
     if (!b->busy.load(std::memory_order_relaxed)) {

@@ -185,10 +185,7 @@ std::size_t walk_trimmed(std::uintptr_t fp, std::uintptr_t top, std::uintptr_t* 
   StackHash h;
   std::size_t n = 0;
   std::uint32_t steps = 0;
-  if (trail != nullptr) {
-    trail->start = fp;
-    trail->top = top;
-  }
+  if (trail != nullptr) trail->start = fp;
   if (pcs != nullptr && max_depth > 0) {
     // walk_frames() with trimming and hashing folded in: one pass, and the
     // hash's multiply chain overlaps the walk's chain of dependent loads.

@@ -116,7 +116,6 @@ struct WalkTrail {
     std::uintptr_t return_address;
   };
   std::uintptr_t start = 0;  // the frame the walk began at
-  std::uintptr_t top = 0;    // its bound from above (UINTPTR_MAX: unknown)
   std::uint32_t steps = 0;   // records read; 0 when more than kMaxSteps were
   Step step[kMaxSteps];
 
@@ -124,10 +123,12 @@ struct WalkTrail {
   // function of their start, top, parameters and the records they read (each
   // record's address is the previous record's next_fp), so a walk with the
   // same start, top and parameters would then produce the same frames.
-  // Reads only addresses the walk read, all in [start, top): call it only
-  // from a frame at or below `start` on the same thread's stack, with a known
-  // top. Not instrumented by ASan: a stale address may now lie in another
-  // frame's locals (redzones included), which is fine to read and compare.
+  // Reads only addresses the walk read, all below the top that bounded it:
+  // call it only from a frame at or below `start` on the same thread's
+  // stack, for a walk whose top was known (the caller keeps trails per
+  // thread, and the same thread and start imply the same top). Not instrumented by ASan: a stale
+  // address may now lie in another frame's locals (redzones included), which is fine to read and
+  // compare.
   __attribute__((no_sanitize("address"))) bool still_holds() const noexcept {
     std::uintptr_t at = start;
     std::uintptr_t diff = 0;

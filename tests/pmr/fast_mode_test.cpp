@@ -286,27 +286,26 @@ TYPED_TEST(FastModeDeathTest, FirstAndLastBytesOfPoisonAndCanaryAreChecked) {
               "-byte block");
     }
   }
-  // The tail canary: 63 bytes of alignment slack after a 1-byte block.
-  for (std::ptrdiff_t past : {1, 63}) {
+  // The canaries around a block, first and last byte of each: the tail is 63
+  // bytes of alignment slack after a 1-byte block, the lead the 64 bytes
+  // below a block.
+  struct Canary {
+    std::size_t size, align;
+    std::ptrdiff_t at;
+    const char* kind;
+  };
+  for (const Canary& c :
+       {Canary{1, 64, 1, "heap-buffer-overflow"}, Canary{1, 64, 63, "heap-buffer-overflow"},
+        Canary{64, 16, -64, "heap-buffer-underflow"},
+        Canary{64, 16, -1, "heap-buffer-underflow"}}) {
     EXPECT_DEATH(
         {
           guarded_resource r{this->opts()};
-          void* p = r.allocate(1, 64);
-          write_byte(p, past);
-          r.deallocate(p, 1, 64);
+          void* p = r.allocate(c.size, c.align);
+          write_byte(p, c.at);
+          r.deallocate(p, c.size, c.align);
         },
-        "heap-buffer-overflow");
-  }
-  // The lead canary: the 64 bytes below a block, first and last.
-  for (std::ptrdiff_t below : {-64, -1}) {
-    EXPECT_DEATH(
-        {
-          guarded_resource r{this->opts()};
-          void* p = r.allocate(64, 16);
-          write_byte(p, below);
-          r.deallocate(p, 64, 16);
-        },
-        "heap-buffer-underflow");
+        c.kind);
   }
 }
 
