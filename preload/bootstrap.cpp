@@ -139,6 +139,9 @@ void initialise(char** env) noexcept {
         2, "guardarena: warning: running this process unguarded on glibc (on_exhaustion=fallback)");
     return;
   }
+  // Only now: the depot and stack caches would take address space from a
+  // process that cannot have an arena (ulimit -v) and runs on glibc.
+  report::configure_stacks(o);
   if (o.handle_segv) report::install_fault_handler();
   ::pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   g_guard_all = o.sample_rate <= 1 && o.sample_after == 0 && o.min_size == 0 && o.max_size == 0;

@@ -55,6 +55,7 @@ void guarded_resource::init(const options& o) {
     static std::mutex configure_mu;
     std::lock_guard<std::mutex> lock(configure_mu);
     report::configure(o);
+    report::configure_stacks(o);
     if (o.handle_segv) report::install_fault_handler();
   }
   storage_ =

@@ -185,7 +185,9 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
       if (r.has_block) describe_location(w, r);
       if (r.kind == ErrorKind::kUseAfterRelease) {
         w.ptr(reinterpret_cast<void*>(r.address))
-            .str(" is in memory the arena handed out before its release(): every block there was freed at once\n");
+            .str(
+                " is in memory the arena handed out before its release(): every block there was "
+                "freed at once\n");
       }
       break;
   }
@@ -233,7 +235,6 @@ void write_text(const Report& r) noexcept {
   w.flush_to(g_config.fd);
 }
 
-
 void json_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
                  bool first_is_pc) noexcept {
   w.ch('[');
@@ -262,8 +263,8 @@ void write_json(const Report& r) noexcept {
   w.json_string(error_kind_name(r.kind));
   w.str(",\"address\":\"").hex(r.address).str("\",\"access\":");
   w.json_string(r.access == Access::kWrite  ? "WRITE"
-              : r.access == Access::kRead ? "READ"
-                                          : "UNKNOWN");
+                : r.access == Access::kRead ? "READ"
+                                            : "UNKNOWN");
   w.str(",\"thread\":").dec(current_tid());
   // The same human sentence the text report prints, for CI logs.
   RawWriter d(line, sizeof line - 1);
@@ -302,10 +303,7 @@ void write_json(const Report& r) noexcept {
 
 }  // namespace
 
-void configure_stacks(const Options& o) noexcept;
-
 void configure(const Options& o) noexcept {
-  configure_stacks(o);
   g_config.format = o.report_format;
   g_config.exitcode = static_cast<unsigned>(o.exitcode);
   g_config.log_path = o.log_path;

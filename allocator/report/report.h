@@ -26,6 +26,11 @@ namespace guardarena::report {
 // stack_depth, symbolizer). Call once at start-up; later calls replace it.
 void configure(const Options& options) noexcept;
 
+// Sets up stack capture (stack_depth, depot_size): the depot and the
+// per-thread caches, tens of MiB of address space. Separate from configure()
+// so that a process left unguarded (no room for the arena) does not map them.
+void configure_stacks(const Options& options) noexcept;
+
 enum class Access : std::uint8_t { kUnknown, kRead, kWrite };
 
 struct Report {

@@ -769,6 +769,30 @@ TEST(ExhaustionTest, AddressSpaceLimitKeepsTheProgramRunningUnguarded) {
   EXPECT_TRUE(contains(fail.err, "cannot reserve address space")) << fail.describe();
 }
 
+// A process left unguarded must not pay for what only guarded blocks use
+// (the stack depot, per-thread stack caches): under ulimit -v every MiB it
+// maps is one the program cannot have.
+TEST(ExhaustionTest, UnguardedProcessMapsNoStackDepot) {
+  auto vm_size_kib = [](const Result& r) -> long {
+    std::smatch m;
+    if (!std::regex_search(r.out, m, std::regex("VmSize:\\s+([0-9]+) kB"))) return -1;
+    return std::stol(m[1].str());
+  };
+  std::string cmd = "ulimit -v 150000 && exec grep VmSize /proc/self/status";
+  Result plain = run({.argv = {"/bin/sh", "-c", cmd}, .preload = false});
+  Result fallback = run({.argv = {"/bin/sh", "-c", cmd}});
+  ASSERT_TRUE(fallback.exited(0)) << fallback.describe();
+  ASSERT_TRUE(contains(fallback.err, "running this process unguarded on glibc"))
+      << fallback.describe();
+  long plain_kib = vm_size_kib(plain);
+  long fallback_kib = vm_size_kib(fallback);
+  ASSERT_GT(plain_kib, 0) << plain.describe();
+  ASSERT_GT(fallback_kib, 0) << fallback.describe();
+  // The library's own code, libstdc++ and a few small tables: a few MiB,
+  // not the depot's tens.
+  EXPECT_LT(fallback_kib - plain_kib, 12 * 1024) << plain.out << fallback.out;
+}
+
 TEST(ExhaustionTest, FailPolicyReturnsNullWithEnomem) {
   Result r = run({.argv = {program("many_blocks"), "100"},
                   .options = no_vma_budget() + ":on_exhaustion=fail"});
