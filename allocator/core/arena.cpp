@@ -36,6 +36,8 @@ constexpr std::size_t kFastLeadCanary = 64;
 // Fast mode poisons blocks up to this size on free; bigger ones are closed
 // like full mode (their syscall is cheap next to touching that much memory).
 constexpr std::size_t kFastPoisonLimit = 64 * 1024;
+// Alignments fast mode's shortest path places (malloc's and new's default).
+constexpr std::size_t kFastPathAlign = 16;
 // Fast mode: resident bytes a class keeps on its free list before freed
 // slots' pages go back to the kernel.
 constexpr std::uint64_t kFastResidentPerClass = 8u << 20;
@@ -424,6 +426,8 @@ class ArenaImpl final : public Arena {
   bool init(const char** error) noexcept {
     page_ = os::page_size();
     chunk_bytes_ = kChunkPages * page_;
+    fast_small_ =
+        options_.mode == Mode::kFast && !options_.protect_below && page_ <= kFastPoisonLimit;
     max_class_ = class_for_pages(kChunkPages / 4);
     GUARDARENA_CHECK(max_class_ < kMaxClasses && max_class_ < ThreadCache::kClasses,
                      "too many size classes");
@@ -489,6 +493,9 @@ class ArenaImpl final : public Arena {
   }
 
   void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept override {
+    if (fast_small_ && size - 1 < page_ && align <= kFastPathAlign) [[likely]] {
+      if (void* p = allocate_small_fast(size, align, kind, zero)) return p;
+    }
     if (align < 1) align = 1;
     if (size > span_ || align > span_ / 4)
       return exhausted(size, align, zero, "request larger than the arena");
@@ -597,6 +604,8 @@ class ArenaImpl final : public Arena {
   FreeResult deallocate(void* ptr, std::size_t size, std::size_t align,
                         AllocKind kind) noexcept override {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
+    if (fast_small_ && owns(ptr) && deallocate_small_fast(a, size, align, kind)) [[likely]]
+      return FreeResult::kFreed;
     if (!owns(ptr)) {
       if (fallback_set_.erase(a)) {
         fallback_.deallocate(ptr);
@@ -624,22 +633,7 @@ class ArenaImpl final : public Arena {
       invalid_free(a, kind, st == SlotState::kLive ? &m : nullptr, slot_start);
     }
     // From here this thread owns the slot: no other free can pass the CAS.
-    auto ak = static_cast<AllocKind>(m.alloc_kind);
-    if (ak != kind && !(ak == AllocKind::kPmr || kind == AllocKind::kPmr)) {
-      Report r = make_report(ErrorKind::kAllocDeallocMismatch, a, m, slot_start);
-      r.dealloc_kind = static_cast<std::uint8_t>(kind);
-      report::report_and_abort(r);
-    }
-    bool size_differs = size != 0 && size != m.size;
-    bool align_differs =
-        kind == AllocKind::kPmr && align != 0 && std::countr_zero(align) != m.align_log2;
-    if (size_differs || align_differs) {
-      Report r = make_report(ErrorKind::kSizeMismatch, a, m, slot_start);
-      r.expected_size = size;
-      r.expected_align = align;
-      r.dealloc_kind = static_cast<std::uint8_t>(kind);
-      report::report_and_abort(r);
-    }
+    check_free_matches(m, a, slot_start, size, align, kind);
     check_canaries(m, slot_start);
     m.free_stack = capture();
     m.free_tid = current_tid();
@@ -886,6 +880,129 @@ class ArenaImpl final : public Arena {
   };
 
   std::size_t large_class() const noexcept { return max_class_ + 1; }
+
+  // The free must name the block as it was allocated: same family (malloc,
+  // new, new[], ...), and the size and alignment the sized forms pass.
+  void check_free_matches(const SlotMeta& m, std::uintptr_t a, std::uintptr_t slot_start,
+                          std::size_t size, std::size_t align, AllocKind kind) noexcept {
+    auto ak = static_cast<AllocKind>(m.alloc_kind);
+    if (ak != kind && !(ak == AllocKind::kPmr || kind == AllocKind::kPmr)) [[unlikely]] {
+      Report r = make_report(ErrorKind::kAllocDeallocMismatch, a, m, slot_start);
+      r.dealloc_kind = static_cast<std::uint8_t>(kind);
+      report::report_and_abort(r);
+    }
+    bool size_differs = size != 0 && size != m.size;
+    bool align_differs =
+        kind == AllocKind::kPmr && align != 0 && std::countr_zero(align) != m.align_log2;
+    if (size_differs || align_differs) [[unlikely]] {
+      Report r = make_report(ErrorKind::kSizeMismatch, a, m, slot_start);
+      r.expected_size = size;
+      r.expected_align = align;
+      r.dealloc_kind = static_cast<std::uint8_t>(kind);
+      report::report_and_abort(r);
+    }
+  }
+
+  // Fast mode's common case, on as few instructions as the checks allow: a
+  // block of at most one page (class 0), default alignment, reusing an open
+  // slot from the thread's free list. nullptr = take the general path, which
+  // handles everything else (fresh slots, refills, foreign caches) with the
+  // same checks.
+  [[gnu::always_inline]] void* allocate_small_fast(std::size_t size, std::size_t align,
+                                                   AllocKind kind, bool zero) noexcept {
+    ThreadCache& tc = t_cache;
+    if (tc.owner != this || tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
+      return nullptr;
+    // The lead rule of take_cached_slot().
+    if (tc.free_count[0] < ThreadCache::kLead && tc.q_count > 0 &&
+        tc.q_count + ThreadCache::kLead > tc.slot_bound)
+      evict_from_thread(tc);
+    if (tc.free_count[0] == 0) [[unlikely]]
+      return nullptr;
+    const std::uint32_t id = tc.free_head[0];
+    SlotMeta& m = meta_[id];
+    // A one-page slot is open as a whole or not at all (closed past the
+    // resident bound, or never used).
+    if (m.open_end != page_) [[unlikely]]
+      return nullptr;
+    tc.free_head[0] = m.next;
+    --tc.free_count[0];
+    // Open slots were allocated before, so the recorded block locates the
+    // slot (and its poison) without the slot arithmetic.
+    const std::uintptr_t slot_start = m.block - m.offset;
+    check_poison(m, slot_start);
+    const std::size_t offset = (page_ - size) & ~(align - 1);
+    auto* p = reinterpret_cast<unsigned char*>(slot_start + offset);
+    if (zero) std::memset(p, 0, size);
+    write_canaries(slot_start, 0, offset, size, page_);
+    m.alloc_kind = static_cast<std::uint8_t>(kind);
+    m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
+    m.size = size;
+    m.offset = offset;
+    m.block = reinterpret_cast<std::uintptr_t>(p);
+    m.alloc_stack = capture();
+    m.free_stack = 0;
+    m.alloc_tid = current_tid();
+    m.free_tid = 0;
+    m.state.store(SlotState::kLive, std::memory_order_release);
+    ++tc.live_blocks;
+    tc.live_bytes += static_cast<std::int64_t>(size);
+    ++tc.allocations;
+    return p;
+  }
+
+  // check_canaries()'s common answer for a class-0 block in fast mode
+  // (open from the slot start to the page end, at most kFastLeadCanary bytes
+  // of lead checked): true when both canaries are intact.
+  [[gnu::always_inline]] bool small_canaries_intact(const SlotMeta& m,
+                                                    std::uintptr_t slot_start) const noexcept {
+    const std::size_t s = m.size == 0 ? 1 : m.size;
+    const std::size_t lead = m.offset < kFastLeadCanary ? m.offset : kFastLeadCanary;
+    const std::size_t tail = page_ - m.offset - s;
+    auto* block = reinterpret_cast<const unsigned char*>(slot_start + m.offset);
+    return (lead == 0 || all_bytes_are(block - lead, lead, kCanaryByte)) &&
+           (tail == 0 || all_bytes_are(block + s, tail, kCanaryByte));
+  }
+
+  // The free of a class-0 block in fast mode: false = take the general path
+  // (another class, a large block, not a block start, a cache to switch);
+  // every error it can see is reported exactly as the general path would.
+  [[gnu::always_inline]] bool deallocate_small_fast(std::uintptr_t a, std::size_t size,
+                                                    std::size_t align, AllocKind kind) noexcept {
+    const std::uintptr_t rel = a - base_;
+    const ChunkInfo& ci = chunks_[rel >> chunk_shift_];
+    // Class-0 slots take pages 1, 3, 5, ... of their chunk.
+    const std::uintptr_t page_in_chunk = (rel & (chunk_bytes_ - 1)) >> page_shift_;
+    const std::uintptr_t index = page_in_chunk >> 1;
+    if (ci.kind.load(std::memory_order_acquire) != ChunkKind::kClass || ci.class_index != 0 ||
+        (page_in_chunk & 1) == 0 || index >= slots_per_chunk_[0]) [[unlikely]]
+      return false;
+    ThreadCache& tc = t_cache;
+    if (tc.owner != this || tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
+      return false;
+    const auto id = static_cast<std::uint32_t>(((rel >> chunk_shift_) << slot_shift_) | index);
+    SlotMeta& m = meta_[id];
+    const std::uintptr_t block = m.block;
+    SlotState expected = SlotState::kLive;
+    if (a != block || !m.state.compare_exchange_strong(expected, SlotState::kQuarantined,
+                                                       std::memory_order_acq_rel)) [[unlikely]]
+      return false;  // the general path reports it (its compare-exchange fails the same way)
+    const std::uintptr_t slot_start = block - m.offset;
+    // The general checks only when a quick look finds something to report
+    // (or a pmr free, whose alignment is checked too).
+    if (m.alloc_kind != static_cast<std::uint8_t>(kind) || (size != 0 && size != m.size) ||
+        kind == AllocKind::kPmr) [[unlikely]]
+      check_free_matches(m, a, slot_start, size, align, kind);
+    if (!small_canaries_intact(m, slot_start)) [[unlikely]]
+      check_canaries(m, slot_start);
+    m.free_stack = capture();
+    m.free_tid = current_tid();
+    --tc.live_blocks;
+    tc.live_bytes -= static_cast<std::int64_t>(m.size);
+    fill_bytes(reinterpret_cast<unsigned char*>(block), m.size == 0 ? 1 : m.size, kPoisonByte);
+    quarantine_in_thread(tc, id, 0);
+    return true;
+  }
 
   static std::uint32_t capture() noexcept {
     StackCaptureFn fn = g_capture.load(std::memory_order_relaxed);
@@ -1534,6 +1651,7 @@ class ArenaImpl final : public Arena {
   std::size_t page_ = 0;
   std::size_t chunk_bytes_ = 0;
   std::size_t max_class_ = 0;
+  bool fast_small_ = false;      // fast mode without protect_below: see allocate_small_fast()
   std::uint32_t max_slots_ = 0;  // power of two
   std::uint32_t slot_shift_ = 0;
   std::uint32_t page_shift_ = 0;

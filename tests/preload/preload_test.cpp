@@ -861,6 +861,54 @@ TEST(OptionsTest, PrintStatsAtExit) {
   EXPECT_TRUE(contains(r.err, "live blocks [0-9]+ \\([0-9]+ bytes\\), peak [1-9]")) << r.describe();
 }
 
+// Fast mode takes a shorter path for reused one-page slots once a thread's
+// cache is warm: every check must hold there too, with the same report.
+TEST(FastModeTest, BugsAfterAWarmUpAreReportedLikeColdOnes) {
+  struct Case {
+    const char* bug;
+    int signal;
+    std::vector<std::string> patterns;
+  };
+  const std::string e = kError;
+  for (const Case& c : std::vector<Case>{
+           {"double_free",
+            SIGABRT,
+            {e + "double-free", "attempting double-free of 0x[0-9a-f]+ \\(48-byte block\\)"}},
+           {"interior_free",
+            SIGABRT,
+            {e + "invalid-free", "8 bytes from the start of the live 48-byte block"}},
+           {"free_new", SIGABRT, {e + "alloc-dealloc-mismatch", "\\(operator new vs free\\)"}},
+           {"sized_delete",
+            SIGABRT,
+            {e + "dealloc-size-mismatch",
+             "operator delete called with size 64 for the 48-byte block"}},
+           {"underflow",
+            SIGABRT,
+            {e + "heap-buffer-underflow", "1 bytes written before the start of the 48-byte"}},
+           {"slack",
+            SIGABRT,
+            {e + "heap-buffer-overflow", "1 bytes written past the end of the 13-byte block"}},
+           {"write_after_free",
+            SIGABRT,
+            {e + "heap-use-after-free", "write after free: byte 5 of the freed 48-byte block"}},
+           {"overflow",
+            SIGSEGV,
+            {e + "heap-buffer-overflow", "WRITE at ", "0 bytes after the 48-byte block"}},
+       }) {
+    Result r = run({.argv = {program("warm_bugs"), c.bug}, .options = "mode=fast"});
+    EXPECT_TRUE(r.signaled(c.signal)) << c.bug << "\n" << r.describe();
+    EXPECT_EQ(r.out, "reached the statement\n") << c.bug << "\n" << r.describe();
+    for (const std::string& pattern : c.patterns) {
+      EXPECT_TRUE(contains(r.err, pattern)) << c.bug << ": stderr lacks /" << pattern << "/\n"
+                                            << r.describe();
+    }
+    EXPECT_EQ(count_lines_with(r.err, kError), 1u) << c.bug << "\n" << r.describe();
+  }
+  Result ok = run({.argv = {program("warm_bugs"), "ok"}, .options = "mode=fast"});
+  EXPECT_TRUE(ok.exited(0)) << ok.describe();
+  EXPECT_EQ(ok.out, "reached the statement\nafter the statement\n") << ok.describe();
+}
+
 TEST(ForkTest, ChildrenOfChildrenCanForkInEveryMode) {
   for (const char* options : {"mode=full", "mode=fast", "mode=full:backend=mprotect"}) {
     Result r = run({.argv = {program("nested_fork")}, .options = options, .timeout_seconds = 30});
