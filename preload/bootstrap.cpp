@@ -30,6 +30,8 @@ std::atomic<bool> g_sampling_fast_path{false};
 Arena* g_arena = nullptr;
 constinit Options g_options{};
 std::atomic<bool> g_delegated{false};
+std::atomic<std::uintptr_t> g_guarded_lo{0};
+std::atomic<std::uintptr_t> g_guarded_span{UINTPTR_MAX};
 SharedCounter g_delegated_count;
 bool g_guard_all = true;
 constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_countdown = 0;
@@ -77,7 +79,18 @@ const char* find_options(char** env) noexcept {
   return nullptr;
 }
 
+// Set once the arena served a fallback block: free()'s shortcut stays closed.
+std::atomic<bool> g_shortcut_closed{false};
+
+void close_free_shortcut() noexcept {
+  if (g_shortcut_closed.load(std::memory_order_relaxed)) return;
+  g_shortcut_closed.store(true, std::memory_order_seq_cst);
+  g_guarded_span.store(UINTPTR_MAX, std::memory_order_seq_cst);
+}
+
 void* fallback_allocate(std::size_t size, std::size_t align) noexcept {
+  // Before the block exists: whoever frees it was handed it after this store.
+  close_free_shortcut();
   return __libc_memalign(align, size);
 }
 void fallback_deallocate(void* p) noexcept {
@@ -137,6 +150,7 @@ void initialise(char** env) noexcept {
     write_line(2, message);
     write_line(
         2, "guardarena: warning: running this process unguarded on glibc (on_exhaustion=fallback)");
+    g_guarded_span.store(0, std::memory_order_release);  // every non-bootstrap block is glibc's
     return;
   }
   // Only now: the depot and stack caches would take address space from a
@@ -243,6 +257,20 @@ bool should_guard_slow(std::size_t size) noexcept {
   return --t_countdown == 0;
 }
 
+void open_free_shortcut() noexcept {
+  Arena* a = ready_arena();
+  if (a == nullptr || !g_delegated.load(std::memory_order_relaxed) ||
+      g_shortcut_closed.load(std::memory_order_seq_cst) ||
+      g_guarded_span.load(std::memory_order_relaxed) != UINTPTR_MAX)
+    return;
+  g_guarded_lo.store(a->reservation_base(), std::memory_order_relaxed);
+  g_guarded_span.store(a->reservation_size(), std::memory_order_seq_cst);
+  // A fallback may have closed the shortcut between the check above and the
+  // store: seq_cst orders the two flags, so one of us sees the other.
+  if (g_shortcut_closed.load(std::memory_order_seq_cst))
+    g_guarded_span.store(UINTPTR_MAX, std::memory_order_seq_cst);
+}
+
 void write_stats() noexcept {
   Arena* a = ready_arena();
   if (a == nullptr) return;
@@ -301,6 +329,9 @@ void reset_for_testing() noexcept {
   g_guard_all = true;
   g_sampling_fast_path.store(false);
   g_delegated.store(false);
+  g_guarded_lo.store(0);
+  g_guarded_span.store(UINTPTR_MAX);
+  g_shortcut_closed.store(false);
   g_delegated_count.value.store(0);
   g_bootstrap_used.store(0);
   g_bootstrap_count.store(0);

@@ -134,17 +134,28 @@ inline bool take_unguarded() noexcept {
   return true;
 }
 
-// True when `p` can only be a block of glibc's, so free() may hand it to
-// __libc_free without asking the arena: the arena is ready, `p` is outside
-// its reservation and the bootstrap buffer, something was delegated to glibc
-// (otherwise a foreign pointer must be reported, not freed) and the arena has
-// no unguarded fallback block live (those are glibc memory the arena tracks).
-// Lock-free: a handful of loads, no call.
+// free()'s shortcut to glibc: a pointer outside [g_guarded_lo, g_guarded_lo +
+// g_guarded_span) and outside the bootstrap buffer is glibc's. The span
+// covers everything (the shortcut is closed) until open_free_shortcut() finds
+// it safe: the arena is ready and its reservation known, something was
+// delegated to glibc (before that, a foreign pointer must be reported, not
+// freed), and the arena never served a fallback block (glibc memory the
+// arena tracks, so its free must reach the arena; the first one closes the
+// shortcut for good). In a process left unguarded (no arena) it covers
+// nothing. Two loads and two range checks: sampling mode's free of a
+// sampled-out block costs little more than glibc's own.
+extern std::atomic<std::uintptr_t> g_guarded_lo;
+extern std::atomic<std::uintptr_t> g_guarded_span;
 inline bool is_glibc_block(const void* p) noexcept {
-  Arena* a = ready_arena();
-  return a != nullptr && !a->owns(p) && !is_bootstrap(p) &&
-         g_delegated.load(std::memory_order_relaxed) && !a->has_fallback_blocks();
+  auto a = reinterpret_cast<std::uintptr_t>(p);
+  // Acquire pairs with open_free_shortcut()'s release: a span that was
+  // opened comes with its base.
+  const std::uintptr_t span = g_guarded_span.load(std::memory_order_acquire);
+  return a - g_guarded_lo.load(std::memory_order_relaxed) >= span && !is_bootstrap(p);
 }
+// Called on the slow path when a block went back to glibc; cheap when the
+// shortcut is open already or must stay closed.
+void open_free_shortcut() noexcept;
 
 // Writes the allocator statistics (print_stats=1, malloc_stats()) to the
 // report fd.

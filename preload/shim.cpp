@@ -198,6 +198,7 @@ void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) n
     // be a heap block at all: report it here instead of letting glibc abort
     // with "free(): invalid pointer" and no context.
     if (!g_delegated.load(std::memory_order_relaxed)) report_foreign(p, kind);
+    open_free_shortcut();
   }
   __libc_free(p);
   errno = saved_errno;

@@ -101,6 +101,9 @@ class Arena {
     auto a = reinterpret_cast<std::uintptr_t>(p);
     return a - base_ < span_;
   }
+  // The reservation owns() checks against.
+  std::uintptr_t reservation_base() const noexcept { return base_; }
+  std::uintptr_t reservation_size() const noexcept { return span_; }
   // False while no fallback (unguarded) block is live, so that a pointer
   // outside the reservation cannot be this arena's: the shim's free() then
   // hands it to glibc without a lookup. Relaxed is enough: whoever frees a
