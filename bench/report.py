@@ -29,15 +29,17 @@ import statistics
 import subprocess
 import sys
 
-ALLOC_ORDER = ["glibc", "jemalloc", "ga_full_guard", "ga_full_mprotect", "ga_fast",
-               "ga_sample1000", "efence", "duma"]
+ALLOC_ORDER = ["glibc", "preload_floor", "jemalloc", "ga_full_guard", "ga_full_mprotect",
+               "ga_fast", "ga_sample1000", "ga_sample1000_fast", "efence", "duma"]
 ALLOC_LABEL = {
     "glibc": "glibc",
+    "preload_floor": "LD_PRELOAD floor",
     "jemalloc": "jemalloc",
     "ga_full_guard": "guardarena full/guard",
     "ga_full_mprotect": "guardarena full/mprotect",
     "ga_fast": "guardarena fast",
     "ga_sample1000": "guardarena 1/1000",
+    "ga_sample1000_fast": "guardarena 1/1000 fast",
     "efence": "Electric Fence",
     "duma": "DUMA",
 }
@@ -476,9 +478,10 @@ def have_matplotlib():
         return False
 
 
-COLORS = {"glibc": "#4c72b0", "jemalloc": "#55a868", "ga_full_guard": "#c44e52",
-          "ga_full_mprotect": "#dd8452", "ga_fast": "#8172b3", "ga_sample1000": "#937860",
-          "efence": "#da8bc3", "duma": "#8c8c8c"}
+COLORS = {"glibc": "#4c72b0", "preload_floor": "#64b5cd", "jemalloc": "#55a868",
+          "ga_full_guard": "#c44e52", "ga_full_mprotect": "#dd8452", "ga_fast": "#8172b3",
+          "ga_sample1000": "#937860", "ga_sample1000_fast": "#ccb974", "efence": "#da8bc3",
+          "duma": "#8c8c8c"}
 
 
 def plot_malloc_bars(results, path):
