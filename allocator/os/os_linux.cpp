@@ -85,6 +85,48 @@ std::size_t page_size() noexcept {
   return p;
 }
 
+namespace {
+
+struct TrackedMapping {
+  std::atomic<std::uintptr_t> lo{0};  // 0 = free entry
+  std::atomic<std::uintptr_t> hi{0};  // 0 while being filled in
+};
+TrackedMapping g_own_mappings[kMaxTrackedMappings];
+
+void track(void* base, std::size_t bytes) noexcept {
+  const auto lo = reinterpret_cast<std::uintptr_t>(base);
+  for (TrackedMapping& m : g_own_mappings) {
+    std::uintptr_t expected = 0;
+    if (m.lo.load(std::memory_order_relaxed) == 0 &&
+        m.lo.compare_exchange_strong(expected, lo, std::memory_order_acq_rel)) {
+      m.hi.store(lo + bytes, std::memory_order_release);
+      return;
+    }
+  }
+}
+
+void untrack(void* base) noexcept {
+  const auto lo = reinterpret_cast<std::uintptr_t>(base);
+  for (TrackedMapping& m : g_own_mappings) {
+    if (m.lo.load(std::memory_order_acquire) == lo) {
+      m.hi.store(0, std::memory_order_relaxed);
+      m.lo.store(0, std::memory_order_release);
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+void for_each_own_mapping(void (*fn)(std::uintptr_t lo, std::uintptr_t hi, void* ctx),
+                          void* ctx) noexcept {
+  for (const TrackedMapping& m : g_own_mappings) {
+    const std::uintptr_t lo = m.lo.load(std::memory_order_acquire);
+    const std::uintptr_t hi = m.hi.load(std::memory_order_acquire);
+    if (lo != 0 && hi > lo) fn(lo, hi, ctx);
+  }
+}
+
 void* reserve(std::size_t bytes, std::size_t alignment, const char* name) noexcept {
   GUARDARENA_CHECK(bytes % page_size() == 0, "reserve: size is not a page multiple");
   GUARDARENA_CHECK(alignment >= page_size() && (alignment & (alignment - 1)) == 0,
@@ -112,6 +154,7 @@ void* reserve(std::size_t bytes, std::size_t alignment, const char* name) noexce
     ::munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
   }
   name_mapping(reinterpret_cast<void*>(aligned), bytes, name);
+  track(reinterpret_cast<void*>(aligned), bytes);
   return reinterpret_cast<void*>(aligned);
 }
 
@@ -125,11 +168,13 @@ void* map_internal(std::size_t bytes, const char* name) noexcept {
     return nullptr;
   }
   name_mapping(p, bytes, name);
+  track(p, bytes);
   return p;
 }
 
 void release(void* base, std::size_t bytes) noexcept {
   if (base == nullptr || bytes == 0) return;
+  untrack(base);
   count_syscall();
   int rc = ::munmap(base, page_ceil(bytes));
   GUARDARENA_CHECK(rc == 0, "release: munmap failed");

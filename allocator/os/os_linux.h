@@ -40,6 +40,16 @@ void* map_internal(std::size_t bytes, const char* name) noexcept;
 // Returns a range obtained from reserve() or map_internal() to the kernel.
 void release(void* base, std::size_t bytes) noexcept;
 
+// Calls fn for every live range obtained from reserve() or map_internal():
+// the library's own memory (heaps, metadata, depot), which the leak scan
+// must neither read as roots (metadata holds every block's address) nor
+// read at all (guard pages fault). Up to kMaxTrackedMappings at once; past
+// that a mapping goes untracked (the leak scan may then find fewer leaks,
+// never a false one).
+inline constexpr std::size_t kMaxTrackedMappings = 1024;
+void for_each_own_mapping(void (*fn)(std::uintptr_t lo, std::uintptr_t hi, void* ctx),
+                          void* ctx) noexcept;
+
 // Makes a page-aligned range read/write with mprotect. false on ENOMEM (the
 // VMA limit or commit charge); dies on any other error.
 bool protect_read_write(void* base, std::size_t bytes) noexcept;

@@ -1,7 +1,8 @@
 // Leak detection at exit (detect_leaks=1): a conservative reachability scan
 // in the spirit of LeakSanitizer. Roots are the writable segments of every
-// loaded module, the glibc heap, the calling thread's stack and registers and
-// the mapping holding its static TLS; every word that points into (or inside)
+// loaded module and every other writable private mapping but the library's
+// own (the glibc heap and thread arenas, every thread's stack and static TLS,
+// the calling thread's registers); every word that points into (or inside)
 // a live block marks it reachable, and reachable blocks are scanned in turn.
 // What is left is leaked: "direct" when nothing points to it, "indirect" when
 // only other leaked blocks do. Leaks are grouped by allocation stack, largest
@@ -10,11 +11,14 @@
 #include "report/leaks.h"
 
 #include <dlfcn.h>
-#include <link.h>
 #include <fcntl.h>
+#include <link.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "os/os_linux.h"
@@ -85,6 +89,22 @@ void scan_range(Scan& s, std::uintptr_t begin, std::uintptr_t end, std::uint8_t 
   }
 }
 
+// scan_range() over words already copied out of the memory they came from.
+void scan_words(Scan& s, const unsigned char* words, std::size_t n, std::uint8_t mark) noexcept {
+  if (s.count == 0) return;
+  std::uintptr_t lo = s.blocks[0].start;
+  std::uintptr_t hi = s.blocks[s.count - 1].start + s.blocks[s.count - 1].size;
+  for (std::size_t k = 0; k < n; ++k) {
+    std::uintptr_t v;
+    std::memcpy(&v, words + k * 8, sizeof v);
+    if (v < lo || v >= hi) continue;
+    std::ptrdiff_t i = find_block(s, v);
+    if (i < 0 || s.blocks[i].mark != kUnmarked) continue;
+    s.blocks[i].mark = mark;
+    if (mark == kReachable) s.work[s.work_count++] = static_cast<std::uint32_t>(i);
+  }
+}
+
 void drain_work(Scan& s) noexcept {
   while (s.work_count > 0) {
     const Block& b = s.blocks[s.work[--s.work_count]];
@@ -117,12 +137,104 @@ std::uintptr_t parse_hex(const char*& p) noexcept {
   }
 }
 
-// Scans the writable mappings that hold roots outside module segments: the
-// glibc heap ([heap], where sampled-out blocks live), the mapping of the
-// current stack pointer and the one holding the thread pointer (static TLS).
-void scan_special_mappings(Scan& s, std::uintptr_t sp, std::uintptr_t tp) noexcept {
+// The library's own ranges (os::for_each_own_mapping), sorted by start:
+// never roots, and never read.
+struct OwnRanges {
+  std::uintptr_t lo[os::kMaxTrackedMappings];
+  std::uintptr_t hi[os::kMaxTrackedMappings];
+  std::size_t count = 0;
+  // Where scanned memory is copied to: inside an own range, so it is never
+  // read as a root itself.
+  alignas(8) unsigned char buf[64 * 1024];
+};
+
+void add_own_range(std::uintptr_t lo, std::uintptr_t hi, void* ctx) {
+  auto* r = static_cast<OwnRanges*>(ctx);
+  if (r->count == os::kMaxTrackedMappings) return;
+  std::size_t i = r->count++;
+  for (; i > 0 && r->lo[i - 1] > lo; --i) {  // insertion sort: a few dozen entries
+    r->lo[i] = r->lo[i - 1];
+    r->hi[i] = r->hi[i - 1];
+  }
+  r->lo[i] = lo;
+  r->hi[i] = hi;
+}
+
+// Memory of this process read through process_vm_readv: a page that cannot
+// be read (a guard page of someone else's, a mapping that went away) makes
+// the call stop short instead of raising SIGSEGV in the middle of the exit
+// path. Falls back to plain loads only where the kernel refuses the call
+// (seccomp), since every range given here is a readable mapping.
+class SafeReader {
+ public:
+  // Up to n bytes at `addr` into buf; returns how many could be read.
+  std::size_t read(std::uintptr_t addr, void* buf, std::size_t n) noexcept {
+    if (!direct_) {
+      iovec local{buf, n};
+      // NOLINTNEXTLINE(performance-no-int-to-ptr): a foreign address, only passed on.
+      iovec remote{reinterpret_cast<void*>(addr), n};
+      ssize_t got = ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
+      if (got >= 0) return static_cast<std::size_t>(got);
+      if (errno != ENOSYS && errno != EPERM) return 0;
+      direct_ = true;
+    }
+    std::memcpy(buf, reinterpret_cast<const void*>(addr), n);
+    return n;
+  }
+
+ private:
+  bool direct_ = false;
+};
+
+// Scans the resident pages of [begin, end): pages never touched (most of a
+// glibc thread arena's 64 MiB, a runtime's big reservations) hold zeros, and
+// reading them would only fault them in. mincore() tells them apart.
+void scan_resident(Scan& s, SafeReader& reader, OwnRanges& own, std::uintptr_t begin,
+                   std::uintptr_t end) noexcept {
+  const std::uintptr_t page = os::page_size();
+  constexpr std::size_t kWindowPages = 256;
+  unsigned char resident[kWindowPages];
+  unsigned char* const buf = own.buf;
+  constexpr std::size_t kBufBytes = sizeof own.buf;
+  for (std::uintptr_t window = begin & ~(page - 1); window < end;) {
+    std::size_t pages = std::min<std::size_t>(kWindowPages, (end - window + page - 1) / page);
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): a mapping's address from /proc/self/maps.
+    if (::mincore(reinterpret_cast<void*>(window), pages * page, resident) != 0) {
+      window += pages * page;
+      continue;
+    }
+    for (std::size_t i = 0; i < pages;) {
+      if ((resident[i] & 1) == 0) {
+        ++i;
+        continue;
+      }
+      std::size_t run = 1;
+      while (i + run < pages && (resident[i + run] & 1) != 0 && (run + 1) * page <= kBufBytes)
+        ++run;
+      std::uintptr_t lo = std::max(window + i * page, begin);
+      std::uintptr_t hi = std::min(window + (i + run) * page, end);
+      lo = (lo + 7) & ~std::uintptr_t{7};
+      if (lo < hi) {
+        std::size_t got = reader.read(lo, buf, hi - lo);
+        scan_words(s, buf, got / 8, kReachable);
+      }
+      i += run;
+    }
+    window += pages * page;
+  }
+}
+
+// Scans every writable private mapping for roots, less the library's own
+// ranges: the glibc heap and its thread arenas and mmap'ed chunks (where
+// sampled-out blocks live), every thread's stack and static TLS, anonymous
+// memory of the program's own. The calling thread's stack only above its
+// stack pointer; other threads' stacks whole (their stack pointers are not
+// known here), which can only keep a dead pointer alive, never lose a live
+// one. Module segments were scanned already and are read again harmlessly.
+void scan_mappings(Scan& s, OwnRanges& own, std::uintptr_t sp) noexcept {
   int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
+  SafeReader reader;
   char buf[8192];
   std::size_t have = 0;
   for (;;) {
@@ -140,13 +252,18 @@ void scan_special_mappings(Scan& s, std::uintptr_t sp, std::uintptr_t tp) noexce
       ++p;
       std::uintptr_t hi = parse_hex(p);
       ++p;
-      bool writable = p[1] == 'w' && p[0] == 'r';
-      bool heap = std::strstr(line, "[heap]") != nullptr;
-      if (writable && (heap || (sp >= lo && sp < hi) || (tp >= lo && tp < hi))) {
-        // The stack is live only above the current stack pointer.
-        std::uintptr_t begin = sp >= lo && sp < hi ? sp : lo;
-        scan_range(s, begin, hi, kReachable);
+      // "rw-p": readable, writable, private (shared memory holds no pointers
+      // into this heap that the program could not also reach otherwise).
+      bool scan = p[0] == 'r' && p[1] == 'w' && p[3] == 'p';
+      if (scan && sp >= lo && sp < hi) lo = sp;  // the live part of this stack
+      // The gaps between the library's own ranges (a mapping can be merged
+      // with one of them into a single line).
+      for (std::size_t i = 0; scan && i < own.count && lo < hi; ++i) {
+        if (own.hi[i] <= lo || own.lo[i] >= hi) continue;
+        if (own.lo[i] > lo) scan_resident(s, reader, own, lo, own.lo[i]);
+        lo = own.hi[i];
       }
+      if (scan && lo < hi) scan_resident(s, reader, own, lo, hi);
       line = nl + 1;
     }
     std::size_t rest = have - static_cast<std::size_t>(line - buf);
@@ -157,9 +274,9 @@ void scan_special_mappings(Scan& s, std::uintptr_t sp, std::uintptr_t tp) noexce
 }
 
 // Blocks the dynamic loader allocates (DTVs, TLS blocks of dlopen'ed
-// modules, link maps) are reachable through loader structures we do not scan
-// (cached thread stacks, the loader's own lists); LeakSanitizer ignores them
-// for the same reason.
+// modules, link maps) may be reachable only through loader structures this
+// scan cannot read as pointers (offsets, the loader's own lists);
+// LeakSanitizer ignores them for the same reason.
 bool allocated_by_loader(std::uint32_t stack) noexcept {
   std::uintptr_t pcs[64];
   std::size_t n = stack != 0 ? load_stack(stack, pcs, 64) : 0;
@@ -195,16 +312,20 @@ struct Group {
   s.blocks = static_cast<Block*>(mem);
   s.work = reinterpret_cast<std::uint32_t*>(s.blocks + s.capacity);
   arena.for_each_live(collect, &s);
-  std::sort(s.blocks, s.blocks + s.count, [](const Block& a, const Block& b) { return a.start < b.start; });
+  std::sort(s.blocks, s.blocks + s.count,
+            [](const Block& a, const Block& b) { return a.start < b.start; });
 
   volatile char here = 0;
   auto sp = reinterpret_cast<std::uintptr_t>(&here);
-  std::uintptr_t tp = 0;
-#if defined(__x86_64__)
-  asm volatile("mov %%fs:0, %0" : "=r"(tp));
-#endif
+  auto* own = static_cast<OwnRanges*>(os::map_internal(sizeof(OwnRanges), "guardarena:leaks"));
+  if (own == nullptr) {
+    os::release(mem, bytes);
+    return result;
+  }
+  os::for_each_own_mapping(add_own_range, own);
   dl_iterate_phdr(scan_module, &s);
-  scan_special_mappings(s, sp, tp);
+  scan_mappings(s, *own, sp);
+  os::release(own, sizeof(OwnRanges));
   drain_work(s);
   // Leaked blocks pointed to by other leaked blocks are indirect leaks.
   for (std::size_t i = 0; i < s.count; ++i) {
@@ -227,7 +348,8 @@ struct Group {
   std::size_t ngroups = 0;
   for (std::size_t i = 0; i < leaked; ++i) {
     const Block& b = s.blocks[i];
-    if (ngroups == 0 || groups[ngroups - 1].stack != b.alloc_stack || groups[ngroups - 1].kind != b.mark) {
+    if (ngroups == 0 || groups[ngroups - 1].stack != b.alloc_stack ||
+        groups[ngroups - 1].kind != b.mark) {
       groups[ngroups++] = Group{b.alloc_stack, b.mark, 0, 0};
     }
     groups[ngroups - 1].bytes += b.size;
@@ -243,8 +365,10 @@ struct Group {
   std::size_t kept_groups = 0;
   for (std::size_t g = 0; g < ngroups; ++g) {
     if (allocated_by_loader(groups[g].stack)) {
-      std::uint64_t& bytes_of_kind = groups[g].kind == kUnmarked ? result.direct_bytes : result.indirect_bytes;
-      std::uint64_t& objects_of_kind = groups[g].kind == kUnmarked ? result.direct_objects : result.indirect_objects;
+      std::uint64_t& bytes_of_kind =
+          groups[g].kind == kUnmarked ? result.direct_bytes : result.indirect_bytes;
+      std::uint64_t& objects_of_kind =
+          groups[g].kind == kUnmarked ? result.direct_objects : result.indirect_objects;
       bytes_of_kind -= groups[g].bytes;
       objects_of_kind -= groups[g].objects;
       continue;
@@ -266,7 +390,10 @@ struct Group {
     std::size_t shown = std::min(ngroups, max_groups);
     for (std::size_t g = 0; g < shown; ++g) {
       w.str("\n").str(groups[g].kind == kUnmarked ? "Direct" : "Indirect").str(" leak of ");
-      w.dec(groups[g].bytes).str(" byte(s) in ").dec(groups[g].objects).str(" object(s) allocated from:\n");
+      w.dec(groups[g].bytes)
+          .str(" byte(s) in ")
+          .dec(groups[g].objects)
+          .str(" object(s) allocated from:\n");
       std::uintptr_t pcs[64];
       std::size_t n = groups[g].stack != 0 ? load_stack(groups[g].stack, pcs, 64) : 0;
       if (n == 0) {
