@@ -626,11 +626,7 @@ class ArenaImpl final : public Arena {
     SlotState expected = SlotState::kLive;
     if (a != block || !m.state.compare_exchange_strong(expected, SlotState::kQuarantined,
                                                        std::memory_order_acq_rel)) {
-      SlotState st = m.state.load(std::memory_order_acquire);
-      if (a == block && (st == SlotState::kQuarantined || st == SlotState::kAvailable)) {
-        report_block(ErrorKind::kDoubleFree, a, m, slot_start, kind);
-      }
-      invalid_free(a, kind, st == SlotState::kLive ? &m : nullptr, slot_start);
+      report_failed_free(m, a, block, slot_start, kind);
     }
     // From here this thread owns the slot: no other free can pass the CAS.
     check_free_matches(m, a, slot_start, size, align, kind);
@@ -881,6 +877,19 @@ class ArenaImpl final : public Arena {
 
   std::size_t large_class() const noexcept { return max_class_ + 1; }
 
+  // A free that did not pass the compare-exchange from kLive: a double free
+  // when `a` is the recorded block of a freed slot, else an invalid free.
+  [[noreturn, gnu::noinline]] void report_failed_free(const SlotMeta& m, std::uintptr_t a,
+                                                      std::uintptr_t block,
+                                                      std::uintptr_t slot_start,
+                                                      AllocKind kind) noexcept {
+    SlotState st = m.state.load(std::memory_order_acquire);
+    if (a == block && (st == SlotState::kQuarantined || st == SlotState::kAvailable)) {
+      report_block(ErrorKind::kDoubleFree, a, m, slot_start, kind);
+    }
+    invalid_free(a, kind, st == SlotState::kLive ? &m : nullptr, slot_start);
+  }
+
   // The free must name the block as it was allocated: same family (malloc,
   // new, new[], ...), and the size and alignment the sized forms pass.
   void check_free_matches(const SlotMeta& m, std::uintptr_t a, std::uintptr_t slot_start,
@@ -984,10 +993,14 @@ class ArenaImpl final : public Arena {
     SlotMeta& m = meta_[id];
     const std::uintptr_t block = m.block;
     SlotState expected = SlotState::kLive;
-    if (a != block || !m.state.compare_exchange_strong(expected, SlotState::kQuarantined,
-                                                       std::memory_order_acq_rel)) [[unlikely]]
-      return false;  // the general path reports it (its compare-exchange fails the same way)
+    if (a != block) [[unlikely]]
+      return false;  // not a block start: the general path works out what it is
     const std::uintptr_t slot_start = block - m.offset;
+    // Reported here, not by a second compare-exchange on the general path:
+    // the slot could be reused in between, and that one would then succeed.
+    if (!m.state.compare_exchange_strong(expected, SlotState::kQuarantined,
+                                         std::memory_order_acq_rel)) [[unlikely]]
+      report_failed_free(m, a, block, slot_start, kind);
     // The general checks only when a quick look finds something to report
     // (or a pmr free, whose alignment is checked too).
     if (m.alloc_kind != static_cast<std::uint8_t>(kind) || (size != 0 && size != m.size) ||

@@ -268,6 +268,31 @@ TYPED_TEST(FastModeDeathTest, WriteAfterFreeIsReportedWhenTheSlotIsReused) {
       "heap-use-after-free.*\nwrite after free: byte 5 of the freed 80-byte block.*changed");
 }
 
+// Two threads with warm caches (so both take the short free path) free the
+// same block at once: one compare-exchange wins, the other free is reported.
+TYPED_TEST(FastModeDeathTest, RacingDoubleFreeIsReported) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        guarded_resource r{this->opts()};
+        void* shared = r.allocate(48, 16);
+        std::atomic<int> ready{0};
+        auto racer = [&] {
+          for (int i = 0; i < 300; ++i) r.deallocate(r.allocate(48, 16), 48, 16);
+          ready.fetch_add(1);
+          while (ready.load() < 2) {
+          }
+          r.deallocate(shared, 48, 16);
+        };
+        std::thread a(racer);
+        std::thread b(racer);
+        a.join();
+        b.join();
+      },
+      "ERROR: guardarena: double-free.*\nattempting double-free of 0x[0-9a-f]+ \\(48-byte "
+      "block\\)");
+}
+
 // The poison and lead-canary checks look at 16-byte words, overlapping at
 // the end: a changed first or last byte must be found for a block of one
 // word, of a length between words, and of exactly four.
