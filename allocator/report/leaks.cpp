@@ -192,7 +192,7 @@ class SafeReader {
 void scan_resident(Scan& s, SafeReader& reader, OwnRanges& own, std::uintptr_t begin,
                    std::uintptr_t end) noexcept {
   const std::uintptr_t page = os::page_size();
-  constexpr std::size_t kWindowPages = 256;
+  constexpr std::size_t kWindowPages = 4096;  // 16 MiB per mincore() call with 4 KiB pages
   unsigned char resident[kWindowPages];
   unsigned char* const buf = own.buf;
   constexpr std::size_t kBufBytes = sizeof own.buf;
