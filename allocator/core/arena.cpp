@@ -922,10 +922,9 @@ class ArenaImpl final : public Arena {
     ThreadCache& tc = t_cache;
     if (tc.owner != this || tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
       return nullptr;
-    // The lead rule of take_cached_slot().
-    if (tc.free_count[0] < ThreadCache::kLead && tc.q_count > 0 &&
-        tc.q_count + ThreadCache::kLead > tc.slot_bound)
-      evict_from_thread(tc);
+    // Decided before the lead rule below, so that a slot the general path
+    // has to take (none here, or not open) is not preceded by an eviction
+    // here and another one there.
     if (tc.free_count[0] == 0) [[unlikely]]
       return nullptr;
     const std::uint32_t id = tc.free_head[0];
@@ -934,6 +933,11 @@ class ArenaImpl final : public Arena {
     // resident bound, or never used).
     if (m.open_end != page_) [[unlikely]]
       return nullptr;
+    // The lead rule of take_cached_slot(). An eviction appends to a free
+    // list, so the head stays; its link is read after it.
+    if (tc.free_count[0] < ThreadCache::kLead && tc.q_count > 0 &&
+        tc.q_count + ThreadCache::kLead > tc.slot_bound)
+      evict_from_thread(tc);
     tc.free_head[0] = m.next;
     --tc.free_count[0];
     // Open slots were allocated before, so the recorded block locates the
