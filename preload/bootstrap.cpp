@@ -31,7 +31,7 @@ Arena* g_arena = nullptr;
 constinit Options g_options{};
 std::atomic<bool> g_delegated{false};
 std::atomic<std::uintptr_t> g_guarded_lo{0};
-std::atomic<std::uintptr_t> g_guarded_span{UINTPTR_MAX};
+std::atomic<std::uintptr_t> g_guarded_span{kShortcutNotOpen};
 SharedCounter g_delegated_count;
 bool g_guard_all = true;
 constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_countdown = 0;
@@ -79,13 +79,11 @@ const char* find_options(char** env) noexcept {
   return nullptr;
 }
 
-// Set once the arena served a fallback block: free()'s shortcut stays closed.
-std::atomic<bool> g_shortcut_closed{false};
-
+// For good, and never undone: open_free_shortcut() only moves the span
+// away from kShortcutNotOpen.
 void close_free_shortcut() noexcept {
-  if (g_shortcut_closed.load(std::memory_order_relaxed)) return;
-  g_shortcut_closed.store(true, std::memory_order_seq_cst);
-  g_guarded_span.store(UINTPTR_MAX, std::memory_order_seq_cst);
+  if (g_guarded_span.load(std::memory_order_relaxed) == kShortcutClosed) return;
+  g_guarded_span.exchange(kShortcutClosed, std::memory_order_acq_rel);
 }
 
 void* fallback_allocate(std::size_t size, std::size_t align) noexcept {
@@ -260,15 +258,16 @@ bool should_guard_slow(std::size_t size) noexcept {
 void open_free_shortcut() noexcept {
   Arena* a = ready_arena();
   if (a == nullptr || !g_delegated.load(std::memory_order_relaxed) ||
-      g_shortcut_closed.load(std::memory_order_seq_cst) ||
-      g_guarded_span.load(std::memory_order_relaxed) != UINTPTR_MAX)
+      g_guarded_span.load(std::memory_order_relaxed) != kShortcutNotOpen)
     return;
+  // The base first: it means nothing while the span is not open. Then one
+  // compare-exchange from "not open": a fallback that closed the shortcut in
+  // the meantime makes it fail, so no moment exists in which a fallback block
+  // could be taken for glibc's.
   g_guarded_lo.store(a->reservation_base(), std::memory_order_relaxed);
-  g_guarded_span.store(a->reservation_size(), std::memory_order_seq_cst);
-  // A fallback may have closed the shortcut between the check above and the
-  // store: seq_cst orders the two flags, so one of us sees the other.
-  if (g_shortcut_closed.load(std::memory_order_seq_cst))
-    g_guarded_span.store(UINTPTR_MAX, std::memory_order_seq_cst);
+  std::uintptr_t expected = kShortcutNotOpen;
+  g_guarded_span.compare_exchange_strong(expected, a->reservation_size(), std::memory_order_release,
+                                         std::memory_order_relaxed);
 }
 
 void write_stats() noexcept {
@@ -330,8 +329,7 @@ void reset_for_testing() noexcept {
   g_sampling_fast_path.store(false);
   g_delegated.store(false);
   g_guarded_lo.store(0);
-  g_guarded_span.store(UINTPTR_MAX);
-  g_shortcut_closed.store(false);
+  g_guarded_span.store(kShortcutNotOpen);
   g_delegated_count.value.store(0);
   g_bootstrap_used.store(0);
   g_bootstrap_count.store(0);

@@ -146,6 +146,10 @@ inline bool take_unguarded() noexcept {
 // sampled-out block costs little more than glibc's own.
 extern std::atomic<std::uintptr_t> g_guarded_lo;
 extern std::atomic<std::uintptr_t> g_guarded_span;
+// The span's two closed values: any address (but the last one or two, which
+// no allocator returns) is then the arena's to judge.
+inline constexpr std::uintptr_t kShortcutNotOpen = UINTPTR_MAX - 1;  // may open
+inline constexpr std::uintptr_t kShortcutClosed = UINTPTR_MAX;       // never again
 inline bool is_glibc_block(const void* p) noexcept {
   auto a = reinterpret_cast<std::uintptr_t>(p);
   // Acquire pairs with open_free_shortcut()'s release: a span that was
