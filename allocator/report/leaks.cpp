@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -146,6 +147,10 @@ struct OwnRanges {
   // Where scanned memory is copied to: inside an own range, so it is never
   // read as a root itself.
   alignas(8) unsigned char buf[64 * 1024];
+  // One window of /proc/self/pagemap entries (see scan_resident()).
+  static constexpr std::size_t kWindowPages = 4096;
+  std::uint64_t pagemap[kWindowPages];
+  int pagemap_fd = -1;
 };
 
 void add_own_range(std::uintptr_t lo, std::uintptr_t hi, void* ctx) {
@@ -186,31 +191,51 @@ class SafeReader {
   bool direct_ = false;
 };
 
-// Scans the resident pages of [begin, end): pages never touched (most of a
-// glibc thread arena's 64 MiB, a runtime's big reservations) hold zeros, and
-// reading them would only fault them in. mincore() tells them apart.
+// Marks in has_data[i] whether page i of [window, window + pages) can hold
+// anything but zeros: present or swapped out, from /proc/self/pagemap (bits
+// 63 and 62; readable without privileges) on a system with swap. Otherwise
+// mincore() answers, which would call a swapped-out page empty. False when
+// neither could answer.
+bool pages_with_data(OwnRanges& own, std::uintptr_t window, std::size_t pages,
+                     unsigned char* has_data) noexcept {
+  const std::uintptr_t page = os::page_size();
+  if (own.pagemap_fd >= 0) {
+    const auto want = static_cast<ssize_t>(pages * sizeof(std::uint64_t));
+    const auto offset = static_cast<off_t>(window / page * sizeof(std::uint64_t));
+    if (::pread(own.pagemap_fd, own.pagemap, static_cast<std::size_t>(want), offset) == want) {
+      for (std::size_t i = 0; i < pages; ++i) has_data[i] = (own.pagemap[i] >> 62) != 0 ? 1 : 0;
+      return true;
+    }
+  }
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): a mapping's address from /proc/self/maps.
+  if (::mincore(reinterpret_cast<void*>(window), pages * page, has_data) != 0) return false;
+  for (std::size_t i = 0; i < pages; ++i) has_data[i] &= 1;
+  return true;
+}
+
+// Scans the pages of [begin, end) that hold data: pages never touched (most
+// of a big sparse reservation) hold zeros, and reading them would only fault
+// them in.
 void scan_resident(Scan& s, SafeReader& reader, OwnRanges& own, std::uintptr_t begin,
                    std::uintptr_t end) noexcept {
   const std::uintptr_t page = os::page_size();
-  constexpr std::size_t kWindowPages = 4096;  // 16 MiB per mincore() call with 4 KiB pages
-  unsigned char resident[kWindowPages];
+  constexpr std::size_t kWindowPages = OwnRanges::kWindowPages;  // 16 MiB with 4 KiB pages
+  unsigned char has_data[kWindowPages];
   unsigned char* const buf = own.buf;
   constexpr std::size_t kBufBytes = sizeof own.buf;
   for (std::uintptr_t window = begin & ~(page - 1); window < end;) {
     std::size_t pages = std::min<std::size_t>(kWindowPages, (end - window + page - 1) / page);
-    // NOLINTNEXTLINE(performance-no-int-to-ptr): a mapping's address from /proc/self/maps.
-    if (::mincore(reinterpret_cast<void*>(window), pages * page, resident) != 0) {
+    if (!pages_with_data(own, window, pages, has_data)) {
       window += pages * page;
       continue;
     }
     for (std::size_t i = 0; i < pages;) {
-      if ((resident[i] & 1) == 0) {
+      if (has_data[i] == 0) {
         ++i;
         continue;
       }
       std::size_t run = 1;
-      while (i + run < pages && (resident[i + run] & 1) != 0 && (run + 1) * page <= kBufBytes)
-        ++run;
+      while (i + run < pages && has_data[i + run] != 0 && (run + 1) * page <= kBufBytes) ++run;
       std::uintptr_t lo = std::max(window + i * page, begin);
       std::uintptr_t hi = std::min(window + (i + run) * page, end);
       lo = (lo + 7) & ~std::uintptr_t{7};
@@ -323,8 +348,15 @@ struct Group {
     return result;
   }
   os::for_each_own_mapping(add_own_range, own);
+  // Without swap no page can be swapped out, and mincore() alone is exact
+  // and much faster over a big sparse mapping (pagemap answers 8 bytes for
+  // every page: 10 s for 64 GiB here, against 0.04 s).
+  struct sysinfo si {};
+  if (::sysinfo(&si) != 0 || si.totalswap != 0)
+    own->pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   dl_iterate_phdr(scan_module, &s);
   scan_mappings(s, *own, sp);
+  if (own->pagemap_fd >= 0) ::close(own->pagemap_fd);
   os::release(own, sizeof(OwnRanges));
   drain_work(s);
   // Leaked blocks pointed to by other leaked blocks are indirect leaks.
