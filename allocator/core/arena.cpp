@@ -493,8 +493,9 @@ class ArenaImpl final : public Arena {
   }
 
   void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept override {
+    bool lead_applied = false;
     if (fast_small_ && size - 1 < page_ && align <= kFastPathAlign) [[likely]] {
-      if (void* p = allocate_small_fast(size, align, kind, zero)) return p;
+      if (void* p = allocate_small_fast(size, align, kind, zero, lead_applied)) return p;
     }
     if (align < 1) align = 1;
     if (size > span_ || align > span_ / 4)
@@ -506,7 +507,7 @@ class ArenaImpl final : public Arena {
     std::size_t usable = 0;
     if (cls <= max_class_) {
       if (options_.mode == Mode::kFast) {
-        id = take_cached_slot(cls);
+        id = take_cached_slot(cls, lead_applied);
       } else if (Backend::kBatchesOpen && cls == 0) {
         id = take_ready_slot(cls);
       } else {
@@ -918,13 +919,19 @@ class ArenaImpl final : public Arena {
   // handles everything else (fresh slots, refills, foreign caches) with the
   // same checks.
   [[gnu::always_inline]] void* allocate_small_fast(std::size_t size, std::size_t align,
-                                                   AllocKind kind, bool zero) noexcept {
+                                                   AllocKind kind, bool zero,
+                                                   bool& lead_applied) noexcept {
     ThreadCache& tc = t_cache;
     if (tc.owner != this || tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
       return nullptr;
-    // Decided before the lead rule below, so that a slot the general path
-    // has to take (none here, or not open) is not preceded by an eviction
-    // here and another one there.
+    // The lead rule of take_cached_slot(), first: in steady state the slot
+    // taken is often the one it evicts. If this path then gives up, the
+    // general one is told not to evict a second time.
+    if (tc.free_count[0] < ThreadCache::kLead && tc.q_count > 0 &&
+        tc.q_count + ThreadCache::kLead > tc.slot_bound) {
+      evict_from_thread(tc);
+      lead_applied = true;
+    }
     if (tc.free_count[0] == 0) [[unlikely]]
       return nullptr;
     const std::uint32_t id = tc.free_head[0];
@@ -933,11 +940,6 @@ class ArenaImpl final : public Arena {
     // resident bound, or never used).
     if (m.open_end != page_) [[unlikely]]
       return nullptr;
-    // The lead rule of take_cached_slot(). An eviction appends to a free
-    // list, so the head stays; its link is read after it.
-    if (tc.free_count[0] < ThreadCache::kLead && tc.q_count > 0 &&
-        tc.q_count + ThreadCache::kLead > tc.slot_bound)
-      evict_from_thread(tc);
     tc.free_head[0] = m.next;
     --tc.free_count[0];
     // Open slots were allocated before, so the recorded block locates the
@@ -1134,11 +1136,13 @@ class ArenaImpl final : public Arena {
   // Fast mode: a slot from the calling thread's free list (slots this thread
   // freed, back from its quarantine), refilled from the class, one lock per
   // kRefill slots, only when the thread allocates more than it frees.
-  std::uint32_t take_cached_slot(std::size_t cls) noexcept {
+  // `lead_applied`: allocate_small_fast() applied the lead rule for this
+  // allocation already (one eviction per allocation, whichever path takes it).
+  std::uint32_t take_cached_slot(std::size_t cls, bool lead_applied = false) noexcept {
     ThreadCache& tc = my_cache();
     // Keep kLead slots ahead once the quarantine is within kLead of its
     // bound: it gives up its oldest slot a little early.
-    if (tc.free_count[cls] < ThreadCache::kLead && tc.q_count > 0 &&
+    if (!lead_applied && tc.free_count[cls] < ThreadCache::kLead && tc.q_count > 0 &&
         tc.q_count + ThreadCache::kLead > tc.slot_bound)
       evict_from_thread(tc);
     if (tc.free_count[cls] == 0) [[unlikely]] {
