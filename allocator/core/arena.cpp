@@ -1140,8 +1140,8 @@ class ArenaImpl final : public Arena {
   // allocation already (one eviction per allocation, whichever path takes it).
   std::uint32_t take_cached_slot(std::size_t cls, bool lead_applied = false) noexcept {
     ThreadCache& tc = my_cache();
-    // Keep kLead slots ahead once the quarantine is within kLead of its
-    // bound: it gives up its oldest slot a little early.
+    // The lead rule: once the quarantine is within kLead of its bound, it
+    // gives up its oldest slot a little early (ThreadCache::kLead).
     if (!lead_applied && tc.free_count[cls] < ThreadCache::kLead && tc.q_count > 0 &&
         tc.q_count + ThreadCache::kLead > tc.slot_bound)
       evict_from_thread(tc);

@@ -20,8 +20,9 @@ struct ThreadCache {
   static constexpr std::uint32_t kFreeCap = 64;
   // Slots taken from the class per refill (one lock).
   static constexpr std::uint32_t kRefill = 16;
-  // Slots each class's free list keeps ahead, evicted from the quarantine
-  // early so that their prefetched lines arrive before they are reused.
+  // The quarantine starts giving up its oldest slot (one per allocation)
+  // once it is within kLead slots of its bound. In steady state the slot
+  // reused is then often the one just evicted (design.md, fast mode).
   static constexpr std::uint32_t kLead = 8;
 
   Arena* owner = nullptr;
