@@ -1235,9 +1235,10 @@ class ArenaImpl final : public Arena {
     tc.quarantined_bytes -= static_cast<std::int64_t>(bytes);
     m.state.store(SlotState::kAvailable, std::memory_order_release);
     if (m.open_end > m.open_begin) {
-      // Reused a few allocations from now (ThreadCache::kLead); its poison
-      // check then reads the old block, which left the cache and the TLB
-      // during the quarantine: start those loads now (a prefetch never faults).
+      // Reused soon (often by the very next allocation: see ThreadCache::kLead);
+      // its poison check then reads the old block, which left the cache and
+      // the TLB during the quarantine: start those loads now (a prefetch never
+      // faults).
       std::uintptr_t block = m.block;
       __builtin_prefetch(reinterpret_cast<const void*>(block));
       __builtin_prefetch(reinterpret_cast<const void*>(block - kFastLeadCanary));

@@ -70,17 +70,17 @@ std::ptrdiff_t find_block(const Scan& s, std::uintptr_t a) noexcept {
   return a < b.start + b.size ? static_cast<std::ptrdiff_t>(lo - 1) : -1;
 }
 
-// Marks every block that a word in [begin, end) points into with `mark`
-// (reachable blocks are queued for scanning).
-void scan_range(Scan& s, std::uintptr_t begin, std::uintptr_t end, std::uint8_t mark,
+// Marks every block that one of `n` words at `words` points into with
+// `mark` (reachable blocks are queued for scanning). The words are either
+// the memory itself (scan_range) or a copy of it (scan_resident).
+void scan_words(Scan& s, const unsigned char* words, std::size_t n, std::uint8_t mark,
                 std::ptrdiff_t self = -1) noexcept {
-  begin = (begin + 7) & ~std::uintptr_t{7};
   if (s.count == 0) return;
   std::uintptr_t lo = s.blocks[0].start;
   std::uintptr_t hi = s.blocks[s.count - 1].start + s.blocks[s.count - 1].size;
-  for (std::uintptr_t p = begin; p + 8 <= end; p += 8) {
+  for (std::size_t k = 0; k < n; ++k) {
     std::uintptr_t v;
-    std::memcpy(&v, reinterpret_cast<const void*>(p), sizeof v);
+    std::memcpy(&v, words + k * 8, sizeof v);
     if (v < lo || v >= hi) continue;
     std::ptrdiff_t i = find_block(s, v);
     // Only unmarked blocks change; a block pointing into itself is no reason.
@@ -90,20 +90,13 @@ void scan_range(Scan& s, std::uintptr_t begin, std::uintptr_t end, std::uint8_t 
   }
 }
 
-// scan_range() over words already copied out of the memory they came from.
-void scan_words(Scan& s, const unsigned char* words, std::size_t n, std::uint8_t mark) noexcept {
-  if (s.count == 0) return;
-  std::uintptr_t lo = s.blocks[0].start;
-  std::uintptr_t hi = s.blocks[s.count - 1].start + s.blocks[s.count - 1].size;
-  for (std::size_t k = 0; k < n; ++k) {
-    std::uintptr_t v;
-    std::memcpy(&v, words + k * 8, sizeof v);
-    if (v < lo || v >= hi) continue;
-    std::ptrdiff_t i = find_block(s, v);
-    if (i < 0 || s.blocks[i].mark != kUnmarked) continue;
-    s.blocks[i].mark = mark;
-    if (mark == kReachable) s.work[s.work_count++] = static_cast<std::uint32_t>(i);
-  }
+// scan_words() over the words of [begin, end), read in place.
+void scan_range(Scan& s, std::uintptr_t begin, std::uintptr_t end, std::uint8_t mark,
+                std::ptrdiff_t self = -1) noexcept {
+  begin = (begin + 7) & ~std::uintptr_t{7};
+  if (end < begin + 8) return;
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): a block or segment address.
+  scan_words(s, reinterpret_cast<const unsigned char*>(begin), (end - begin) / 8, mark, self);
 }
 
 void drain_work(Scan& s) noexcept {
