@@ -38,7 +38,6 @@ constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t 
 // 256 KiB of .bss: untouched pages cost nothing, and the loader, libc
 // start-up and dlsym together need a few KiB at most.
 alignas(4096) unsigned char g_bootstrap[kBootstrapBytes];
-constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_busy = false;
 
 namespace {
 
@@ -203,7 +202,7 @@ Arena* init_slow() noexcept {
   int saved_errno = errno;
   t_initialising = true;
   {
-    BusyScope busy;
+    BusyScope busy(__builtin_frame_address(0));
     initialise(env);
   }
   t_initialising = false;
@@ -345,7 +344,7 @@ namespace {
 // Initialise even in a program that never allocates, so a bad
 // GUARDARENA_OPTIONS always stops it; runs after libc's constructors.
 __attribute__((constructor)) void initialise_at_load() noexcept {
-  if (!t_busy) arena();
+  if (!busy()) arena();
 }
 
 // ELF destructors run from _dl_fini, after the program's atexit handlers:

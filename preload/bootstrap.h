@@ -15,6 +15,7 @@
 
 #include "core/arena.h"
 #include "options/options.h"
+#include "stack/stack_cache.h"
 
 // glibc's own allocator, reached without dlsym (public GLIBC_2.2.5 symbols;
 // there is no __libc_posix_memalign/__libc_aligned_alloc: memalign covers them).
@@ -45,23 +46,31 @@ struct alignas(64) SharedCounter {
 };
 extern SharedCounter g_delegated_count;
 
-// Per-thread re-entrancy flag (initial-exec TLS: glibc's manual requires it of
-// a malloc replacement, and general-dynamic TLS may itself call malloc).
-// constinit spares every access the TLS wrapper call of an extern thread_local.
-extern constinit __attribute__((tls_model("initial-exec"))) thread_local bool t_busy;
+// Per-thread re-entrancy flag: the calling thread is inside the allocator
+// (init, an allocation, a free, a report), so any malloc reached from there is
+// served by glibc or the bootstrap buffer instead of recursing into the arena.
+// It is stack::t_allocator_entry, the entry frame stack captures walk from:
+// one initial-exec TLS word (glibc's manual requires initial-exec of a malloc
+// replacement; general-dynamic TLS may itself call malloc).
+[[gnu::always_inline]] inline bool busy() noexcept {
+  return stack::t_allocator_entry != 0;
+}
 
-// Sets t_busy for the scope so that any malloc reached from the allocator's
-// own paths (init, reports, the stack unwinder) is served by glibc or the
-// bootstrap buffer instead of recursing into the arena.
+// Marks the thread busy for the scope. `entry` is the frame of the exported
+// function the call came through (pass __builtin_frame_address(0) from it, or
+// from an always_inline helper it calls), else of the scope's own function:
+// allocation and free stacks are walked from there.
 class BusyScope {
  public:
-  BusyScope() noexcept : was_(t_busy) { t_busy = true; }
-  ~BusyScope() { t_busy = was_; }
+  explicit BusyScope(void* entry) noexcept : was_(stack::t_allocator_entry) {
+    stack::t_allocator_entry = reinterpret_cast<std::uintptr_t>(entry);
+  }
+  ~BusyScope() { stack::t_allocator_entry = was_; }
   BusyScope(const BusyScope&) = delete;
   BusyScope& operator=(const BusyScope&) = delete;
 
  private:
-  bool was_;
+  std::uintptr_t was_;
 };
 
 Arena* init_slow() noexcept;
@@ -126,7 +135,7 @@ extern constinit __attribute__((tls_model("initial-exec"))) thread_local std::ui
 // Why the slow path's other duties may be skipped: a countdown above 1 means
 // this thread already ran should_guard_slow() to a "not guarded" answer, so
 // the arena is ready and g_delegated is set (libc_allocate() sets it before
-// asking glibc); re-entrant calls (t_busy) go to glibc on either path.
+// asking glibc); re-entrant calls (busy()) go to glibc on either path.
 inline bool take_unguarded() noexcept {
   std::uint64_t left = t_countdown;
   if (left <= 1 || !g_sampling_fast_path.load(std::memory_order_relaxed)) return false;

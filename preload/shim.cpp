@@ -91,7 +91,7 @@ void libc_free(void* p) noexcept {
 // calling free() while the interrupted code holds a class lock (or is halfway
 // through a thread-cache update) would deadlock or corrupt it. They wait here
 // and run as soon as the interrupted operation returns. Allocations in that
-// window go to glibc instead (t_busy, see allocate()).
+// window go to glibc instead (busy(), see allocate()).
 struct DeferredFree {
   void* p;
   std::size_t size;
@@ -104,7 +104,8 @@ constinit
 constinit __attribute__((tls_model("initial-exec"))) thread_local volatile int t_deferred_count = 0;
 std::atomic<std::uint64_t> g_deferred_dropped{0};
 
-void deallocate_slow(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept;
+void deallocate_slow(void* p, std::size_t size, std::size_t align, AllocKind kind,
+                     void* entry) noexcept;
 
 void defer_free(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept {
   int n = t_deferred_count;
@@ -123,35 +124,38 @@ void run_deferred_frees() noexcept {
     int n = t_deferred_count - 1;
     DeferredFree d = t_deferred[n];
     t_deferred_count = n;
-    deallocate_slow(d.p, d.size, d.align, d.kind);
+    deallocate_slow(d.p, d.size, d.align, d.kind, __builtin_frame_address(0));
   }
 }
 
-void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind kind,
-                       bool zero) noexcept {
+// `entry`: see BusyScope.
+void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind kind, bool zero,
+                       void* entry) noexcept {
   if (align < g_options.alignment) align = g_options.alignment;  // a minimum for every block
   int saved_errno = errno;
   void* p = nullptr;
   {
-    BusyScope busy;
+    BusyScope scope(entry);
     p = a->allocate(size, align, kind, zero);
   }
-  if (t_deferred_count != 0 && !t_busy) [[unlikely]]
+  if (t_deferred_count != 0 && !busy()) [[unlikely]]
     run_deferred_frees();
   errno = p != nullptr ? saved_errno : ENOMEM;
   return p;
 }
 
 // Every allocation entry point ends here. `align` is a power of two
-// (kDefaultAlign for malloc and plain new).
-void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept {
-  if (t_busy) [[unlikely]]
+// (kDefaultAlign for malloc and plain new). Inlined, so that the frame it
+// hands on is the exported function's.
+[[gnu::always_inline]] inline void* allocate(std::size_t size, std::size_t align, AllocKind kind,
+                                             bool zero) noexcept {
+  if (busy()) [[unlikely]]
     return early_allocate(size, align, zero);
   Arena* a = arena();
   if (a == nullptr) [[unlikely]]
     return early_allocate(size, align, zero);
   if (!should_guard(size)) return libc_allocate(size, align, zero);
-  return guarded_allocate(a, size, align, kind, zero);
+  return guarded_allocate(a, size, align, kind, zero, __builtin_frame_address(0));
 }
 
 [[noreturn, gnu::noinline]] void report_foreign(void* p, AllocKind kind) noexcept {
@@ -171,24 +175,25 @@ void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) n
     libc_free(p);
     return;
   }
-  deallocate_slow(p, size, align, kind);
+  deallocate_slow(p, size, align, kind, __builtin_frame_address(0));
 }
 
-[[gnu::noinline]] void deallocate_slow(void* p, std::size_t size, std::size_t align,
-                                       AllocKind kind) noexcept {
+// `entry`: see BusyScope.
+[[gnu::noinline]] void deallocate_slow(void* p, std::size_t size, std::size_t align, AllocKind kind,
+                                       void* entry) noexcept {
   if (p == nullptr || is_bootstrap(p)) return;
   int saved_errno = errno;  // free() must preserve errno
   if (Arena* a = ready_arena()) {
-    if (t_busy && a->owns(p)) [[unlikely]] {
+    if (busy() && a->owns(p)) [[unlikely]] {
       defer_free(p, size, align, kind);  // re-entered from a signal handler
       return;
     }
     Arena::FreeResult r;
     {
-      BusyScope busy;
+      BusyScope scope(entry);
       r = a->deallocate(p, size, align, kind);
     }
-    if (t_deferred_count != 0 && !t_busy) [[unlikely]]
+    if (t_deferred_count != 0 && !busy()) [[unlikely]]
       run_deferred_frees();
     if (r == Arena::FreeResult::kFreed) {
       errno = saved_errno;
@@ -213,7 +218,7 @@ std::atomic<UsableSizeFn> g_libc_usable_size{nullptr};
 std::size_t libc_usable_size(void* p) noexcept {
   UsableSizeFn fn = g_libc_usable_size.load(std::memory_order_acquire);
   if (fn == nullptr) {
-    BusyScope busy;
+    BusyScope scope(__builtin_frame_address(0));
     int saved_errno = errno;
     fn = reinterpret_cast<UsableSizeFn>(::dlsym(RTLD_NEXT, "malloc_usable_size"));
     errno = saved_errno;
@@ -255,9 +260,10 @@ void* reallocate(void* p, std::size_t size) noexcept {
     old_size = libc_usable_size(p);  // an unguarded fallback block of the arena
   } else {
     if (!g_delegated.load(std::memory_order_relaxed)) report_foreign(p, AllocKind::kMalloc);
-    if (t_busy || !should_guard(size)) return __libc_realloc(p, size);
+    if (busy() || !should_guard(size)) return __libc_realloc(p, size);
     // A glibc block chosen by the sampler: move it under guard.
-    void* q = guarded_allocate(a, size, kDefaultAlign, AllocKind::kMalloc, false);
+    void* q = guarded_allocate(a, size, kDefaultAlign, AllocKind::kMalloc, false,
+                               __builtin_frame_address(0));
     if (q == nullptr) return nullptr;
     move_block(p, libc_usable_size(p), q, size);
     __libc_free(p);

@@ -12,6 +12,10 @@
 #include "os/os_linux.h"
 
 namespace guardarena::stack {
+
+constinit __attribute__((tls_model("initial-exec"),
+                         visibility("hidden"))) thread_local std::uintptr_t t_allocator_entry = 0;
+
 namespace {
 
 constexpr std::size_t kBlockBytes = 4096;
@@ -29,14 +33,11 @@ struct CacheSet {
   CacheEntry ways[kWays];  // ways[0] is the most recently inserted
 };
 
-// The last walk that started at a given frame, with the parameters it ran
-// with and the id its frames got: a capture from the same frame whose trail
-// still holds has the same frames, so it skips the walk, the hash and the
-// set lookup.
+// The last walk from a given call site, and the id its frames got: a capture
+// whose walk would read the same records has the same frames, so it skips
+// the walk, the hash and the set lookup.
 struct Memo {
-  std::uint32_t id;      // 0: empty
-  std::uint64_t params;  // memo_params() of the walk
-  CodeRange trim;
+  std::uint32_t id;
   WalkTrail trail;
 };
 
@@ -51,10 +52,32 @@ constexpr bool memoizable(std::size_t max_depth, std::size_t skip, std::size_t m
   return max_depth - 1 < kCachedDepth && skip <= kMaxMemoParam && max_trim <= kMaxMemoParam;
 }
 
+// A thread's memos. They all ran with the same parameters (a process
+// captures with one configuration, so a change clears them), and each is
+// named by the frame its walk started at and the first return address it
+// read: a lookup compares two words per entry and reads one trail. An entry
+// with key.start 0 is empty; otherwise its trail and id are complete.
+struct MemoTable {
+  struct Key {
+    std::uintptr_t start;
+    std::uintptr_t first_return;
+  };
+  Key keys[kMemos];
+  std::uint64_t params;  // memo_params() of every entry's walk; 0: none yet
+  CodeRange trim;
+  std::uint64_t hits;
+  std::uint32_t next;  // the entry replaced next (round robin)
+  Memo entries[kMemos];
+
+  void clear() noexcept {
+    for (Key& k : keys) k.start = 0;
+  }
+};
+
 constexpr std::size_t kHeaderBytes = 32;
-constexpr std::size_t kTailBytes = 24;  // memo_hits, thread_self, next_memo
+constexpr std::size_t kTailBytes = 8;  // thread_self
 constexpr std::size_t kSets =
-    (kBlockBytes - kHeaderBytes - kMemos * sizeof(Memo) - kTailBytes) / sizeof(CacheSet);
+    (kBlockBytes - kHeaderBytes - sizeof(MemoTable) - kTailBytes) / sizeof(CacheSet);
 
 struct Block {
   std::uint64_t depot_generation;   // the depot the ids below belong to
@@ -63,10 +86,8 @@ struct Block {
   std::uint64_t hits;
   std::uint64_t misses;
   CacheSet sets[kSets];
-  Memo memos[kMemos];
-  std::uint64_t memo_hits;
+  MemoTable memo;
   std::uintptr_t thread_self;  // pthread_self() of the thread holding the block
-  std::uint32_t next_memo;     // the memo entry replaced next
 };
 static_assert(offsetof(Block, sets) == kHeaderBytes);
 static_assert(sizeof(Block) <= kBlockBytes);
@@ -159,7 +180,7 @@ Block* acquire_block() noexcept {
   g_in_use.fetch_add(1, std::memory_order_relaxed);
   // A memo is only valid on the stack of the thread that recorded it (its
   // start frame stands for that stack and its top).
-  for (Memo& m : b->memos) m.id = 0;
+  b->memo.clear();
   b->thread_self = reinterpret_cast<std::uintptr_t>(pthread_self());
   std::atomic_signal_fence(std::memory_order_seq_cst);
   t_block = reinterpret_cast<std::uintptr_t>(b);
@@ -215,7 +236,7 @@ void match_generation(Block* b, const StackDepot& depot) noexcept {
   for (CacheSet& s : b->sets) {
     for (CacheEntry& e : s.ways) e.id = 0;
   }
-  for (Memo& m : b->memos) m.id = 0;
+  b->memo.clear();
   b->depot_generation = generation;
 }
 
@@ -258,16 +279,15 @@ void leave_block(Block* b) noexcept {
   b->busy.store(false, std::memory_order_relaxed);
 }
 
-// The memo entry of walks that start at `fp`, or the one to replace (round
-// robin): a thread's allocation and free paths start at different frames,
-// and a program has a few such paths.
-Memo& memo_for(Block* b, std::uintptr_t fp) noexcept {
-  for (Memo& m : b->memos) {
-    if (m.trail.start == fp) return m;
+// The memo entry of walks from `start` whose first return address is
+// `first_return` (malloc and free called from one function have their entry
+// frames at the same address, and differ there), or the one to replace.
+std::size_t memo_slot(const MemoTable& t, std::uintptr_t start,
+                      std::uintptr_t first_return) noexcept {
+  for (std::size_t i = 0; i < kMemos; ++i) {
+    if (t.keys[i].start == start && t.keys[i].first_return == first_return) return i;
   }
-  Memo& victim = b->memos[b->next_memo];
-  b->next_memo = (b->next_memo + 1) % kMemos;
-  return victim;
+  return t.next;
 }
 
 }  // namespace
@@ -285,9 +305,9 @@ std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::si
 
 namespace {
 
-// capture_cached() past its memo: walks from `fp` (capture_cached()'s frame,
-// live while this runs), answers from the cache or the depot, and records
-// the walk in the memo.
+// capture_cached() past its memo: walks from `fp` (capture_cached()'s frame
+// or the entry frame above it, live while this runs), answers from the cache
+// or the depot, and records the walk in the memo.
 [[gnu::noinline]] std::uint32_t capture_walk(StackDepot& depot, std::uintptr_t fp,
                                              std::size_t max_depth, std::size_t skip,
                                              CodeRange trim, std::size_t max_trim) noexcept {
@@ -308,16 +328,25 @@ namespace {
     return store_cached(depot, pcs, n, hash);
   }
   match_generation(b, depot);
-  Memo& m = memo_for(b, fp);
-  m.id = 0;  // the trail below is being rewritten
+  MemoTable& t = b->memo;
+  const std::uint64_t params = memo_params(max_depth, skip, max_trim);
+  if (t.params != params || t.trim.lo != trim.lo || t.trim.hi != trim.hi) {
+    t.clear();
+    t.params = params;
+    t.trim = trim;
+  }
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
+  const std::size_t slot = memo_slot(t, fp, reinterpret_cast<const std::uintptr_t*>(fp)[1]);
+  if (slot == t.next) t.next = static_cast<std::uint32_t>((slot + 1) % kMemos);
+  t.keys[slot].start = 0;  // the trail below is being rewritten
+  Memo& m = t.entries[slot];
   std::uint64_t hash = 0;
   const std::size_t n =
       walk_trimmed(fp, top, pcs, max_depth, skip, trim, max_trim, &hash, &m.trail);
   const std::uint32_t id = n == 0 ? 0 : lookup_or_store(b, depot, pcs, n, hash);
   if (id != 0 && m.trail.steps != 0) {
-    m.params = memo_params(max_depth, skip, max_trim);
-    m.trim = trim;
     m.id = id;
+    t.keys[slot] = {fp, m.trail.step[0].return_address};
   }
   leave_block(b);
   return id;
@@ -328,7 +357,13 @@ namespace {
 [[gnu::noinline]] std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth,
                                                std::size_t skip, CodeRange trim,
                                                std::size_t max_trim) noexcept {
-  const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  // From the entry frame when one is marked (a live frame of this thread,
+  // above this one): the frames between are the allocator's.
+  if (const std::uintptr_t entry = t_allocator_entry; entry > fp) {
+    fp = entry;
+    skip = 0;
+  }
   // The memo first, on as few instructions as possible: this runs twice per
   // malloc/free pair. A memo belongs to this thread's block and starts at
   // this frame, so its stack top is this thread's for this frame: no need
@@ -341,14 +376,17 @@ namespace {
       b->busy.store(true, std::memory_order_relaxed);
       std::atomic_signal_fence(std::memory_order_seq_cst);
       std::uint32_t id = 0;
-      if (b->depot_generation == depot.generation()) {
-        const std::uint64_t params = memo_params(max_depth, skip, max_trim);
-        for (const Memo& m : b->memos) {
-          if (m.trail.start != fp) continue;
-          if (m.id != 0 && m.params == params && m.trim.lo == trim.lo && m.trim.hi == trim.hi &&
-              m.trail.still_holds()) {
-            ++b->memo_hits;
-            id = m.id;
+      const MemoTable& memo = b->memo;
+      if (b->depot_generation == depot.generation() &&
+          memo.params == memo_params(max_depth, skip, max_trim) && memo.trim.lo == trim.lo &&
+          memo.trim.hi == trim.hi) {
+        // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
+        const std::uintptr_t first_return = reinterpret_cast<const std::uintptr_t*>(fp)[1];
+        for (std::size_t i = 0; i < kMemos; ++i) {
+          if (memo.keys[i].start != fp || memo.keys[i].first_return != first_return) continue;
+          if (memo.entries[i].trail.still_holds()) {
+            ++b->memo.hits;
+            id = memo.entries[i].id;
           }
           break;
         }
@@ -370,7 +408,7 @@ ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept {
   const auto* b = reinterpret_cast<const Block*>(t);
   s.hits = b->hits;
   s.misses = b->misses;
-  s.memo_hits = b->memo_hits;
+  s.memo_hits = b->memo.hits;
   s.block = t;
   s.has_block = true;
   return s;

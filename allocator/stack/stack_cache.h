@@ -52,10 +52,22 @@ std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::si
 // to it).
 inline constexpr std::size_t kMaxCapture = 64;
 
+// The frame of the allocator entry point (malloc, free, operator new...) the
+// calling thread is inside, 0 outside. Whoever sets it keeps that frame live
+// while it is set and restores the previous value on the way out (the
+// LD_PRELOAD shim's BusyScope, which also reads it as "inside the
+// allocator"). capture_cached() walks from it when it is set, so the
+// allocator's own frames below it are neither walked nor replayed. Hidden:
+// each copy of the library (shim, pmr) has its own.
+extern constinit __attribute__((
+    tls_model("initial-exec"), visibility("hidden"))) thread_local std::uintptr_t t_allocator_entry;
+
 // The allocator's capture: capture_trimmed(pcs, max_depth, skip, trim,
-// max_trim) from this function's frame, then store_cached() of the frames,
-// with the same result. In front of both sits a per-thread memo of the last
-// walk that started at the same frame (a few entries): when every frame
+// max_trim) from this function's frame (or, when t_allocator_entry is set,
+// from that frame with no skip: the trim drops the entry's own frames), then
+// store_cached() of the frames, with the same result. In front of both sits
+// a per-thread memo of the last walk from the same start frame and first
+// return address, i.e. the same call site (a few entries): when every frame
 // record that walk read still holds the same values, the walk would take the
 // same path and produce the same frames, so the memo's id is returned after
 // one round of independent loads instead of a chain of dependent ones plus a

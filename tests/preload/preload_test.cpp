@@ -909,6 +909,43 @@ TEST(FastModeTest, BugsAfterAWarmUpAreReportedLikeColdOnes) {
   EXPECT_EQ(ok.out, "reached the statement\nafter the statement\n") << ok.describe();
 }
 
+// Line of the comment `marker` in programs/<file>.
+int marker_line(const std::string& file, const std::string& marker) {
+  std::ifstream in(kProgramSources + "/" + file);
+  int n = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++n;
+    if (line.find(marker) != std::string::npos) return n;
+  }
+  return 0;
+}
+
+// Allocation and free stacks come from a per-thread memo keyed by the entry
+// frame: malloc's and free's, called from one function, share that address,
+// and must still keep their own stacks.
+TEST(StackTest, WarmMallocAndFreeFromOneFunctionKeepTheirOwnStacks) {
+  const int alloc_line = marker_line("memo_sites.c", "ALLOC SITE");
+  const int free_line = marker_line("memo_sites.c", "FREE SITE");
+  ASSERT_GT(alloc_line, 0);
+  ASSERT_GT(free_line, 0);
+  const std::string frame0 = R"(here:\n +#0 0x[0-9a-f]+ in churn [^\n]*memo_sites\.c:)";
+  for (const char* options : {"mode=full", "mode=fast", "mode=full:backend=mprotect"}) {
+    Result r = run({.argv = {program("memo_sites")}, .options = options});
+    EXPECT_TRUE(r.signaled(std::string(options) == "mode=fast" ? SIGABRT : SIGSEGV))
+        << options << "\n"
+        << r.describe();
+    EXPECT_EQ(count_lines_with(r.err, kError), 1u) << options << "\n" << r.describe();
+    if (!contains(r.err, "memo_sites\\.c:[0-9]+")) GTEST_SKIP() << "reports are not symbolized";
+    EXPECT_TRUE(contains(r.err, "freed by thread T[0-9]+ " + frame0 + std::to_string(free_line)))
+        << options << "\n"
+        << r.describe();
+    EXPECT_TRUE(
+        contains(r.err, "allocated by thread T[0-9]+ " + frame0 + std::to_string(alloc_line)))
+        << options << "\n"
+        << r.describe();
+  }
+}
+
 TEST(ForkTest, ChildrenOfChildrenCanForkInEveryMode) {
   for (const char* options : {"mode=full", "mode=fast", "mode=full:backend=mprotect"}) {
     Result r = run({.argv = {program("nested_fork")}, .options = options, .timeout_seconds = 30});
