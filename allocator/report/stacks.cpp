@@ -55,6 +55,8 @@ std::atomic<std::uintptr_t> g_self_lo{0}, g_self_hi{0};
   const std::size_t depth = g_depth.load(std::memory_order_acquire);
   const stack::CodeRange self{g_self_lo.load(std::memory_order_relaxed),
                               g_self_hi.load(std::memory_order_relaxed)};
+  if (const std::uint32_t id = stack::capture_memoized(g_depot, depth, self, kMaxTrimmed); id != 0)
+    return id;
   const std::uint32_t id = stack::capture_cached(g_depot, depth, skip, self, kMaxTrimmed);
   asm volatile("" ::: "memory");  // no tail call: `skip` counts this frame
   return id;

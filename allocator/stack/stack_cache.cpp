@@ -55,8 +55,9 @@ constexpr bool memoizable(std::size_t max_depth, std::size_t skip, std::size_t m
 // A thread's memos. They all ran with the same parameters (a process
 // captures with one configuration, so a change clears them), and each is
 // named by the frame its walk started at and the first return address it
-// read: a lookup compares two words per entry and reads one trail. An entry
-// with key.start 0 is empty; otherwise its trail and id are complete.
+// read: a lookup compares two words per entry and reads the trails of the
+// entries that match (usually one). An entry with key.start 0 is empty;
+// otherwise its trail and id are complete.
 struct MemoTable {
   struct Key {
     std::uintptr_t start;
@@ -279,17 +280,6 @@ void leave_block(Block* b) noexcept {
   b->busy.store(false, std::memory_order_relaxed);
 }
 
-// The memo entry of walks from `start` whose first return address is
-// `first_return` (malloc and free called from one function have their entry
-// frames at the same address, and differ there), or the one to replace.
-std::size_t memo_slot(const MemoTable& t, std::uintptr_t start,
-                      std::uintptr_t first_return) noexcept {
-  for (std::size_t i = 0; i < kMemos; ++i) {
-    if (t.keys[i].start == start && t.keys[i].first_return == first_return) return i;
-  }
-  return t.next;
-}
-
 }  // namespace
 
 std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::size_t n,
@@ -304,6 +294,51 @@ std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::si
 }
 
 namespace {
+
+// The memo's answer for a walk from `fp` (a live frame of this thread, at or
+// above the caller's) with these parameters, or 0: on as few instructions as
+// possible, this runs twice per malloc/free pair. A memo belongs to this
+// thread's block and starts at `fp`, so its stack top is this thread's for
+// that frame: no need to compute it again.
+[[gnu::always_inline]] inline std::uint32_t memo_answer(const StackDepot& depot, std::uintptr_t fp,
+                                                        std::uint64_t params,
+                                                        CodeRange trim) noexcept {
+  const std::uintptr_t t = t_block;
+  if (t <= kNoBlock) return 0;
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): t_block holds a pointer or a state.
+  Block* b = reinterpret_cast<Block*>(t);
+  if (b->busy.load(std::memory_order_relaxed)) return 0;
+  b->busy.store(true, std::memory_order_relaxed);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  std::uint32_t id = 0;
+  MemoTable& memo = b->memo;
+  if (b->depot_generation == depot.generation() && memo.params == params &&
+      memo.trim.lo == trim.lo && memo.trim.hi == trim.hi) {
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
+    const std::uintptr_t first_return = reinterpret_cast<const std::uintptr_t*>(fp)[1];
+    const auto has_key = [&](std::size_t i) {
+      return memo.keys[i].start == fp && memo.keys[i].first_return == first_return;
+    };
+    std::size_t i = 0;
+    while (i < kMemos && !has_key(i)) ++i;
+    if (i < kMemos) {
+      if (memo.entries[i].trail.still_holds()) {
+        id = memo.entries[i].id;
+      } else {
+        // Rare: the call site's walks went different ways further out.
+        for (++i; i < kMemos; ++i) {
+          if (has_key(i) && memo.entries[i].trail.still_holds()) {
+            id = memo.entries[i].id;
+            break;
+          }
+        }
+      }
+    }
+    if (id != 0) ++memo.hits;
+  }
+  leave_block(b);
+  return id;
+}
 
 // capture_cached() past its memo: walks from `fp` (capture_cached()'s frame
 // or the entry frame above it, live while this runs), answers from the cache
@@ -335,9 +370,11 @@ namespace {
     t.params = params;
     t.trim = trim;
   }
-  // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
-  const std::size_t slot = memo_slot(t, fp, reinterpret_cast<const std::uintptr_t*>(fp)[1]);
-  if (slot == t.next) t.next = static_cast<std::uint32_t>((slot + 1) % kMemos);
+  // Round robin, even over an entry with the same key: that one missed for
+  // this walk but may hold for the next (a function that allocates, called
+  // from two places at the same depth, alternately).
+  const std::uint32_t slot = t.next;
+  t.next = (slot + 1) % kMemos;
   t.keys[slot].start = 0;  // the trail below is being rewritten
   Memo& m = t.entries[slot];
   std::uint64_t hash = 0;
@@ -364,40 +401,24 @@ namespace {
     fp = entry;
     skip = 0;
   }
-  // The memo first, on as few instructions as possible: this runs twice per
-  // malloc/free pair. A memo belongs to this thread's block and starts at
-  // this frame, so its stack top is this thread's for this frame: no need
-  // to compute it again.
-  const std::uintptr_t t = t_block;
-  if (t > kNoBlock && memoizable(max_depth, skip, max_trim)) {
-    // NOLINTNEXTLINE(performance-no-int-to-ptr): t_block holds a pointer or a state.
-    Block* b = reinterpret_cast<Block*>(t);
-    if (!b->busy.load(std::memory_order_relaxed)) {
-      b->busy.store(true, std::memory_order_relaxed);
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-      std::uint32_t id = 0;
-      const MemoTable& memo = b->memo;
-      if (b->depot_generation == depot.generation() &&
-          memo.params == memo_params(max_depth, skip, max_trim) && memo.trim.lo == trim.lo &&
-          memo.trim.hi == trim.hi) {
-        // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
-        const std::uintptr_t first_return = reinterpret_cast<const std::uintptr_t*>(fp)[1];
-        for (std::size_t i = 0; i < kMemos; ++i) {
-          if (memo.keys[i].start != fp || memo.keys[i].first_return != first_return) continue;
-          if (memo.entries[i].trail.still_holds()) {
-            ++b->memo.hits;
-            id = memo.entries[i].id;
-          }
-          break;
-        }
-      }
-      leave_block(b);
-      if (id != 0) return id;
-    }
+  if (memoizable(max_depth, skip, max_trim)) {
+    if (const std::uint32_t id =
+            memo_answer(depot, fp, memo_params(max_depth, skip, max_trim), trim);
+        id != 0)
+      return id;
   }
   const std::uint32_t id = capture_walk(depot, fp, max_depth, skip, trim, max_trim);
   asm volatile("" ::: "memory");  // no tail call: capture_walk reads this frame
   return id;
+}
+
+std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, CodeRange trim,
+                               std::size_t max_trim) noexcept {
+  const std::uintptr_t entry = t_allocator_entry;
+  if (entry <= reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)) ||
+      !memoizable(max_depth, 0, max_trim))
+    return 0;
+  return memo_answer(depot, entry, memo_params(max_depth, 0, max_trim), trim);
 }
 
 ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept {

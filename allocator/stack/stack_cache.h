@@ -77,6 +77,13 @@ extern constinit __attribute__((
 std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth, std::size_t skip,
                              CodeRange trim, std::size_t max_trim) noexcept;
 
+// capture_cached()'s answer when the calling thread has an entry frame
+// marked (t_allocator_entry) and the memo answers for it, else 0 (then call
+// capture_cached()). A leaf that saves no registers: the allocator's hook
+// tries it first, so that a memo hit costs no more than the replay.
+std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, CodeRange trim,
+                               std::size_t max_trim) noexcept;
+
 // Counters of the calling thread's current block (zero when it has none).
 struct ThreadStackCacheStats {
   std::uintptr_t block = 0;     // the block's address

@@ -130,15 +130,21 @@ struct WalkTrail {
   // address may now lie in another frame's locals (redzones included), which is fine to read and
   // compare.
   __attribute__((no_sanitize("address"))) bool still_holds() const noexcept {
+    // A record and its step are both 16 bytes laid out alike: one vector
+    // compare each.
+    using Words = std::uintptr_t __attribute__((vector_size(16), aligned(8)));
     std::uintptr_t at = start;
-    std::uintptr_t diff = 0;
+    Words diff = {};
     for (std::uint32_t i = 0; i < steps; ++i) {
+      // Plain loads, not memcpy, which ASan would intercept. A vector of
+      // uintptr_t may alias uintptr_t (GCC and Clang give vectors their
+      // element type's alias set).
       // NOLINTNEXTLINE(performance-no-int-to-ptr): frame pointers are integers here.
-      const auto* record = reinterpret_cast<const std::uintptr_t*>(at);
-      diff |= (record[0] ^ step[i].next_fp) | (record[1] ^ step[i].return_address);
+      const Words record = *reinterpret_cast<const Words*>(at);
+      diff |= record ^ *reinterpret_cast<const Words*>(&step[i]);
       at = step[i].next_fp;  // from the trail, not the load: no dependent chain
     }
-    return diff == 0;
+    return (diff[0] | diff[1]) == 0;
   }
 };
 

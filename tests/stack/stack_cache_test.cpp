@@ -351,24 +351,29 @@ struct Pair {
   asm volatile("" ::: "memory");
 }
 
-// A chain of `levels` frames, then capture_both(): the frames differ only in
-// the outermost caller (memo_outer_x or _y), `levels` + 1 frames out.
-[[gnu::noinline]] void memo_chain(StackDepot* depot, std::size_t depth, int levels, Pair* out) {
+// A chain of `levels` frames, then `leaf` (capture_both() unless told): the
+// frames differ only in the outermost caller (memo_outer_x or _y), `levels` +
+// 1 frames out.
+using Leaf = void (*)(StackDepot*, std::size_t, Pair*);
+[[gnu::noinline]] void memo_chain(StackDepot* depot, std::size_t depth, int levels, Pair* out,
+                                  Leaf leaf) {
   if (levels == 0) {
-    capture_both(depot, depth, out);
+    leaf(depot, depth, out);
   } else {
-    memo_chain(depot, depth, levels - 1, out);
+    memo_chain(depot, depth, levels - 1, out, leaf);
   }
   asm volatile("" ::: "memory");
 }
-[[gnu::noinline]] void memo_outer_x(StackDepot* depot, std::size_t depth, int levels, Pair* out) {
+[[gnu::noinline]] void memo_outer_x(StackDepot* depot, std::size_t depth, int levels, Pair* out,
+                                    Leaf leaf = capture_both) {
   g_path = 5;
-  memo_chain(depot, depth, levels, out);
+  memo_chain(depot, depth, levels, out, leaf);
   asm volatile("" ::: "memory");
 }
-[[gnu::noinline]] void memo_outer_y(StackDepot* depot, std::size_t depth, int levels, Pair* out) {
+[[gnu::noinline]] void memo_outer_y(StackDepot* depot, std::size_t depth, int levels, Pair* out,
+                                    Leaf leaf = capture_both) {
   g_path = 6;
-  memo_chain(depot, depth, levels, out);
+  memo_chain(depot, depth, levels, out, leaf);
   asm volatile("" ::: "memory");
 }
 
@@ -431,6 +436,59 @@ TEST_F(StackCacheTest, MemoForgetsTheIdsOfAReplacedDepot) {
   ASSERT_NE(after.memoized, 0u);
   EXPECT_EQ(after.memoized, after.walked);
   EXPECT_NE(loaded(depot_, after.memoized), other);
+}
+
+// The LD_PRELOAD shim's way: its entry point marks its own frame, and the
+// allocator's hook, further down, tries capture_memoized() and then
+// capture_cached(); both must answer with the stack walked from the marked
+// frame (the skip is then ignored).
+[[gnu::noinline]] std::uint32_t capture_below_entry(StackDepot* depot, std::size_t depth) {
+  std::uint32_t id = capture_memoized(*depot, depth, CodeRange{}, 0);
+  if (id == 0) id = capture_cached(*depot, depth, 7, CodeRange{}, 0);
+  asm volatile("" ::: "memory");
+  return id;
+}
+
+[[gnu::noinline]] void entry_both(StackDepot* depot, std::size_t depth, Pair* out) {
+  const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  const std::uintptr_t saved = t_allocator_entry;
+  t_allocator_entry = fp;
+  out->memoized = capture_below_entry(depot, depth);
+  t_allocator_entry = saved;
+  std::uintptr_t pcs[64];
+  std::uint64_t hash = 0;
+  const std::size_t n =
+      walk_trimmed(fp, stack_top_of(fp), pcs, depth, 0, CodeRange{}, 0, &hash, nullptr);
+  out->walked = store_cached(*depot, pcs, n, hash);
+  asm volatile("" ::: "memory");
+}
+
+TEST_F(StackCacheTest, WalksFromAMarkedEntryFrameAreExactAndMemoized) {
+  const std::uint64_t before = thread_stack_cache_stats_for_testing().memo_hits;
+  for (int levels : {0, 3, 9}) {
+    Pair x[3], y[3];
+    for (int i = 0; i < 3; ++i) {
+      memo_outer_x(&depot_, kDepth, levels, &x[i], entry_both);
+      memo_outer_y(&depot_, kDepth, levels, &y[i], entry_both);
+    }
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_NE(x[i].memoized, 0u);
+      EXPECT_EQ(x[i].memoized, x[i].walked) << levels;
+      EXPECT_EQ(y[i].memoized, y[i].walked) << levels;
+      EXPECT_NE(x[i].memoized, y[i].memoized) << levels;
+    }
+  }
+  // The second and third rounds of each caller are memo hits.
+  EXPECT_GE(thread_stack_cache_stats_for_testing().memo_hits - before, 12u);
+}
+
+// Unmarked, capture_memoized() has no answer: capture_cached() walks from
+// its own frame as before.
+TEST_F(StackCacheTest, NoEntryFrameNoMemoizedAnswer) {
+  ASSERT_EQ(t_allocator_entry, 0u);
+  Pair p;
+  for (int i = 0; i < 3; ++i) memo_outer_x(&depot_, kDepth, 2, &p);
+  EXPECT_EQ(capture_memoized(depot_, kDepth, CodeRange{}, 0), 0u);
 }
 
 // Deeper than the cache: no memo, same answer as the walk.
