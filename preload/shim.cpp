@@ -132,15 +132,14 @@ void run_deferred_frees() noexcept {
 void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind kind, bool zero,
                        void* entry) noexcept {
   if (align < g_options.alignment) align = g_options.alignment;  // a minimum for every block
-  int saved_errno = errno;
   void* p = nullptr;
   {
     BusyScope scope(entry);
-    p = a->allocate(size, align, kind, zero);
+    p = a->allocate(size, align, kind, zero);  // leaves errno alone when it succeeds
   }
   if (t_deferred_count != 0 && !busy()) [[unlikely]]
-    run_deferred_frees();
-  errno = p != nullptr ? saved_errno : ENOMEM;
+    run_deferred_frees();  // keeps errno too (deallocate_slow)
+  if (p == nullptr) errno = ENOMEM;
   return p;
 }
 
@@ -182,7 +181,7 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
 [[gnu::noinline]] void deallocate_slow(void* p, std::size_t size, std::size_t align, AllocKind kind,
                                        void* entry) noexcept {
   if (p == nullptr || is_bootstrap(p)) return;
-  int saved_errno = errno;  // free() must preserve errno
+  // free() must leave errno alone: the arena does, and libc_free() does.
   if (Arena* a = ready_arena()) {
     if (busy() && a->owns(p)) [[unlikely]] {
       defer_free(p, size, align, kind);  // re-entered from a signal handler
@@ -195,18 +194,14 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
     }
     if (t_deferred_count != 0 && !busy()) [[unlikely]]
       run_deferred_frees();
-    if (r == Arena::FreeResult::kFreed) {
-      errno = saved_errno;
-      return;
-    }
+    if (r == Arena::FreeResult::kFreed) return;
     // Not the arena's. While no allocation was ever left to glibc, it cannot
     // be a heap block at all: report it here instead of letting glibc abort
     // with "free(): invalid pointer" and no context.
     if (!g_delegated.load(std::memory_order_relaxed)) report_foreign(p, kind);
     open_free_shortcut();
   }
-  __libc_free(p);
-  errno = saved_errno;
+  libc_free(p);
 }
 
 // glibc's malloc_usable_size for its own blocks (sampled-out and fallback

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -497,6 +498,17 @@ class ArenaImpl final : public Arena {
     if (fast_small_ && size - 1 < page_ && align <= kFastPathAlign) [[likely]] {
       if (void* p = allocate_small_fast(size, align, kind, zero, lead_applied)) return p;
     }
+    // The short path above makes no call that could set errno; this one
+    // makes system calls, some of which may fail on the way to a block.
+    const int saved_errno = errno;
+    void* p = allocate_general(size, align, kind, zero, lead_applied);
+    if (p != nullptr) errno = saved_errno;
+    return p;
+  }
+
+  // allocate() past the short path.
+  void* allocate_general(std::size_t size, std::size_t align, AllocKind kind, bool zero,
+                         bool lead_applied) noexcept {
     if (align < 1) align = 1;
     if (size > span_ || align > span_ / 4)
       return exhausted(size, align, zero, "request larger than the arena");
@@ -607,6 +619,16 @@ class ArenaImpl final : public Arena {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
     if (fast_small_ && owns(ptr) && deallocate_small_fast(a, size, align, kind)) [[likely]]
       return FreeResult::kFreed;
+    // As in allocate(): only the general path makes calls that set errno.
+    const int saved_errno = errno;
+    const FreeResult r = deallocate_general(a, ptr, size, align, kind);
+    errno = saved_errno;
+    return r;
+  }
+
+  // deallocate() past the short path.
+  FreeResult deallocate_general(std::uintptr_t a, void* ptr, std::size_t size, std::size_t align,
+                                AllocKind kind) noexcept {
     if (!owns(ptr)) {
       if (fallback_set_.erase(a)) {
         fallback_.deallocate(ptr);

@@ -84,7 +84,9 @@ class Arena {
   static std::size_t storage_size() noexcept;
 
   // A block of `size` bytes aligned to `align` (power of two), or nullptr with
-  // the exhaustion policy applied. Zeroed when `zero` (calloc).
+  // the exhaustion policy applied. Zeroed when `zero` (calloc). errno is left
+  // as it was when a block is returned (malloc's contract), so callers need
+  // not save it.
   virtual void* allocate(std::size_t size, std::size_t align, AllocKind kind,
                          bool zero) noexcept = 0;
 
@@ -92,7 +94,8 @@ class Arena {
   // Frees `p`. `size`/`align` of 0 mean "unknown" (free()); otherwise they are
   // checked against the allocation (sized delete, pmr). Reports and aborts on
   // double free, interior pointer, kind/size mismatch and canary damage.
-  // kNotOurs: `p` is neither in the reservation nor a fallback block.
+  // kNotOurs: `p` is neither in the reservation nor a fallback block. Leaves
+  // errno as it was.
   virtual FreeResult deallocate(void* p, std::size_t size, std::size_t align,
                                 AllocKind kind) noexcept = 0;
 

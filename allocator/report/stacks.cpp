@@ -52,12 +52,19 @@ std::atomic<std::uintptr_t> g_self_lo{0}, g_self_hi{0};
   // Frame #0 becomes the user's call site (malloc and operator new are ours);
   // without a separate object it is the allocator's entry point instead.
   constexpr std::size_t kMaxTrimmed = 8;
-  const std::size_t depth = g_depth.load(std::memory_order_acquire);
-  const stack::CodeRange self{g_self_lo.load(std::memory_order_relaxed),
-                              g_self_hi.load(std::memory_order_relaxed)};
-  if (const std::uint32_t id = stack::capture_memoized(g_depot, depth, self, kMaxTrimmed); id != 0)
+  const auto self = [] {
+    return stack::CodeRange{g_self_lo.load(std::memory_order_relaxed),
+                            g_self_hi.load(std::memory_order_relaxed)};
+  };
+  if (const std::uint32_t id = stack::capture_memoized(
+          g_depot, g_depth.load(std::memory_order_acquire), self(), kMaxTrimmed);
+      id != 0)
     return id;
-  const std::uint32_t id = stack::capture_cached(g_depot, depth, skip, self, kMaxTrimmed);
+  // Loaded again rather than kept in saved registers across the call: the
+  // memo hit above is the common case and pays for every saved register.
+  asm volatile("" ::: "memory");
+  const std::uint32_t id = stack::capture_cached(g_depot, g_depth.load(std::memory_order_acquire),
+                                                 skip, self(), kMaxTrimmed);
   asm volatile("" ::: "memory");  // no tail call: `skip` counts this frame
   return id;
 }

@@ -423,6 +423,13 @@ TEST_P(BackendTest, CApiContract) {
   EXPECT_EQ(r.err, "");
 }
 
+// Fast mode has short paths of its own for warm slots: same contract.
+TEST(FastModeTest, CApiContract) {
+  Result r = run({.argv = {program("api_contract")}, .options = "mode=fast"});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.err, "");
+}
+
 TEST_P(BackendTest, CxxApiContract) {
   SKIP_IF_UNSUPPORTED(GetParam());
   Result r = run({.argv = {program("api_contract_cxx")}, .options = GetParam().options});

@@ -107,6 +107,19 @@ int main(void) {
   free(NULL);
   CHECK(errno == 4243);
 
+  /* Successful allocations keep errno too, cold and warm (fast mode's short
+   * path reuses slots after the first few hundred). */
+  for (int i = 0; i < 3000; ++i) {
+    errno = 4244;
+    char* b = malloc(1 + (size_t)(i % 700));
+    char* z = calloc(1, 24);
+    b = realloc(b, 900);
+    CHECK(b != NULL && z != NULL && errno == 4244);
+    free(z);
+    free(b);
+    CHECK(errno == 4244);
+  }
+
   /* calloc zeroes, also when a slot is reused. */
   for (int round = 0; round < 3; ++round) {
     unsigned char* z = calloc(100, 41);
