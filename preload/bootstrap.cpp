@@ -202,7 +202,7 @@ Arena* init_slow() noexcept {
   int saved_errno = errno;
   t_initialising = true;
   {
-    BusyScope busy(__builtin_frame_address(0));
+    BusyScope scope(__builtin_frame_address(0));
     initialise(env);
   }
   t_initialising = false;

@@ -145,7 +145,9 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
 
 // Every allocation entry point ends here. `align` is a power of two
 // (kDefaultAlign for malloc and plain new). Inlined, so that the frame it
-// hands on is the exported function's.
+// hands on is its caller's: the exported function's when that calls it
+// directly (malloc, calloc, operator new...); otherwise a shim frame that
+// the capture trims.
 [[gnu::always_inline]] inline void* allocate(std::size_t size, std::size_t align, AllocKind kind,
                                              bool zero) noexcept {
   if (busy()) [[unlikely]]
@@ -154,7 +156,12 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
   if (a == nullptr) [[unlikely]]
     return early_allocate(size, align, zero);
   if (!should_guard(size)) return libc_allocate(size, align, zero);
-  return guarded_allocate(a, size, align, kind, zero, __builtin_frame_address(0));
+  void* p = guarded_allocate(a, size, align, kind, zero, __builtin_frame_address(0));
+  // Not a tail call: the frame just handed on must stay this one. (On
+  // x86-64 a sibling call would put the callee's record in the same place;
+  // AArch64 places records by frame size.)
+  asm volatile("" ::: "memory");
+  return p;
 }
 
 [[noreturn, gnu::noinline]] void report_foreign(void* p, AllocKind kind) noexcept {
@@ -175,6 +182,7 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
     return;
   }
   deallocate_slow(p, size, align, kind, __builtin_frame_address(0));
+  asm volatile("" ::: "memory");  // not a tail call (see allocate())
 }
 
 // `entry`: see BusyScope.
@@ -261,7 +269,7 @@ void* reallocate(void* p, std::size_t size) noexcept {
                                __builtin_frame_address(0));
     if (q == nullptr) return nullptr;
     move_block(p, libc_usable_size(p), q, size);
-    __libc_free(p);
+    libc_free(p);
     return q;
   }
   // Always move, growing or shrinking: a stale pointer to the old block then

@@ -498,8 +498,10 @@ class ArenaImpl final : public Arena {
     if (fast_small_ && size - 1 < page_ && align <= kFastPathAlign) [[likely]] {
       if (void* p = allocate_small_fast(size, align, kind, zero, lead_applied)) return p;
     }
-    // The short path above makes no call that could set errno; this one
-    // makes system calls, some of which may fail on the way to a block.
+    // errno must survive a successful allocation. The short path's only
+    // system calls (closing slots past the resident bound, on eviction) go
+    // through os::, which keeps errno; this path also calls glibc (fallback
+    // blocks), which may not.
     const int saved_errno = errno;
     void* p = allocate_general(size, align, kind, zero, lead_applied);
     if (p != nullptr) errno = saved_errno;
@@ -619,7 +621,7 @@ class ArenaImpl final : public Arena {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
     if (fast_small_ && owns(ptr) && deallocate_small_fast(a, size, align, kind)) [[likely]]
       return FreeResult::kFreed;
-    // As in allocate(): only the general path makes calls that set errno.
+    // As in allocate(): the general path also calls glibc.
     const int saved_errno = errno;
     const FreeResult r = deallocate_general(a, ptr, size, align, kind);
     errno = saved_errno;

@@ -85,8 +85,8 @@ class Arena {
 
   // A block of `size` bytes aligned to `align` (power of two), or nullptr with
   // the exhaustion policy applied. Zeroed when `zero` (calloc). errno is left
-  // as it was when a block is returned (malloc's contract), so callers need
-  // not save it.
+  // as it was when a block is returned (malloc's contract; the os layer keeps
+  // it across system calls), so callers need not save it.
   virtual void* allocate(std::size_t size, std::size_t align, AllocKind kind,
                          bool zero) noexcept = 0;
 

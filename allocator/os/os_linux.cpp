@@ -35,6 +35,18 @@
 namespace guardarena::os {
 namespace {
 
+// Restores errno at the end of the scope (see os_linux.h).
+class KeepErrno {
+ public:
+  KeepErrno() noexcept : saved_(errno) {}
+  ~KeepErrno() { errno = saved_; }
+  KeepErrno(const KeepErrno&) = delete;
+  KeepErrno& operator=(const KeepErrno&) = delete;
+
+ private:
+  int saved_;
+};
+
 std::atomic<std::size_t> g_page_size{0};
 std::atomic<std::uint64_t> g_syscalls{0};
 // 0 = not probed, 1 = supported, 2 = unsupported.
@@ -173,6 +185,7 @@ void* map_internal(std::size_t bytes, const char* name) noexcept {
 }
 
 void release(void* base, std::size_t bytes) noexcept {
+  const KeepErrno keep_errno;
   if (base == nullptr || bytes == 0) return;
   untrack(base);
   count_syscall();
@@ -181,6 +194,7 @@ void release(void* base, std::size_t bytes) noexcept {
 }
 
 bool protect_read_write(void* base, std::size_t bytes) noexcept {
+  const KeepErrno keep_errno;
   count_syscall();
   if (::mprotect(base, bytes, PROT_READ | PROT_WRITE) == 0) return true;
   GUARDARENA_CHECK(errno == ENOMEM,
@@ -189,6 +203,7 @@ bool protect_read_write(void* base, std::size_t bytes) noexcept {
 }
 
 bool replace_with_inaccessible(void* base, std::size_t bytes) noexcept {
+  const KeepErrno keep_errno;
   // One mmap(MAP_FIXED) both discards the pages and drops access, and the new
   // PROT_NONE range merges with its PROT_NONE neighbours, so a closed slot
   // gives its VMAs back. mprotect + MADV_DONTNEED would take two syscalls.
@@ -202,12 +217,14 @@ bool replace_with_inaccessible(void* base, std::size_t bytes) noexcept {
 }
 
 void discard(void* base, std::size_t bytes) noexcept {
+  const KeepErrno keep_errno;
   count_syscall();
   int rc = ::madvise(base, bytes, MADV_DONTNEED);
   GUARDARENA_CHECK(rc == 0 || errno == ENOMEM, "discard: madvise(MADV_DONTNEED) failed");
 }
 
 bool guard_install(void* base, std::size_t bytes) noexcept {
+  const KeepErrno keep_errno;
   for (;;) {
     count_syscall();
     if (::madvise(base, bytes, MADV_GUARD_INSTALL) == 0) return true;
@@ -221,6 +238,7 @@ bool guard_install(void* base, std::size_t bytes) noexcept {
 }
 
 bool guard_remove(void* base, std::size_t bytes) noexcept {
+  const KeepErrno keep_errno;
   for (;;) {
     count_syscall();
     if (::madvise(base, bytes, MADV_GUARD_REMOVE) == 0) return true;
@@ -232,6 +250,7 @@ bool guard_remove(void* base, std::size_t bytes) noexcept {
 }
 
 std::size_t guard_remove_many(void* const* starts, std::size_t bytes, std::size_t n) noexcept {
+  const KeepErrno keep_errno;
   GUARDARENA_CHECK(n <= kMaxBatch, "guard_remove_many: batch too large");
   iovec iov[kMaxBatch];
   for (std::size_t i = 0; i < n; ++i) iov[i] = iovec{starts[i], bytes};

@@ -12,6 +12,12 @@
 
 namespace guardarena::os {
 
+// The calls below that change memory (protect_read_write() to
+// guard_remove_many(), release()) leave errno as they found it, whatever
+// their system calls did: they run inside malloc and free, which must not
+// change errno when they succeed, and a failed attempt is often followed by
+// a successful fallback.
+
 // Page size from sysconf, cached after the first call. Async-signal-safe after
 // the first call (a relaxed atomic load).
 std::size_t page_size() noexcept;

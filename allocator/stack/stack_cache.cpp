@@ -33,7 +33,7 @@ struct CacheSet {
   CacheEntry ways[kWays];  // ways[0] is the most recently inserted
 };
 
-// The last walk from a given call site, and the id its frames got: a capture
+// A recent walk from a given call site, and the id its frames got: a capture
 // whose walk would read the same records has the same frames, so it skips
 // the walk, the hash and the set lookup.
 struct Memo {

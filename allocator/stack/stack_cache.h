@@ -54,7 +54,8 @@ inline constexpr std::size_t kMaxCapture = 64;
 
 // The frame of the allocator entry point (malloc, free, operator new...) the
 // calling thread is inside, 0 outside. Whoever sets it keeps that frame live
-// while it is set and restores the previous value on the way out (the
+// (no tail call out of it) while it is set and restores the previous value on
+// the way out (the
 // LD_PRELOAD shim's BusyScope, which also reads it as "inside the
 // allocator"). capture_cached() walks from it when it is set, so the
 // allocator's own frames below it are neither walked nor replayed. Hidden:
@@ -66,8 +67,8 @@ extern constinit __attribute__((
 // max_trim) from this function's frame (or, when t_allocator_entry is set,
 // from that frame with no skip: the trim drops the entry's own frames), then
 // store_cached() of the frames, with the same result. In front of both sits
-// a per-thread memo of the last walk from the same start frame and first
-// return address, i.e. the same call site (a few entries): when every frame
+// a per-thread memo of recent walks, each named by its start frame and first
+// return address, i.e. its call site (a few entries): when every frame
 // record that walk read still holds the same values, the walk would take the
 // same path and produce the same frames, so the memo's id is returned after
 // one round of independent loads instead of a chain of dependent ones plus a

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <string>
@@ -40,6 +41,29 @@ TEST(OsTest, ReserveIsAlignedAndNamed) {
 
 TEST(OsTest, ImpossibleReservationFailsWithoutCrashing) {
   EXPECT_EQ(reserve(std::size_t{1} << 62, page_size(), "huge"), nullptr);
+}
+
+// They run inside malloc and free, which must not change errno when they
+// succeed: whatever their system calls did, errno is as the caller left it.
+TEST(OsTest, MemoryCallsKeepErrno) {
+  const std::size_t page = page_size();
+  char* p = static_cast<char*>(reserve(4 * page, page, "guardarena:test-errno"));
+  ASSERT_NE(p, nullptr);
+  errno = 4321;
+  EXPECT_TRUE(protect_read_write(p + page, page));
+  p[page] = 1;
+  discard(p + page, page);
+  EXPECT_EQ(errno, 4321);
+  if (guard_regions_supported()) {
+    EXPECT_TRUE(guard_install(p + page, page));
+    EXPECT_TRUE(guard_remove(p + page, page));
+    // Misaligned: madvise fails with EINVAL, the call returns false.
+    EXPECT_FALSE(guard_install(p + 1, page));
+    EXPECT_FALSE(guard_remove(p + 1, page));
+    EXPECT_EQ(errno, 4321);
+  }
+  release(p, 4 * page);
+  EXPECT_EQ(errno, 4321);
 }
 
 TEST(OsTest, MaxMapCountAndMappingsAreRead) {

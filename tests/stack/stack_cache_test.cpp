@@ -487,7 +487,10 @@ TEST_F(StackCacheTest, WalksFromAMarkedEntryFrameAreExactAndMemoized) {
 TEST_F(StackCacheTest, NoEntryFrameNoMemoizedAnswer) {
   ASSERT_EQ(t_allocator_entry, 0u);
   Pair p;
-  for (int i = 0; i < 3; ++i) memo_outer_x(&depot_, kDepth, 2, &p);
+  for (int i = 0; i < 3; ++i) {
+    memo_outer_x(&depot_, kDepth, 2, &p);
+    EXPECT_EQ(p.memoized, p.walked);
+  }
   EXPECT_EQ(capture_memoized(depot_, kDepth, CodeRange{}, 0), 0u);
 }
 
