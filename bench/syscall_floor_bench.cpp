@@ -15,11 +15,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "bench_support.h"
 
@@ -313,6 +316,98 @@ void bm_cold_block_reuse_staggered(benchmark::State& state) {
   cold_block_reuse(state, true);
 }
 
+// The per-block work fast mode's contract needs, with nothing else: one
+// page per block (every other page, as slots sit between guards; the guards
+// themselves cost nothing per pair once installed), a FIFO quarantine (4,096
+// slots is the default 16 MiB), a poison check of the reused block, a
+// 64-byte lead canary written at malloc and checked at free, poison written
+// at free, and a compare-exchange on the slot's state (what detects a double
+// free, also between threads). No stack capture, no statistics, no size
+// classes, no thread cache, one size, one thread: a floor under fast mode's
+// pair without stacks, to set against glibc's pair measured in the same run.
+class MinimalFastPages {
+ public:
+  static constexpr unsigned char kPoison = 0xfd;
+  static constexpr unsigned char kCanary = 0xca;
+  static constexpr std::size_t kLead = 64;
+
+  explicit MinimalFastPages(std::size_t quarantine)
+      : slots_(quarantine + 1),
+        ring_size_(std::bit_ceil(slots_)),
+        region_(2 * slots_ * page_size()),
+        ring_(ring_size_),
+        meta_(slots_) {
+    if (region_.base() == nullptr) return;
+    touch_all(region_.base(), region_.bytes());
+    std::memset(poison_, kPoison, sizeof poison_);
+    std::memset(canary_, kCanary, sizeof canary_);
+    for (std::size_t id = 0; id < slots_; ++id) {
+      std::memset(slot(id), kPoison, page_size());
+      ring_[id] = static_cast<std::uint32_t>(id);
+    }
+    tail_ = slots_;
+  }
+  bool ok() const noexcept { return region_.base() != nullptr; }
+  std::uint64_t errors() const noexcept { return errors_; }
+
+  [[gnu::noinline]] void* allocate(std::size_t size) noexcept {
+    const std::uint32_t id = ring_[head_++ & (ring_size_ - 1)];
+    char* block = slot(id) + page_size() - ((size + 15) & ~std::size_t{15});
+    errors_ += std::memcmp(block, poison_, size) != 0;
+    std::memcpy(block - kLead, canary_, kLead);
+    meta_[id].size = static_cast<std::uint32_t>(size);
+    meta_[id].state.store(kLive, std::memory_order_release);
+    return block;
+  }
+
+  [[gnu::noinline]] void deallocate(void* p) noexcept {
+    auto* block = static_cast<char*>(p);
+    const auto id = static_cast<std::uint32_t>(
+        (static_cast<std::size_t>(block - region_.base()) / page_size()) >> 1);
+    std::uint8_t expected = kLive;
+    errors_ +=
+        !meta_[id].state.compare_exchange_strong(expected, kQuarantined, std::memory_order_acq_rel);
+    errors_ += std::memcmp(block - kLead, canary_, kLead) != 0;
+    std::memset(block, kPoison, meta_[id].size);
+    ring_[tail_++ & (ring_size_ - 1)] = id;
+  }
+
+ private:
+  static constexpr std::uint8_t kLive = 1;
+  static constexpr std::uint8_t kQuarantined = 2;
+  struct Meta {
+    std::uint32_t size = 0;
+    std::atomic<std::uint8_t> state{kQuarantined};
+  };
+  char* slot(std::size_t id) const noexcept { return region_.base() + (2 * id + 1) * page_size(); }
+
+  std::size_t slots_;
+  std::size_t ring_size_;  // power of two >= slots_
+  Region region_;
+  std::vector<std::uint32_t> ring_;
+  std::uint64_t head_ = 0;
+  std::uint64_t tail_ = 0;
+  std::vector<Meta> meta_;
+  std::uint64_t errors_ = 0;
+  unsigned char poison_[4096];
+  unsigned char canary_[kLead];
+};
+
+// Args: block size, quarantine slots.
+void bm_fast_mode_pair_no_stacks(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  auto pages = std::make_unique<MinimalFastPages>(static_cast<std::size_t>(state.range(1)));
+  if (!pages->ok()) return state.SkipWithError("mmap failed");
+  for (auto _ : state) {
+    void* p = pages->allocate(size);
+    benchmark::DoNotOptimize(p);
+    static_cast<volatile char*>(p)[0] = 1;  // the program uses its block
+    pages->deallocate(p);
+  }
+  if (pages->errors() != 0) state.SkipWithError("poison or canary check failed");
+  finish(state, state.iterations());
+}
+
 void register_floor(Scale) {
   benchmark::RegisterBenchmark("floor/bare_syscall_getppid", bm_bare_syscall)->UseRealTime();
   benchmark::RegisterBenchmark("floor/guard_remove_1page", bm_guard_remove)->UseRealTime();
@@ -339,6 +434,16 @@ void register_floor(Scale) {
   benchmark::RegisterBenchmark("floor/cold_block_reuse_staggered", bm_cold_block_reuse_staggered)
       ->Arg(16)
       ->Arg(5096)
+      ->UseRealTime();
+  // The sizes of the 3x target, at the default quarantine, then 64 B with
+  // a quarantine that fits the caches and the TLB.
+  benchmark::RegisterBenchmark("floor/fast_mode_pair_no_stacks", bm_fast_mode_pair_no_stacks)
+      ->ArgNames({"size", "quarantine"})
+      ->Args({16, 4096})
+      ->Args({64, 4096})
+      ->Args({256, 4096})
+      ->Args({1024, 4096})
+      ->Args({64, 64})
       ->UseRealTime();
 }
 
