@@ -331,8 +331,10 @@ class MinimalFastPages {
   static constexpr unsigned char kCanary = 0xca;
   static constexpr std::size_t kLead = 64;
 
-  explicit MinimalFastPages(std::size_t quarantine)
-      : slots_(quarantine + 1),
+  // `ahead`: prefetch the slot reused that many allocations later (0: none).
+  MinimalFastPages(std::size_t quarantine, std::size_t ahead)
+      : ahead_(ahead),
+        slots_(quarantine + 1),
         ring_size_(std::bit_ceil(slots_)),
         region_(2 * slots_ * page_size()),
         ring_(ring_size_),
@@ -352,6 +354,15 @@ class MinimalFastPages {
 
   [[gnu::noinline]] void* allocate(std::size_t size) noexcept {
     const std::uint32_t id = ring_[head_++ & (ring_size_ - 1)];
+    if (ahead_ != 0) {
+      // The slot reused `ahead_` allocations from now: its block, lead
+      // canary and state, on their way while this pair and the next run.
+      const std::uint32_t next = ring_[(head_ + ahead_ - 1) & (ring_size_ - 1)];
+      const char* next_block = slot(next) + page_size() - ((size + 15) & ~std::size_t{15});
+      __builtin_prefetch(next_block, 1);
+      __builtin_prefetch(next_block - kLead, 1);
+      __builtin_prefetch(&meta_[next], 1);
+    }
     char* block = slot(id) + page_size() - ((size + 15) & ~std::size_t{15});
     errors_ += !same_bytes(block, poison_, size);
     fill16(block - kLead, canary_, kLead);
@@ -407,6 +418,7 @@ class MinimalFastPages {
   };
   char* slot(std::size_t id) const noexcept { return region_.base() + (2 * id + 1) * page_size(); }
 
+  std::size_t ahead_;
   std::size_t slots_;
   std::size_t ring_size_;  // power of two >= slots_
   Region region_;
@@ -419,10 +431,11 @@ class MinimalFastPages {
   unsigned char canary_[kLead];
 };
 
-// Args: block size, quarantine slots.
+// Args: block size, quarantine slots, prefetch distance.
 void bm_fast_mode_pair_no_stacks(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
-  auto pages = std::make_unique<MinimalFastPages>(static_cast<std::size_t>(state.range(1)));
+  auto pages = std::make_unique<MinimalFastPages>(static_cast<std::size_t>(state.range(1)),
+                                                  static_cast<std::size_t>(state.range(2)));
   if (!pages->ok()) return state.SkipWithError("mmap failed");
   for (auto _ : state) {
     void* p = pages->allocate(size);
@@ -461,15 +474,17 @@ void register_floor(Scale) {
       ->Arg(16)
       ->Arg(5096)
       ->UseRealTime();
-  // The sizes of the 3x target, at the default quarantine, then 64 B with
-  // a quarantine that fits the caches and the TLB.
+  // The sizes of the 3x target at the default quarantine, prefetching 4
+  // reuses ahead; then 64 B without prefetching, and with a quarantine that
+  // fits the caches and the TLB.
   benchmark::RegisterBenchmark("floor/fast_mode_pair_no_stacks", bm_fast_mode_pair_no_stacks)
-      ->ArgNames({"size", "quarantine"})
-      ->Args({16, 4096})
-      ->Args({64, 4096})
-      ->Args({256, 4096})
-      ->Args({1024, 4096})
-      ->Args({64, 64})
+      ->ArgNames({"size", "quarantine", "ahead"})
+      ->Args({16, 4096, 4})
+      ->Args({64, 4096, 4})
+      ->Args({256, 4096, 4})
+      ->Args({1024, 4096, 4})
+      ->Args({64, 4096, 0})
+      ->Args({64, 64, 0})
       ->UseRealTime();
 }
 
