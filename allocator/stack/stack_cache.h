@@ -55,11 +55,11 @@ inline constexpr std::size_t kMaxCapture = 64;
 // The frame of the allocator entry point (malloc, free, operator new...) the
 // calling thread is inside, 0 outside. Whoever sets it keeps that frame live
 // (no tail call out of it) while it is set and restores the previous value on
-// the way out (the
-// LD_PRELOAD shim's BusyScope, which also reads it as "inside the
-// allocator"). capture_cached() walks from it when it is set, so the
-// allocator's own frames below it are neither walked nor replayed. Hidden:
-// each copy of the library (shim, pmr) has its own.
+// the way out (the LD_PRELOAD shim's BusyScope, which also reads it as
+// "inside the allocator"). capture_cached() walks from it when it is set and
+// above its own frame, so the allocator's own frames below it are neither
+// walked nor replayed. Hidden: each copy of the library (shim, pmr) has its
+// own.
 extern constinit __attribute__((
     tls_model("initial-exec"), visibility("hidden"))) thread_local std::uintptr_t t_allocator_entry;
 

@@ -482,16 +482,25 @@ TEST_F(StackCacheTest, WalksFromAMarkedEntryFrameAreExactAndMemoized) {
   EXPECT_GE(thread_stack_cache_stats_for_testing().memo_hits - before, 12u);
 }
 
-// Unmarked, capture_memoized() has no answer: capture_cached() walks from
-// its own frame as before.
-TEST_F(StackCacheTest, NoEntryFrameNoMemoizedAnswer) {
+// Unmarked, or marked with a frame that is not above the capture (a stale
+// mark), the mark is ignored: capture_memoized() has no answer and reads
+// nothing there, capture_cached() walks from its own frame as before.
+TEST_F(StackCacheTest, AMarkThatIsNotACallersFrameIsIgnored) {
   ASSERT_EQ(t_allocator_entry, 0u);
-  Pair p;
-  for (int i = 0; i < 3; ++i) {
-    memo_outer_x(&depot_, kDepth, 2, &p);
-    EXPECT_EQ(p.memoized, p.walked);
+  for (const std::uintptr_t mark : {std::uintptr_t{0}, std::uintptr_t{16}}) {
+    // Warm the memo with the parameters capture_memoized() uses, so that
+    // only the check of the mark stands between it and reading at `mark`.
+    Pair marked;
+    for (int i = 0; i < 3; ++i) memo_outer_x(&depot_, kDepth, 2, &marked, entry_both);
+    t_allocator_entry = mark;
+    const std::uint32_t probed = capture_memoized(depot_, kDepth, CodeRange{}, 0);
+    Pair p;
+    for (int i = 0; i < 3; ++i) memo_outer_x(&depot_, kDepth, 2, &p);
+    t_allocator_entry = 0;
+    EXPECT_EQ(probed, 0u) << mark;
+    ASSERT_NE(p.memoized, 0u) << mark;
+    EXPECT_EQ(p.memoized, p.walked) << mark;
   }
-  EXPECT_EQ(capture_memoized(depot_, kDepth, CodeRange{}, 0), 0u);
 }
 
 // Deeper than the cache: no memo, same answer as the walk.
