@@ -7,7 +7,6 @@
 
 #include <pthread.h>
 #include <sched.h>
-#include <sys/auxv.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +19,7 @@
 #include "report/leaks.h"
 #include "report/raw_writer.h"
 #include "report/report.h"
+#include "report/secure_options.h"
 
 extern char** environ;
 
@@ -125,11 +125,8 @@ void initialise(char** env) noexcept {
     w.flush_to(2);
     ::_exit(0);
   }
-  if (::getauxval(AT_SECURE) != 0 && !o.log_path.empty()) {
-    // A setuid program must not let its caller choose a file it writes to.
-    write_line(2, "guardarena: warning: log_path ignored in a secure-execution (setuid) process");
-    o.log_path = Text{};
-  }
+  // A setuid program's options come from its less privileged caller.
+  report::enforce_secure_execution(o);
   g_options = o;
   report::configure(o);
   GUARDARENA_CHECK(Arena::storage_size() <= sizeof g_arena_storage,

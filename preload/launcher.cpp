@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "options/options.h"
+#include "os/secure_execution.h"
 #include "report/raw_writer.h"
 
 #ifndef GUARDARENA_VERSION
@@ -181,6 +182,15 @@ Parsed parse_arguments(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Set-user-ID, set-group-ID or with file capabilities, the launcher would
+  // run a program its caller names, with a library its caller may name
+  // (GUARDARENA_LIBRARY), with raised privileges: nothing here is safe to
+  // do then. Install it as an ordinary executable.
+  if (guardarena::os::secure_execution()) {
+    fail(kOptionsError,
+         "refusing to run in secure-execution mode (the launcher is set-user-ID, set-group-ID "
+         "or has file capabilities); install it without them");
+  }
   Parsed p = parse_arguments(argc, argv);
   if (p.program.empty()) {
     fail(kUsageError,

@@ -21,16 +21,17 @@ struct Text {
   char value[256] = {};
   bool empty() const noexcept { return value[0] == '\0'; }
   const char* c_str() const noexcept { return value; }
+  friend bool operator==(const Text& a, const Text& b) noexcept;
 };
 
 struct Options {
-#define GUARDARENA_OPTION(kind, type, name, def, accepted, help) type name = def;
+#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) type name = def;
 #include "options/options.inc"
 #undef GUARDARENA_OPTION
 };
 
 inline constexpr std::size_t kOptionCount = 0
-#define GUARDARENA_OPTION(kind, type, name, def, accepted, help) +1
+#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) +1
 #include "options/options.inc"
 #undef GUARDARENA_OPTION
     ;
@@ -53,6 +54,18 @@ void format_default(std::size_t index, RawWriter& out) noexcept;
 // into `error` (NUL-terminated, truncated to error_cap). Also checks the rules
 // between options (e.g. alignment a power of two). Thread-safe, no allocation.
 bool parse_options(const char* text, Options& out, char* error, std::size_t error_cap) noexcept;
+
+// What a secure-execution process does with an option its caller set (the
+// `secure` column of options.inc).
+enum class SecurePolicy : std::uint8_t { kKeep, kDrop, kCap };
+SecurePolicy secure_policy(std::size_t index) noexcept;
+
+// Applies the secure-execution policy to options parsed from a caller's
+// environment: every Drop option not at its default returns to it, every Cap
+// option above its default comes down to it. Writes the names of the options
+// it changed to `changed` (", "-separated) and returns how many. Pure: the
+// caller decides whether the process is in secure-execution mode.
+std::size_t apply_secure_policy(Options& o, RawWriter& changed) noexcept;
 
 // Writes "name=value" for every option to `out`, for --help and print_stats.
 void write_options_help(RawWriter& out) noexcept;

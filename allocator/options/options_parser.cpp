@@ -162,7 +162,7 @@ void format_field(E v, RawWriter& out, const char*) noexcept {
 }
 
 constexpr OptionInfo kTable[] = {
-#define GUARDARENA_OPTION(kind, type, name, def, accepted, help) {#name, #kind, accepted, help},
+#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) {#name, #kind, accepted, help},
 #include "options/options.inc"
 #undef GUARDARENA_OPTION
 };
@@ -222,7 +222,7 @@ const OptionInfo* option_table() noexcept {
 void format_default(std::size_t index, RawWriter& out) noexcept {
   static const Options kDefaults{};
   std::size_t i = 0;
-#define GUARDARENA_OPTION(kind, type, name, def, accepted, help) \
+#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) \
   if (i++ == index) {                                            \
     format_field(kDefaults.name, out, #kind);                    \
     return;                                                      \
@@ -257,7 +257,7 @@ bool parse_options(const char* text, Options& out, char* error, std::size_t erro
     bool known = false;
     bool ok = false;
     const char* accepted_values = nullptr;
-#define GUARDARENA_OPTION(kind, type, name, def, accepted, help) \
+#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) \
   if (!known && equals(key, key_len, #name)) {                   \
     known = true;                                                \
     accepted_values = accepted;                                  \

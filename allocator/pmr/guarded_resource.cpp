@@ -9,6 +9,7 @@
 
 #include "guardarena/guardarena.hpp"
 #include "report/report.h"
+#include "report/secure_options.h"
 
 namespace guardarena {
 namespace {
@@ -48,21 +49,24 @@ void guarded_resource::init(const options& o) {
   options checked = o;
   if (!guardarena::parse_options(nullptr, checked, error, sizeof error))
     throw std::invalid_argument(error);
+  // A setuid program that builds its options from its environment hands its
+  // caller the same levers as the shim's GUARDARENA_OPTIONS.
+  report::enforce_secure_execution(checked);
   {
     // The report configuration and the stack depot are process-wide, and
     // configure() is not thread-safe: two resources constructed at once on
     // two threads raced on it (TSan), and could both size the depot.
     static std::mutex configure_mu;
     std::lock_guard<std::mutex> lock(configure_mu);
-    report::configure(o);
-    report::configure_stacks(o);
-    if (o.handle_segv) report::install_fault_handler();
+    report::configure(checked);
+    report::configure_stacks(checked);
+    if (checked.handle_segv) report::install_fault_handler();
   }
   storage_ =
       static_cast<unsigned char*>(::operator new (Arena::storage_size(), std::align_val_t{64}));
   const char* why = nullptr;
-  arena_ =
-      Arena::create(storage_, o, FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
+  arena_ = Arena::create(storage_, checked,
+                         FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
   if (arena_ == nullptr) {
     ::operator delete (storage_, std::align_val_t{64});
     storage_ = nullptr;

@@ -94,6 +94,14 @@ class RawWriter {
     return *this;
   }
   RawWriter& ptr(const void* p) noexcept { return hex(reinterpret_cast<std::uintptr_t>(p), 12); }
+  // An address in the process, as ptr() prints it, or "<hidden>" once
+  // hide_addresses(true): a secure-execution process must not reveal its
+  // layout (ASLR) to the less privileged caller who reads its stderr.
+  RawWriter& address(std::uintptr_t a) noexcept {
+    return hide_addresses_ ? str("<hidden>") : hex(a, 12);
+  }
+  void hide_addresses(bool hide) noexcept { hide_addresses_ = hide; }
+  bool hides_addresses() const noexcept { return hide_addresses_; }
 
   const char* data() const noexcept { return buf_; }
   std::size_t size() const noexcept { return len_; }
@@ -110,6 +118,7 @@ class RawWriter {
   char* buf_;
   std::size_t cap_;
   std::size_t len_ = 0;
+  bool hide_addresses_ = false;
 };
 
 }  // namespace guardarena

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "os/secure_execution.h"
 #include "report/raw_writer.h"
 #include "report/stack_printer.h"
 #include "stack/stack_trace.h"
@@ -45,6 +46,8 @@ struct Config {
   std::size_t depth = 16;
   bool symbolize = true;
   Text symbolizer_path;
+  // Secure execution: no symbolizer child, no addresses in any report.
+  bool secure = false;
 };
 Config g_config;
 int g_saved_stderr = -1;
@@ -64,6 +67,7 @@ void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std:
   po.symbolizer_path =
       g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
   po.first_is_pc = first_is_pc;
+  po.hide_addresses = g_config.secure;
   print_frames(w, pcs, n, po);
 }
 
@@ -75,7 +79,7 @@ void write_stack_id(RawWriter& w, const char* title, std::uint32_t tid, std::uin
 
 void describe_location(RawWriter& w, const Report& r) noexcept {
   const BlockInfo& b = r.block;
-  w.ptr(reinterpret_cast<void*>(r.address)).str(" is located ");
+  w.address(r.address).str(" is located ");
   std::int64_t d = r.distance;
   std::uint64_t s = b.size;
   if (d < 0) {
@@ -90,9 +94,9 @@ void describe_location(RawWriter& w, const Report& r) noexcept {
                                                                                           : "")
       .dec(s)
       .str("-byte block [")
-      .ptr(reinterpret_cast<void*>(b.block))
+      .address(b.block)
       .str(", ")
-      .ptr(reinterpret_cast<void*>(b.block + s))
+      .address(b.block + s)
       .str(") (alignment ")
       .dec(b.align)
       .str(", allocated with ")
@@ -106,7 +110,7 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
   switch (r.kind) {
     case ErrorKind::kDoubleFree:
       w.str("attempting double-free of ")
-          .ptr(reinterpret_cast<void*>(r.address))
+          .address(r.address)
           .str(" (")
           .dec(b.size)
           .str("-byte block) in ")
@@ -114,17 +118,14 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .ch('\n');
       break;
     case ErrorKind::kInvalidFree:
-      w.str("attempting ")
-          .str(dealloc_kind_name(dk))
-          .str(" on address ")
-          .ptr(reinterpret_cast<void*>(r.address));
+      w.str("attempting ").str(dealloc_kind_name(dk)).str(" on address ").address(r.address);
       if (r.has_block) {
         w.str(", which is ")
             .sdec(r.distance)
             .str(" bytes from the start of the live ")
             .dec(b.size)
             .str("-byte block at ")
-            .ptr(reinterpret_cast<void*>(b.block))
+            .address(b.block)
             .str(" (interior pointer)\n");
       } else {
         w.str(", which was not returned by this allocator\n");
@@ -136,7 +137,7 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .str(" vs ")
           .str(dealloc_kind_name(dk))
           .str(") on ")
-          .ptr(reinterpret_cast<void*>(r.address))
+          .address(r.address)
           .ch('\n');
       break;
     case ErrorKind::kSizeMismatch:
@@ -145,7 +146,7 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
       w.str(" for the ")
           .dec(b.size)
           .str("-byte block at ")
-          .ptr(reinterpret_cast<void*>(b.block))
+          .address(b.block)
           .str(" (allocated with alignment ")
           .dec(b.align)
           .str(")\n");
@@ -155,7 +156,7 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .str(" bytes written past the end of the ")
           .dec(b.size)
           .str("-byte block at ")
-          .ptr(reinterpret_cast<void*>(b.block))
+          .address(b.block)
           .str(" (slack canary damaged, found at deallocation)\n");
       break;
     case ErrorKind::kSlackUnderflow:
@@ -163,7 +164,7 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .str(" bytes written before the start of the ")
           .dec(b.size)
           .str("-byte block at ")
-          .ptr(reinterpret_cast<void*>(b.block))
+          .address(b.block)
           .str(" (slack canary damaged, found at deallocation)\n");
       break;
     case ErrorKind::kWriteAfterFree:
@@ -172,7 +173,7 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .str(" of the freed ")
           .dec(b.size)
           .str("-byte block at ")
-          .ptr(reinterpret_cast<void*>(b.block))
+          .address(b.block)
           .str(" changed (poison checked when the slot was reused)\n");
       break;
     default:
@@ -180,14 +181,13 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
             : r.access == Access::kRead ? "READ"
                                         : "ACCESS")
           .str(" at ")
-          .ptr(reinterpret_cast<void*>(r.address))
+          .address(r.address)
           .ch('\n');
       if (r.has_block) describe_location(w, r);
       if (r.kind == ErrorKind::kUseAfterRelease) {
-        w.ptr(reinterpret_cast<void*>(r.address))
-            .str(
-                " is in memory the arena handed out before its release(): every block there was "
-                "freed at once\n");
+        w.address(r.address).str(
+            " is in memory the arena handed out before its release(): every block there was "
+            "freed at once\n");
       }
       break;
   }
@@ -196,13 +196,14 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
 void write_text(const Report& r) noexcept {
   static char buf[32768];  // one report at a time (g_reporting)
   RawWriter w(buf, sizeof buf);
+  w.hide_addresses(g_config.secure);
   auto pid = static_cast<std::uint64_t>(::getpid());
   w.str("==")
       .dec(pid)
       .str("==ERROR: guardarena: ")
       .str(error_kind_name(r.kind))
       .str(" on address ")
-      .ptr(reinterpret_cast<void*>(r.address))
+      .address(r.address)
       .str(" (thread T")
       .dec(current_tid())
       .str(")\n");
@@ -244,6 +245,7 @@ void json_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
       g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
   po.first_is_pc = first_is_pc;
   po.json = true;
+  po.hide_addresses = g_config.secure;
   print_frames(w, pcs, n, po);
   w.ch(']');
 }
@@ -258,16 +260,18 @@ void write_json(const Report& r) noexcept {
   static char buf[65536];
   static char line[1024];
   RawWriter w(buf, sizeof buf);
+  w.hide_addresses(g_config.secure);
   w.str("{\"tool\":\"guardarena\",\"pid\":").dec(static_cast<std::uint64_t>(::getpid()));
   w.str(",\"kind\":");
   w.json_string(error_kind_name(r.kind));
-  w.str(",\"address\":\"").hex(r.address).str("\",\"access\":");
+  w.str(",\"address\":\"").address(r.address).str("\",\"access\":");
   w.json_string(r.access == Access::kWrite  ? "WRITE"
                 : r.access == Access::kRead ? "READ"
                                             : "UNKNOWN");
   w.str(",\"thread\":").dec(current_tid());
   // The same human sentence the text report prints, for CI logs.
   RawWriter d(line, sizeof line - 1);
+  d.hide_addresses(g_config.secure);
   write_headline(d, r);
   line[d.size() > 0 ? d.size() - 1 : 0] = '\0';
   w.str(",\"description\":");
@@ -275,7 +279,7 @@ void write_json(const Report& r) noexcept {
   if (r.has_block) {
     const BlockInfo& b = r.block;
     w.str(",\"block\":{\"address\":\"")
-        .hex(b.block)
+        .address(b.block)
         .str("\",\"size\":")
         .dec(b.size)
         .str(",\"alignment\":")
@@ -310,6 +314,13 @@ void configure(const Options& o) noexcept {
   g_config.depth = o.stack_depth;
   g_config.symbolize = o.symbolize;
   g_config.symbolizer_path = o.symbolizer_path;
+  g_config.secure = os::secure_execution();
+  if (g_config.secure) {
+    // Whatever the options say: a log file would be created with the
+    // program's privileges at a place its caller chose (the symbolizer
+    // child is refused in symbolizer.cpp).
+    g_config.log_path = Text{};
+  }
   g_config.fd = 2;
   g_config.fd_opened = false;
   // Some programs close stderr on the way out (coreutils' close_stdout): keep

@@ -12,16 +12,22 @@ namespace {
 struct PrintContext {
   RawWriter* w;
   bool json;
+  bool hide_addresses;
   std::size_t printed;
 };
-
 
 void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
   auto* pc = static_cast<PrintContext*>(ctx);
   RawWriter& w = *pc->w;
   if (pc->json) {
     if (pc->printed != 0) w.ch(',');
-    w.str("{\"frame\":").dec(f.number).str(",\"pc\":\"").hex(f.pc).str("\",\"function\":");
+    w.str("{\"frame\":").dec(f.number).str(",\"pc\":\"");
+    if (pc->hide_addresses) {
+      w.str("<hidden>");
+    } else {
+      w.hex(f.pc);
+    }
+    w.str("\",\"function\":");
     w.json_string(f.function);
     w.str(",\"location\":");
     w.json_string(f.location);
@@ -29,7 +35,8 @@ void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
     w.json_string(f.module);
     w.str(",\"offset\":\"").hex(f.module_offset).str("\"}");
   } else {
-    w.str("    #").dec(f.number).ch(' ').hex(f.pc);
+    w.str("    #").dec(f.number);
+    if (!pc->hide_addresses) w.ch(' ').hex(f.pc);
     if (f.function[0] != '\0') {
       w.str(" in ").str(f.function);
       if (f.function_from_dladdr) w.ch('+').hex(f.symbol_offset);
@@ -48,7 +55,9 @@ void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
   report::SymbolizerConfig config;
   // symbolize=0: no child process, names from dladdr and module+offset only.
   config.path = o.symbolize ? o.symbolizer_path : "";
-  PrintContext ctx{&w, o.json, 0};
+  PrintContext ctx{&w, o.json, o.hide_addresses, 0};
+  // Secure execution: dladdr names and module+offset only, never a child.
+  if (o.hide_addresses) config.path = "";
   report::symbolize_stack(pcs, n, config, o.first_is_pc, visit_frame, &ctx);
 }
 

@@ -14,6 +14,7 @@ struct StackPrintOptions {
   const char* symbolizer_path = nullptr;  // nullptr: auto
   bool first_is_pc = false;               // frame 0 is a faulting pc, not a return address
   bool json = false;                      // JSON array elements instead of text lines
+  bool hide_addresses = false;            // secure execution: module+offset only, no pcs
 };
 
 void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,

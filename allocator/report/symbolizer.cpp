@@ -23,6 +23,7 @@
 #include <cstring>
 
 #include "os/os_linux.h"
+#include "os/secure_execution.h"
 
 extern "C" char** environ;
 
@@ -581,6 +582,10 @@ long symbolize_with(Scratch* s, const char* path, std::int64_t deadline_ms) noex
 
 void symbolize(Scratch* s, const SymbolizerConfig& config) noexcept {
   if (config.path != nullptr && config.path[0] == '\0') return;
+  // The one place a child is started. In a secure-execution process it would
+  // run with the program's privileges, in an environment and (through
+  // symbolizer_path) from a file its less privileged caller chose.
+  if (os::secure_execution()) return;
   const int timeout = config.timeout_ms > 0 ? config.timeout_ms : kDefaultSymbolizerTimeoutMs;
   const std::int64_t deadline = now_ms() + timeout;
   build_env(s);
@@ -733,7 +738,9 @@ void print_stack(RawWriter& out, int fd, const std::uintptr_t* pcs, std::size_t 
 bool symbolizer_available(const SymbolizerConfig& config) noexcept {
   const int saved_errno = errno;
   bool found = false;
-  if (config.path == nullptr) {
+  if (os::secure_execution()) {
+    // symbolize() starts no child there.
+  } else if (config.path == nullptr) {
     for (const char* candidate : kAutoCandidates) found = found || executable(candidate);
   } else if (config.path[0] != '\0') {
     found = executable(config.path);

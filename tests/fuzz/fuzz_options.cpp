@@ -89,7 +89,7 @@ bool same(E a, E b) {
 // Field by field, through the same table the struct is generated from, so a
 // new option is compared without touching this file.
 std::string first_difference(const Options& a, const Options& b) {
-#define GUARDARENA_OPTION(kind, type, name, def, accepted, help) \
+#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) \
   if (!same(a.name, b.name)) return #name;
 #include "options/options.inc"
 #undef GUARDARENA_OPTION
@@ -98,7 +98,7 @@ std::string first_difference(const Options& a, const Options& b) {
 
 std::string serialize(const Options& o) {
   std::string out;
-#define GUARDARENA_OPTION(kind, type, name, def, accepted, help) \
+#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) \
   out += #name "=";                                              \
   put(out, o.name, #kind);                                       \
   out += ':';
