@@ -18,6 +18,7 @@
 #include "os/os_linux.h"
 #include "report/leaks.h"
 #include "report/raw_writer.h"
+#include "report/notices.h"
 #include "report/report.h"
 #include "report/secure_options.h"
 
@@ -147,6 +148,7 @@ void initialise(char** env) noexcept {
     g_guarded_span.store(0, std::memory_order_release);  // every non-bootstrap block is glibc's
     return;
   }
+  report::warn_if_guard_markers_ignored(o);
   // Only now: the depot and stack caches would take address space from a
   // process that cannot have an arena (ulimit -v) and runs on glibc.
   report::configure_stacks(o);
@@ -276,7 +278,9 @@ void write_stats() noexcept {
   w.str("guardarena: statistics (pid ").dec(static_cast<std::uint64_t>(::getpid())).str(")\n");
   w.str("  backend ")
       .str(s.backend)
-      .str(", mode ")
+      .str(" (guard markers: ")
+      .str(os::guard_support_name(os::guard_support()))
+      .str("), mode ")
       .str(o.mode == Mode::kFast ? "fast" : "full")
       .str(", sample_rate ")
       .dec(o.sample_rate)

@@ -1759,13 +1759,15 @@ Arena* Arena::create(void* storage, const Options& o, FallbackAllocator fb,
   bool guard = false;
   switch (o.backend) {
     case Backend::kGuard:
-      if (!os::guard_regions_supported()) {
+      if (os::guard_support() == os::GuardSupport::kAbsent) {
         *error =
             "guardarena: backend=guard needs MADV_GUARD_INSTALL (Linux 6.13+); this kernel lacks "
             "it (use backend=mprotect or auto)";
         return nullptr;
       }
-      guard = true;
+      // Accepted but not enforced: markers would guard nothing, so the
+      // blocks get mprotect guards (the front end says so once).
+      guard = os::guard_regions_supported();
       break;
     case Backend::kMprotect:
       guard = false;

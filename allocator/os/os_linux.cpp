@@ -276,21 +276,64 @@ std::size_t guard_remove_many(void* const* starts, std::size_t bytes, std::size_
   return n;
 }
 
-bool guard_regions_supported() noexcept {
-  int state = g_guard_probe.load(std::memory_order_acquire);
-  if (state != 0) return state == 1;
-  bool ok = false;
-  std::size_t ps = page_size();
+namespace {
+
+// Whether a syscall can read the byte at `p`: it reports EFAULT for a page
+// that is really inaccessible, where a load from user space would fault.
+// Proves a guard without taking a signal.
+bool kernel_can_read(const void* p) noexcept {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return false;
+  ssize_t n = ::write(fds[1], p, 1);
+  ::close(fds[0]);
+  ::close(fds[1]);
+  return n == 1;
+}
+
+GuardSupport probe_guard_support() noexcept {
+  const std::size_t ps = page_size();
   void* scratch = ::mmap(nullptr, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (scratch != MAP_FAILED) {
-    // Old kernels answer EINVAL for an unknown advice value.
-    if (::madvise(scratch, ps, MADV_GUARD_INSTALL) == 0) {
-      ok = ::madvise(scratch, ps, MADV_GUARD_REMOVE) == 0;
-    }
-    ::munmap(scratch, ps);
+  if (scratch == MAP_FAILED) return GuardSupport::kAbsent;
+  static_cast<volatile char*>(scratch)[0] = 1;
+  GuardSupport result = GuardSupport::kAbsent;
+  // Old kernels answer EINVAL for an unknown advice value. A layer that
+  // answers success without installing anything (an emulator, a sandbox)
+  // leaves the page readable: that is no guard at all.
+  if (::madvise(scratch, ps, MADV_GUARD_INSTALL) == 0) {
+    const bool trapped = !kernel_can_read(scratch);
+    const bool removed = ::madvise(scratch, ps, MADV_GUARD_REMOVE) == 0 && kernel_can_read(scratch);
+    result = trapped && removed ? GuardSupport::kWorks : GuardSupport::kIgnored;
   }
-  g_guard_probe.store(ok ? 1 : 2, std::memory_order_release);
-  return ok;
+  ::munmap(scratch, ps);
+  return result;
+}
+
+}  // namespace
+
+GuardSupport guard_support() noexcept {
+  int state = g_guard_probe.load(std::memory_order_acquire);
+  if (state == 0) {
+    const KeepErrno keep_errno;
+    state = static_cast<int>(probe_guard_support()) + 1;
+    g_guard_probe.store(state, std::memory_order_release);
+  }
+  return static_cast<GuardSupport>(state - 1);
+}
+
+const char* guard_support_name(GuardSupport s) noexcept {
+  switch (s) {
+    case GuardSupport::kWorks:
+      return "works";
+    case GuardSupport::kIgnored:
+      return "accepted but not enforced";
+    case GuardSupport::kAbsent:
+      break;
+  }
+  return "absent";
+}
+
+bool guard_regions_supported() noexcept {
+  return guard_support() == GuardSupport::kWorks;
 }
 
 std::size_t max_map_count() noexcept {

@@ -86,8 +86,16 @@ inline constexpr std::size_t kMaxBatch = 16;
 // fault in. Returns how many leading ranges are open: n, or fewer on ENOMEM.
 std::size_t guard_remove_many(void* const* starts, std::size_t bytes, std::size_t n) noexcept;
 
-// True when MADV_GUARD_INSTALL/REMOVE work here: probed once on a scratch
-// page (install, touch-free check, remove), cached.
+// What MADV_GUARD_INSTALL/REMOVE do here, probed once on a scratch page and
+// cached: kAbsent, the kernel refuses the advice (before Linux 6.13);
+// kIgnored, it is accepted but the page stays readable, or stays unreadable
+// after the removal (an emulator or a sandbox that answers success and
+// installs nothing); kWorks, a syscall reading the guarded page gets EFAULT
+// and reads it again once the guard is removed. No signal is taken.
+enum class GuardSupport : std::uint8_t { kAbsent, kIgnored, kWorks };
+GuardSupport guard_support() noexcept;
+const char* guard_support_name(GuardSupport s) noexcept;
+// guard_support() == kWorks: the only state in which guard markers are used.
 bool guard_regions_supported() noexcept;
 
 // vm.max_map_count (65530 when unreadable) and the number of mappings the

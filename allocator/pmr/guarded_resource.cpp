@@ -8,6 +8,7 @@
 #include <string>
 
 #include "guardarena/guardarena.hpp"
+#include "report/notices.h"
 #include "report/report.h"
 #include "report/secure_options.h"
 
@@ -74,6 +75,7 @@ void guarded_resource::init(const options& o) {
     if (msg.find("reserve") != std::string::npos) throw std::bad_alloc();
     throw std::runtime_error(msg);
   }
+  report::warn_if_guard_markers_ignored(checked);
 }
 
 guarded_resource::~guarded_resource() {

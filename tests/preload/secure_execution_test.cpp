@@ -29,6 +29,9 @@
 #include <thread>
 #include <vector>
 
+#include "support/child_process.h"
+
+namespace guardarena {
 namespace {
 
 namespace fs = std::filesystem;
@@ -43,26 +46,11 @@ const std::vector<std::string> kRefused = {"on_exhaustion",   "alignment",    "q
                                            "reserve_size",    "depot_size",   "log_path",
                                            "symbolizer_path", "detect_leaks", "print_stats"};
 
-struct Outcome {
-  int status = -1;
-  std::string out;
-  std::string err;
-  bool signaled(int sig) const { return WIFSIGNALED(status) && WTERMSIG(status) == sig; }
-  bool exited(int code) const { return WIFEXITED(status) && WEXITSTATUS(status) == code; }
-  std::string describe() const {
-    std::ostringstream s;
-    if (WIFEXITED(status)) s << "exited with " << WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) s << "killed by signal " << WTERMSIG(status);
-    s << "\n--- stdout ---\n" << out << "\n--- stderr ---\n" << err;
-    return s.str();
-  }
-};
+using testing::ChildOutcome;
+using Outcome = ChildOutcome;
 
 std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  return testing::read_whole_file(p);
 }
 
 void copy_with_mode(const fs::path& from, const fs::path& to, mode_t mode) {
@@ -135,42 +123,10 @@ class SecureExecutionTest : public ::testing::Test {
 
   // Runs argv as the unprivileged user with exactly `env`.
   Outcome run_as_nobody(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
-    Outcome o;
-    const fs::path out_file = dir_ / "stdout";
-    const fs::path err_file = dir_ / "stderr";
-    int out_fd = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    int err_fd = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    EXPECT_GE(out_fd, 0);
-    EXPECT_GE(err_fd, 0);
-    std::vector<char*> args;
-    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    std::vector<char*> envp;
-    for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::dup2(out_fd, 1);
-      ::dup2(err_fd, 2);
-      if (::setgroups(0, nullptr) != 0 || ::setgid(gid_) != 0 || ::setuid(uid_) != 0) _exit(120);
-      ::execve(args[0], args.data(), envp.data());
-      _exit(127);
-    }
-    ::close(out_fd);
-    ::close(err_fd);
-    // A hung child fails the test instead of hanging it.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    while (::waitpid(pid, &o.status, WNOHANG) == 0) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &o.status, 0);
-        ADD_FAILURE() << "timed out: " << argv[0];
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    o.out = read_file(out_file);
-    o.err = read_file(err_file);
+    Outcome o = testing::run_child(argv, env, dir_, [this] {
+      return ::setgroups(0, nullptr) == 0 && ::setgid(gid_) == 0 && ::setuid(uid_) == 0;
+    });
+    EXPECT_FALSE(o.timed_out) << argv[0];
     return o;
   }
 
@@ -296,3 +252,4 @@ TEST_F(SecureExecutionTest, SetuidLauncherRefusesToRun) {
 }
 
 }  // namespace
+}  // namespace guardarena
