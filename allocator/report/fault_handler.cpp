@@ -12,6 +12,7 @@
 
 #include "core/arena.h"
 #include "os/os_linux.h"
+#include "report/a64_access.h"
 #include "report/report.h"
 #include "stack/stack_trace.h"
 
@@ -27,13 +28,44 @@ struct sigaction g_prev_segv;
 struct sigaction g_prev_bus;
 std::atomic<bool> g_installed{false};
 
+#if defined(__aarch64__)
+// The kernel appends an esr_context record to the signal frame of a fault:
+// for a data abort (EC 0x24/0x25) bit 6 (WnR) is set for writes. Emulators
+// may leave it out; the instruction at pc then decides.
+Access access_from_aarch64(const ucontext_t* uc) noexcept {
+  constexpr std::uint32_t kEsrMagic = 0x45535201;
+  const auto* p = reinterpret_cast<const unsigned char*>(uc->uc_mcontext.__reserved);
+  const unsigned char* end = p + sizeof uc->uc_mcontext.__reserved;
+  while (end - p >= 8) {
+    std::uint32_t magic = 0;
+    std::uint32_t size = 0;
+    std::memcpy(&magic, p, 4);
+    std::memcpy(&size, p + 4, 4);
+    if (magic == 0 || size < 8 || size > static_cast<std::size_t>(end - p)) break;
+    if (magic == kEsrMagic && size >= 16) {
+      std::uint64_t esr = 0;
+      std::memcpy(&esr, p + 8, 8);
+      const std::uint64_t ec = esr >> 26;
+      if (ec == 0x24 || ec == 0x25) return (esr & (1u << 6)) != 0 ? Access::kWrite : Access::kRead;
+      break;
+    }
+    p += size;
+  }
+  std::uint32_t insn = 0;
+  std::memcpy(&insn, reinterpret_cast<const void*>(uc->uc_mcontext.pc), sizeof insn);
+  return a64_access(insn);
+}
+#endif
+
 Access access_from(const void* ctx) noexcept {
+  const auto* uc = static_cast<const ucontext_t*>(ctx);
 #if defined(__x86_64__)
   // Bit 1 of the page-fault error code is set for writes.
-  const auto* uc = static_cast<const ucontext_t*>(ctx);
   return (uc->uc_mcontext.gregs[REG_ERR] & 2) != 0 ? Access::kWrite : Access::kRead;
+#elif defined(__aarch64__)
+  return access_from_aarch64(uc);
 #else
-  (void)ctx;
+  (void)uc;
   return Access::kUnknown;
 #endif
 }

@@ -11,6 +11,8 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstddef>
 
@@ -49,6 +51,16 @@ inline bool ignore_guard_advice() noexcept {
   sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
   return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
          ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+// Whether a filter can be installed here, tried in a throwaway child:
+// emulators such as qemu-user do not model seccomp.
+inline bool can_ignore_guard_advice() noexcept {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(ignore_guard_advice() ? 0 : 1);
+  int status = 0;
+  return pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+         WEXITSTATUS(status) == 0;
 }
 
 }  // namespace guardarena::testing
