@@ -43,6 +43,8 @@ const char kUsage[] =
     "  --protect-below          blocks sit against the guard page below them (underflows)\n"
     "  --log-path=P             write reports to P.<pid> instead of stderr\n"
     "  --json                   reports as JSON (report_format=json)\n"
+    "  --keep-runtime-allocators  leave language runtimes' own small-object\n"
+    "                           allocators on (see below)\n"
     "  --option NAME=VALUE      any option below (also --option=NAME=VALUE)\n"
     "  --NAME=VALUE             any option below; '-' and '_' are the same in NAME,\n"
     "                           and a yes/no option alone means 1\n"
@@ -51,6 +53,11 @@ const char kUsage[] =
     "The library is looked up next to this executable (build tree), then in\n"
     "../lib/guardarena/ (install tree), then in ../lib/\n"
     "(GUARDARENA_LIBRARY=/path/libguardarena.so overrides).\n"
+    "Runtimes that keep their small objects in pools of their own are routed through\n"
+    "malloc, so that their objects are guarded too, unless the variable is already\n"
+    "set or --keep-runtime-allocators is given: PYTHONMALLOC=malloc (CPython's\n"
+    "pymalloc), G_SLICE=always-malloc (GLib's slice allocator), GLIBCXX_FORCE_NEW=1\n"
+    "(libstdc++'s pool allocators).\n"
     "\n";
 
 [[noreturn]] void fail(int status, const std::string& message) {
@@ -109,7 +116,16 @@ std::string find_library() {
        "cannot find libguardarena.so in " + dir + ", " + installed + " or " + dir + "/../lib");
 }
 
+// Variables that make language runtimes allocate their small objects with
+// malloc instead of pools of their own, where the shim cannot see them.
+constexpr const char* kRuntimeAllocatorVariables[][2] = {
+    {"PYTHONMALLOC", "malloc"},
+    {"G_SLICE", "always-malloc"},
+    {"GLIBCXX_FORCE_NEW", "1"},
+};
+
 struct Parsed {
+  bool keep_runtime_allocators = false;
   std::vector<std::string> options;  // "name=value", in order
   std::vector<char*> program;        // argv of the program, null-terminated later
 };
@@ -165,6 +181,9 @@ Parsed parse_arguments(int argc, char** argv) {
     } else if (name == "mode" && value != nullptr && std::strcmp(value, "sample") == 0) {
       sample_mode = true;
       p.options.emplace_back("mode=full");
+    } else if (name == "keep-runtime-allocators") {
+      if (value != nullptr) fail(kUsageError, "--keep-runtime-allocators takes no value");
+      p.keep_runtime_allocators = true;
     } else if (name == "json") {
       if (value != nullptr) fail(kUsageError, "--json takes no value");
       p.options.emplace_back("report_format=json");
@@ -213,6 +232,9 @@ int main(int argc, char** argv) {
     preload += std::string(" ") + env;
   ::setenv("LD_PRELOAD", preload.c_str(), 1);
   ::setenv("GUARDARENA_OPTIONS", joined.c_str(), 1);
+  if (!p.keep_runtime_allocators) {
+    for (const auto& [name, value] : kRuntimeAllocatorVariables) ::setenv(name, value, 0);
+  }
   p.program.push_back(nullptr);
   ::execvp(p.program[0], p.program.data());
   int e = errno;

@@ -6,9 +6,13 @@ GUARDARENA_PACKAGES=(
   sqlite3 git perl binutils libpython3.11-testsuite pkg-config
 )
 
-guardarena_install_deps() {
+# The cross compiler and emulator of the arm64 test step (scripts/test-arm64).
+GUARDARENA_ARM64_PACKAGES=(g++-aarch64-linux-gnu qemu-user googletest)
+
+# Installs those of the named Debian packages that are missing.
+guardarena_install_packages() {
   local missing=()
-  for p in "${GUARDARENA_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -eq 0 ]; then
@@ -19,4 +23,8 @@ guardarena_install_deps() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+}
+
+guardarena_install_deps() {
+  guardarena_install_packages "${GUARDARENA_PACKAGES[@]}"
 }

@@ -7,6 +7,14 @@
 #include <cstddef>
 #include <cstdint>
 
+// The default of reserve_size. 64 GiB of PROT_NONE address space costs a
+// kernel nothing until used; a user-mode emulator (qemu-user) tracks every
+// reserved page and spends seconds on it, so the emulated arm64 test build
+// lowers it (CMake: GUARDARENA_DEFAULT_RESERVE_BYTES).
+#ifndef GUARDARENA_DEFAULT_RESERVE_BYTES
+#define GUARDARENA_DEFAULT_RESERVE_BYTES (64ull << 30)
+#endif
+
 namespace guardarena {
 
 class RawWriter;
