@@ -50,12 +50,12 @@ ChildResult run_child(const std::function<void()>& fn) {
   return r;
 }
 
-// Runs one case of fault_handler_child (a separate program) in a fresh
+// Runs one case of fresh_process_child (a separate program) in a fresh
 // process, for cases that need a process where no handler was installed
 // yet: handler installation is once per process.
 ChildResult run_fresh(const char* child_case) {
   return run_child([&] {
-    execl(GUARDARENA_FAULT_HANDLER_CHILD, "fault_handler_child", child_case,
+    execl(GUARDARENA_FRESH_PROCESS_CHILD, "fresh_process_child", child_case,
           static_cast<char*>(nullptr));
     _exit(127);
   });
