@@ -1094,6 +1094,58 @@ TEST(OptionsTest, JsonReports) {
       << r.describe();
 }
 
+// Reads a report log line by line with Python's json module: every line
+// must be one JSON object from guardarena, with well-formed stacks; prints
+// each report's kind.
+const char kParseJsonLog[] = R"(import json, sys
+for n, line in enumerate(open(sys.argv[1]), 1):
+    r = json.loads(line)
+    assert isinstance(r, dict) and r["tool"] == "guardarena" and isinstance(r["pid"], int), (n, line)
+    for name, frames in r.get("stacks", {}).items():
+        assert isinstance(frames, list), (n, name)
+        for f in frames:
+            assert {"frame", "pc", "function", "location", "module", "offset"} <= f.keys(), (n, f)
+    print(r["kind"])
+)";
+
+// report_format=json: every report of every kind (faults, free-time
+// checks, leaks at exit) is JSON that a real parser accepts.
+TEST(JsonReportTest, EveryKindOfReportParsesAsJson) {
+  REQUIRE_TOOL("python3");
+  struct Case {
+    std::vector<std::string> argv;
+    const char* options;
+    const char* kinds;  // one per line, in order
+  };
+  const std::vector<Case> cases = {
+      {{program("overflow_write_malloc")}, "", "heap-buffer-overflow\n"},
+      {{program("underflow_write")}, "protect_below=1", "heap-buffer-underflow\n"},
+      {{program("use_after_free_read")}, "", "heap-use-after-free\n"},
+      {{program("double_free")}, "", "double-free\n"},
+      {{program("invalid_free_interior")}, "", "invalid-free\n"},
+      {{program("mismatch_free_new")}, "", "alloc-dealloc-mismatch\n"},
+      {{program("mismatch_sized_delete")}, "", "dealloc-size-mismatch\n"},
+      {{program("slack_overflow")}, "", "heap-buffer-overflow\n"},
+      {{program("warm_bugs"), "write_after_free"}, "mode=fast", "heap-use-after-free\n"},
+      {{program("leaks")},
+       "detect_leaks=1",
+       "memory-leak\nmemory-leak\nmemory-leak\nleak-summary\n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.argv.back());
+    TempDir dir;
+    std::string options = "report_format=json:log_path=" + dir.path() + "/report";
+    if (c.options[0] != '\0') options += std::string(":") + c.options;
+    Result r = run({.argv = c.argv, .options = options});
+    EXPECT_FALSE(r.exited(0)) << r.describe();
+    std::string log = dir.path() + "/report." + std::to_string(r.pid);
+    ASSERT_TRUE(fs::exists(log)) << r.describe();
+    Result parsed = run({.argv = {"python3", "-c", kParseJsonLog, log}, .preload = false});
+    EXPECT_TRUE(parsed.exited(0)) << parsed.describe() << "\n--- log ---\n" << read_file(log);
+    EXPECT_EQ(parsed.out, c.kinds) << read_file(log);
+  }
+}
+
 TEST(OptionsTest, ExitcodeReplacesTheSignal) {
   Result fault = run({.argv = {program("overflow_write_malloc")}, .options = "exitcode=42"});
   EXPECT_TRUE(fault.exited(42)) << fault.describe();
