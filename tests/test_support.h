@@ -1,22 +1,33 @@
 // Shared helpers for the tests: the two backends as types, so every behaviour
-// runs on both (TYPED_TEST).
+// runs on both (TYPED_TEST), and the skip for the guard backend on a kernel
+// without guard markers (decided from the kernel, not from the library).
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "os/os_linux.h"
+#include "support/kernel_facts.h"
+
+// Skips the current test, with the reason, on a kernel without guard
+// markers; fails it when the kernel version and a direct probe disagree.
+#define GUARDARENA_REQUIRE_GUARD_MARKERS()                    \
+  do {                                                        \
+    if (!::guardarena::testing::guard_markers_here())         \
+      GTEST_SKIP() << ::guardarena::testing::kNoGuardMarkers; \
+  } while (0)
 
 namespace guardarena::testing {
 
 struct GuardBackendParam {
   static constexpr const char* kOptions = "backend=guard";
   static constexpr const char* kName = "guard";
+  static constexpr bool kGuard = true;
 };
 struct MprotectBackendParam {
   static constexpr const char* kOptions = "backend=mprotect";
   static constexpr const char* kName = "mprotect";
+  static constexpr bool kGuard = false;
 };
 using Backends = ::testing::Types<GuardBackendParam, MprotectBackendParam>;
 
@@ -63,15 +74,23 @@ class ConfigNames {
   }
 };
 
-// Fixture for suites typed over ModeBackendConfigs: skips the guard-region
-// configurations on kernels without MADV_GUARD_INSTALL.
+// Base fixture for suites typed over Backends or ModeBackendConfigs: skips
+// the guard-region configurations, with the reason, on kernels without
+// MADV_GUARD_INSTALL. A derived SetUp() must call this one first.
 template <class C>
-class ModeBackendTest : public ::testing::Test {
+class GuardSkippingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (C::kGuard && !os::guard_regions_supported()) GTEST_SKIP() << "no MADV_GUARD_INSTALL";
+    if (C::kGuard) GUARDARENA_REQUIRE_GUARD_MARKERS();
   }
-  static std::string opts(const std::string& extra) { return std::string(C::kOptions) + ":" + extra; }
+};
+
+template <class C>
+class ModeBackendTest : public GuardSkippingTest<C> {
+ protected:
+  static std::string opts(const std::string& extra) {
+    return std::string(C::kOptions) + ":" + extra;
+  }
 };
 
 }  // namespace guardarena::testing

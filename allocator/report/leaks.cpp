@@ -315,6 +315,88 @@ struct Group {
   std::uint64_t objects;
 };
 
+void write_group_stack(RawWriter& w, std::uint32_t stack, bool json) noexcept {
+  std::uintptr_t pcs[64];
+  std::size_t n = stack != 0 ? load_stack(stack, pcs, 64) : 0;
+  StackPrintOptions po;
+  po.json = json;
+  if (n != 0) {
+    print_frames(w, pcs, n, po);
+  } else if (!json) {
+    w.str("    <no stack: stack_depth=0 or depot full>\n");
+  }
+}
+
+// One buffer for the whole listing, flushed per group: big enough for a
+// group of 64 symbolized frames in JSON, as the fault report's.
+char g_leak_buf[65536];
+
+void write_text_leaks(const Group* groups, std::size_t ngroups, std::size_t max_groups,
+                      const LeakSummary& result) noexcept {
+  int fd = report_fd();
+  RawWriter w(g_leak_buf, sizeof g_leak_buf);
+  auto pid = static_cast<std::uint64_t>(::getpid());
+  w.str("\n==").dec(pid).str("==ERROR: guardarena: detected memory leaks\n");
+  w.flush_to(fd);
+  std::size_t shown = std::min(ngroups, max_groups);
+  for (std::size_t g = 0; g < shown; ++g) {
+    w.str("\n").str(groups[g].kind == kUnmarked ? "Direct" : "Indirect").str(" leak of ");
+    w.dec(groups[g].bytes)
+        .str(" byte(s) in ")
+        .dec(groups[g].objects)
+        .str(" object(s) allocated from:\n");
+    write_group_stack(w, groups[g].stack, false);
+    w.flush_to(fd);
+  }
+  if (shown < ngroups) w.str("\n(").dec(ngroups - shown).str(" more leak groups not shown)\n");
+  w.str("\nSUMMARY: guardarena: ")
+      .dec(result.direct_bytes + result.indirect_bytes)
+      .str(" byte(s) leaked in ")
+      .dec(result.direct_objects + result.indirect_objects)
+      .str(" allocation(s).\n");
+  w.flush_to(fd);
+}
+
+// report_format=json: one JSON object per line, like every other report: a
+// "memory-leak" object per group, then one "leak-summary" object, so a log
+// stays a sequence of JSON documents whatever kinds it holds.
+void write_json_leaks(const Group* groups, std::size_t ngroups, std::size_t max_groups,
+                      const LeakSummary& result) noexcept {
+  int fd = report_fd();
+  RawWriter w(g_leak_buf, sizeof g_leak_buf);
+  auto pid = static_cast<std::uint64_t>(::getpid());
+  std::size_t shown = std::min(ngroups, max_groups);
+  for (std::size_t g = 0; g < shown; ++g) {
+    w.str("{\"tool\":\"guardarena\",\"pid\":").dec(pid);
+    w.str(",\"kind\":\"memory-leak\",\"leak\":");
+    w.json_string(groups[g].kind == kUnmarked ? "direct" : "indirect");
+    w.str(",\"bytes\":").dec(groups[g].bytes).str(",\"objects\":").dec(groups[g].objects);
+    w.str(",\"stacks\":{\"alloc\":[");
+    write_group_stack(w, groups[g].stack, true);
+    w.str("]}}\n");
+    w.flush_to(fd);
+  }
+  w.str("{\"tool\":\"guardarena\",\"pid\":").dec(pid);
+  w.str(",\"kind\":\"leak-summary\",\"bytes\":")
+      .dec(result.direct_bytes + result.indirect_bytes)
+      .str(",\"allocations\":")
+      .dec(result.direct_objects + result.indirect_objects)
+      .str(",\"direct_bytes\":")
+      .dec(result.direct_bytes)
+      .str(",\"direct_objects\":")
+      .dec(result.direct_objects)
+      .str(",\"indirect_bytes\":")
+      .dec(result.indirect_bytes)
+      .str(",\"indirect_objects\":")
+      .dec(result.indirect_objects)
+      .str(",\"groups\":")
+      .dec(ngroups)
+      .str(",\"groups_not_shown\":")
+      .dec(ngroups - shown)
+      .str("}\n");
+  w.flush_to(fd);
+}
+
 }  // namespace
 
 [[gnu::noinline]] LeakSummary check_leaks(const Arena& arena, std::size_t max_groups) noexcept {
@@ -406,36 +488,11 @@ struct Group {
   });
 
   if (ngroups > 0) {
-    static char buf[16384];
-    int fd = report_fd();
-    RawWriter w(buf, sizeof buf);
-    auto pid = static_cast<std::uint64_t>(::getpid());
-    w.str("\n==").dec(pid).str("==ERROR: guardarena: detected memory leaks\n");
-    w.flush_to(fd);
-    std::size_t shown = std::min(ngroups, max_groups);
-    for (std::size_t g = 0; g < shown; ++g) {
-      w.str("\n").str(groups[g].kind == kUnmarked ? "Direct" : "Indirect").str(" leak of ");
-      w.dec(groups[g].bytes)
-          .str(" byte(s) in ")
-          .dec(groups[g].objects)
-          .str(" object(s) allocated from:\n");
-      std::uintptr_t pcs[64];
-      std::size_t n = groups[g].stack != 0 ? load_stack(groups[g].stack, pcs, 64) : 0;
-      if (n == 0) {
-        w.str("    <no stack: stack_depth=0 or depot full>\n");
-      } else {
-        StackPrintOptions po;
-        print_frames(w, pcs, n, po);
-      }
-      w.flush_to(fd);
+    if (json_reports()) {
+      write_json_leaks(groups, ngroups, max_groups, result);
+    } else {
+      write_text_leaks(groups, ngroups, max_groups, result);
     }
-    if (shown < ngroups) w.str("\n(").dec(ngroups - shown).str(" more leak groups not shown)\n");
-    w.str("\nSUMMARY: guardarena: ")
-        .dec(result.direct_bytes + result.indirect_bytes)
-        .str(" byte(s) leaked in ")
-        .dec(result.direct_objects + result.indirect_objects)
-        .str(" allocation(s).\n");
-    w.flush_to(fd);
   }
   os::release(mem, bytes);
   return result;

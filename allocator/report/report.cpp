@@ -349,6 +349,10 @@ int report_fd() noexcept {
   return g_config.fd;
 }
 
+bool json_reports() noexcept {
+  return g_config.format == ReportFormat::kJson;
+}
+
 void write_report(const Report& r) noexcept {
   report_fd();
   if (g_config.format == ReportFormat::kJson) {

@@ -66,6 +66,10 @@ stack::StackDepotStats depot_stats() noexcept;
 // The fd reports go to (stderr unless log_path).
 int report_fd() noexcept;
 
+// True when reports are JSON (report_format=json): every kind, exit-time
+// ones included, is then written as one JSON object per line.
+bool json_reports() noexcept;
+
 // Installs the SIGSEGV/SIGBUS handler on an alternate stack (idempotent).
 // Faults outside every arena go to the previous handler unchanged.
 void install_fault_handler() noexcept;

@@ -77,8 +77,12 @@ for path in sys.argv[1:]:
             print("  %s: not JSON (truncated report?)" % path)
             break
         stacks = r.get("stacks", {})
-        print("  pid %s: %s (%s-byte block) in %s" % (r.get("pid"), r.get("kind"),
-              r.get("block", {}).get("size", "?"), culprit(stacks.get("access") or stacks.get("free") or [])))
+        if r.get("kind") == "leak-summary":
+            print("  pid %s: %s byte(s) leaked in %s allocation(s)" % (r.get("pid"), r.get("bytes"), r.get("allocations")))
+            continue
+        size = r.get("block", {}).get("size", r.get("bytes", "?"))
+        print("  pid %s: %s (%s bytes) in %s" % (r.get("pid"), r.get("kind"), size,
+              culprit(stacks.get("access") or stacks.get("free") or stacks.get("alloc") or [])))
 PY
 else
   grep -ho '"kind":"[^"]*"' "${files[@]}" | sort | uniq -c

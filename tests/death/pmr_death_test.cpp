@@ -25,9 +25,12 @@ GA_NOINLINE char read_byte(const void* p, std::ptrdiff_t at) {
 }
 
 template <class B>
-class PmrDeathTest : public ::testing::Test {
+class PmrDeathTest : public testing::GuardSkippingTest<B> {
  protected:
-  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+  void SetUp() override {
+    testing::GuardSkippingTest<B>::SetUp();
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+  }
   static std::string opts(const std::string& extra = "") { return with_backend<B>(extra); }
 };
 TYPED_TEST_SUITE(PmrDeathTest, testing::Backends, testing::BackendNames);
@@ -154,7 +157,8 @@ TYPED_TEST(PmrDeathTest, PointerAfterReleaseFaults) {
   // has room, so the stale pointer still faults after the arena is reused.
   for (int i = 0; i < 100; ++i) EXPECT_NE(r.allocate(64, 16), p);
   EXPECT_EXIT(write_byte(p, 0), ::testing::KilledBySignal(SIGSEGV),
-              "guardarena: use-after-release on address.*\nWRITE at .*\n.*handed out before its release\\(\\)");
+              "guardarena: use-after-release on address.*\nWRITE at .*\n.*handed out before its "
+              "release\\(\\)");
 }
 
 TYPED_TEST(PmrDeathTest, ReleasedAddressSpaceIsRecycledWhenTheReservationIsFull) {

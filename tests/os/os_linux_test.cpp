@@ -10,6 +10,9 @@
 #include <string>
 
 #include "os/guard_backend.h"
+#include "support/kernel_facts.h"
+#include "support/syscall_trace.h"
+#include "test_support.h"
 
 namespace guardarena::os {
 namespace {
@@ -47,6 +50,7 @@ TEST(OsTest, ImpossibleReservationFailsWithoutCrashing) {
 // succeed: whatever their system calls did, errno is as the caller left it.
 TEST(OsTest, MemoryCallsKeepErrno) {
   const std::size_t page = page_size();
+  const bool markers = testing::guard_markers_here();  // probes (and sets errno) once
   char* p = static_cast<char*>(reserve(4 * page, page, "guardarena:test-errno"));
   ASSERT_NE(p, nullptr);
   errno = 4321;
@@ -54,7 +58,7 @@ TEST(OsTest, MemoryCallsKeepErrno) {
   p[page] = 1;
   discard(p + page, page);
   EXPECT_EQ(errno, 4321);
-  if (guard_regions_supported()) {
+  if (markers) {
     EXPECT_TRUE(guard_install(p + page, page));
     EXPECT_TRUE(guard_remove(p + page, page));
     // Misaligned: madvise fails with EINVAL, the call returns false.
@@ -71,13 +75,13 @@ TEST(OsTest, MaxMapCountAndMappingsAreRead) {
   EXPECT_GT(count_mappings(), 5u);
 }
 
+// The library's probe against two facts it does not compute: the kernel
+// version (MADV_GUARD_INSTALL is in Linux 6.13) and a direct madvise on a
+// scratch page that must then fault (support/kernel_facts.cpp).
 TEST(OsTest, GuardProbeMatchesTheKernel) {
-  // The CI kernel has MADV_GUARD_INSTALL (Linux 6.13+); elsewhere the probe
-  // may say no, and then the mprotect backend is used.
-  void* p = map_internal(page_size(), "probe");
-  bool works = guard_install(p, page_size());
-  EXPECT_EQ(works, guard_regions_supported());
-  release(p, page_size());
+  const testing::KernelFact& fact = testing::guard_markers();
+  ASSERT_TRUE(fact.agree()) << "kernel version and direct probe disagree: " << fact.describe();
+  EXPECT_EQ(guard_regions_supported(), fact.present()) << fact.describe();
 }
 
 template <class B>
@@ -86,7 +90,7 @@ using BackendTypes = ::testing::Types<GuardRegionBackend, MprotectBackend>;
 TYPED_TEST_SUITE(BackendTest, BackendTypes);
 
 TYPED_TEST(BackendTest, OpenCloseCycleZeroesAndProtects) {
-  if (std::strcmp(TypeParam::kName, "guard") == 0 && !guard_regions_supported()) GTEST_SKIP();
+  if (std::strcmp(TypeParam::kName, "guard") == 0) GUARDARENA_REQUIRE_GUARD_MARKERS();
   std::size_t ps = page_size();
   void* span = reserve(8 * ps, ps, "backend-test");
   ASSERT_NE(span, nullptr);
@@ -101,7 +105,7 @@ TYPED_TEST(BackendTest, OpenCloseCycleZeroesAndProtects) {
 }
 
 TYPED_TEST(BackendTest, ClosedPageFaults) {
-  if (std::strcmp(TypeParam::kName, "guard") == 0 && !guard_regions_supported()) GTEST_SKIP();
+  if (std::strcmp(TypeParam::kName, "guard") == 0) GUARDARENA_REQUIRE_GUARD_MARKERS();
   std::size_t ps = page_size();
   void* span = reserve(4 * ps, ps, "backend-death");
   ASSERT_TRUE(TypeParam::prepare_chunk(span, 4 * ps));
@@ -114,7 +118,7 @@ TYPED_TEST(BackendTest, ClosedPageFaults) {
 }
 
 TEST(OsTest, GuardRegionsDoNotSplitVmas) {
-  if (!guard_regions_supported()) GTEST_SKIP();
+  GUARDARENA_REQUIRE_GUARD_MARKERS();
   std::size_t ps = page_size();
   std::size_t n = 64;
   void* span = reserve(n * 2 * ps, ps, "vma-count");
@@ -140,10 +144,17 @@ TEST(OsTest, MprotectIslandsCostVmas) {
   release(span, n * 2 * ps);
 }
 
-// open_many: every range opens, committed (two syscalls for the batch where
-// the kernel has process_madvise on PIDFD_SELF), the guard pages between stay.
+// open_many: every range opens, committed, in two syscalls for the batch
+// where the kernel has process_madvise on PIDFD_SELF (Linux 6.15; version
+// and a direct call must agree), else one failed batch and one madvise per
+// range; the guard pages between stay. Counted by the kernel (ptrace) in a
+// fresh child, where the batch has never been tried.
 TEST(OsTest, OpenManyOpensEveryRangeAndKeepsTheGuardsBetween) {
-  if (!guard_regions_supported()) GTEST_SKIP();
+  GUARDARENA_REQUIRE_GUARD_MARKERS();
+  const testing::KernelFact& batch = testing::batched_guard_remove();
+  ASSERT_TRUE(batch.agree()) << "kernel version and direct probe disagree: " << batch.describe();
+  std::string why_not;
+  if (!testing::ptrace_permitted(&why_not)) GTEST_SKIP() << "cannot count syscalls: " << why_not;
   std::size_t ps = page_size();
   constexpr std::size_t kRanges = 8;
   auto* span = static_cast<char*>(reserve((2 * kRanges + 1) * ps, ps, "open-many"));
@@ -151,17 +162,29 @@ TEST(OsTest, OpenManyOpensEveryRangeAndKeepsTheGuardsBetween) {
   ASSERT_TRUE(GuardRegionBackend::prepare_chunk(span, (2 * kRanges + 1) * ps));
   void* starts[kRanges];
   for (std::size_t i = 0; i < kRanges; ++i) starts[i] = span + (1 + 2 * i) * ps;
-  std::uint64_t before = syscall_count();
-  ASSERT_EQ(GuardRegionBackend::open_many(starts, ps, kRanges), kRanges);
-  std::uint64_t calls = syscall_count() - before;
-  if (calls == 2) {
+  testing::TracedRun run = testing::trace_child([&] {
+    testing::begin_counting();
+    std::size_t opened = GuardRegionBackend::open_many(starts, ps, kRanges);
+    testing::end_counting();
+    if (opened != kRanges) return 1;
     // Batched: the pages are committed already (no fault on first touch).
     unsigned char resident[2 * kRanges + 1];
-    ASSERT_EQ(::mincore(span, (2 * kRanges + 1) * ps, resident), 0);
-    for (std::size_t i = 0; i < kRanges; ++i) EXPECT_TRUE(resident[1 + 2 * i] & 1) << i;
+    if (::mincore(span, (2 * kRanges + 1) * ps, resident) != 0) return 2;
+    for (std::size_t i = 0; i < kRanges; ++i) {
+      if (!(resident[1 + 2 * i] & 1)) testing::child_write("not resident\n");
+    }
+    return 0;
+  });
+  ASSERT_TRUE(run.traced) << run.why_not;
+  ASSERT_TRUE(run.exited_ok()) << run.describe();
+  if (batch.present()) {
+    EXPECT_EQ(run.syscalls, 2u) << "one batch to remove, one to commit\n" << run.describe();
+    EXPECT_EQ(run.out, "") << "batch-opened pages are committed\n" << run.describe();
   } else {
-    EXPECT_EQ(calls, 1 + kRanges) << "one failed batch, then one madvise per range";
+    EXPECT_EQ(run.syscalls, 1 + kRanges) << "one failed batch, then one madvise per range\n"
+                                         << run.describe();
   }
+  ASSERT_EQ(GuardRegionBackend::open_many(starts, ps, kRanges), kRanges);
   for (void* p : starts) std::memset(p, 0x5a, ps);
   EXPECT_EXIT(span[2 * ps] = 1, ::testing::KilledBySignal(SIGSEGV), "");
   EXPECT_EXIT(span[0] = 1, ::testing::KilledBySignal(SIGSEGV), "");
@@ -169,7 +192,7 @@ TEST(OsTest, OpenManyOpensEveryRangeAndKeepsTheGuardsBetween) {
 }
 
 TEST(OsTest, OpenManyStopsAtTheFirstRangeItCannotOpen) {
-  if (!guard_regions_supported()) GTEST_SKIP();
+  GUARDARENA_REQUIRE_GUARD_MARKERS();
   std::size_t ps = page_size();
   auto* span = static_cast<char*>(reserve(8 * ps, ps, "open-many-partial"));
   ASSERT_NE(span, nullptr);

@@ -24,7 +24,7 @@ namespace {
 using testing::with_backend;
 
 template <class B>
-class GuardedResourceTest : public ::testing::Test {
+class GuardedResourceTest : public testing::GuardSkippingTest<B> {
  protected:
   static std::string opts(const std::string& extra = "") { return with_backend<B>(extra); }
 };

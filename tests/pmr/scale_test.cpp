@@ -12,6 +12,7 @@
 
 #include "guardarena/guardarena.hpp"
 #include "os/os_linux.h"
+#include "test_support.h"
 
 namespace guardarena {
 namespace {
@@ -23,7 +24,7 @@ long max_rss_kib() {
 }
 
 TEST(ScaleTest, OneMillionLive64ByteBlocksOnTheGuardBackend) {
-  if (!os::guard_regions_supported()) GTEST_SKIP() << "kernel lacks MADV_GUARD_INSTALL";
+  GUARDARENA_REQUIRE_GUARD_MARKERS();
   guarded_resource r{"backend=guard"};
   constexpr std::size_t kBlocks = 1000000;
   std::vector<unsigned char*> blocks(kBlocks);
@@ -57,12 +58,12 @@ TEST(ScaleTest, MprotectBudgetFallsBackToUnguardedBlocks) {
   guarded_resource r{"backend=mprotect:on_exhaustion=fallback"};
   std::size_t n = budget_probe_count();
   std::vector<unsigned char*> blocks(n);
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   for (std::size_t i = 0; i < n; ++i) {
     blocks[i] = static_cast<unsigned char*>(r.allocate(64, 16));
     std::memset(blocks[i], static_cast<int>(i & 0xff), 64);
   }
-  std::string err = testing::internal::GetCapturedStderr();
+  std::string err = ::testing::internal::GetCapturedStderr();
   arena_stats s = r.stats();
   EXPECT_GT(s.fallback_allocations, 0u);
   EXPECT_EQ(s.live_blocks + s.fallback_live, n);
@@ -89,12 +90,12 @@ TEST(ScaleTest, FallbackBlocksAreTrackedPastTheInitialTableSize) {
   guarded_resource r{"backend=mprotect:on_exhaustion=fallback"};
   std::size_t n = budget_probe_count() + 120000;
   std::vector<void*> blocks(n);
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   for (std::size_t i = 0; i < n; ++i) {
     blocks[i] = r.allocate(16, 16);
     ASSERT_NE(blocks[i], nullptr);
   }
-  (void)testing::internal::GetCapturedStderr();
+  (void)::testing::internal::GetCapturedStderr();
   EXPECT_GT(r.stats().fallback_live, 100000u);
   for (void* p : blocks) EXPECT_TRUE(r.owns(p));
   for (void* p : blocks) r.deallocate(p, 16, 16);

@@ -50,19 +50,16 @@ ChildResult run_child(const std::function<void()>& fn) {
   return r;
 }
 
-// Runs one FaultHandlerChild test in a fresh process (re-executing this
-// binary), for cases that need a process where no earlier test installed the
-// handler: handler installation is once per process.
-ChildResult run_fresh(const char* child_test) {
+// Runs one case of fresh_process_child (a separate program) in a fresh
+// process, for cases that need a process where no handler was installed
+// yet: handler installation is once per process.
+ChildResult run_fresh(const char* child_case) {
   return run_child([&] {
-    std::string filter = std::string("--gtest_filter=FaultHandlerChild.") + child_test;
-    setenv("GUARDARENA_TEST_CHILD", "1", 1);
-    execl("/proc/self/exe", "guardarena_tests", filter.c_str(), static_cast<char*>(nullptr));
+    execl(GUARDARENA_FRESH_PROCESS_CHILD, "fresh_process_child", child_case,
+          static_cast<char*>(nullptr));
     _exit(127);
   });
 }
-
-bool in_fresh_child() { return std::getenv("GUARDARENA_TEST_CHILD") != nullptr; }
 
 [[gnu::noinline, gnu::optimize("O0")]] void poke(void* p, std::ptrdiff_t at) {
   static_cast<volatile char*>(p)[at] = 7;
@@ -99,37 +96,6 @@ TEST(FaultHandlerTest, JsonReportParsesAndNamesTheBug) {
       prefix;
   EXPECT_EQ(std::system(check.c_str()), 0);
   std::system(("rm -f " + prefix + ".*").c_str());
-}
-
-// Bodies run only inside run_fresh(); skipped in a normal run.
-TEST(FaultHandlerChild, HandleSegvZero) {
-  if (!in_fresh_child()) GTEST_SKIP();
-  guarded_resource res{"handle_segv=0"};
-  void* p = res.allocate(64, 16);
-  poke(p, 64);
-}
-
-void own_handler(int) {
-  static const char msg[] = "own handler ran\n";
-  (void)!write(2, msg, sizeof msg - 1);
-  _exit(42);
-}
-
-TEST(FaultHandlerChild, OwnHandlerThenForeignFault) {
-  if (!in_fresh_child()) GTEST_SKIP();
-  signal(SIGSEGV, own_handler);  // installed before guardarena's
-  guarded_resource res;
-  (void)res.allocate(64, 16);
-  void* not_ours = mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  poke(not_ours, 0);
-}
-
-TEST(FaultHandlerChild, OwnHandlerThenGuardFault) {
-  if (!in_fresh_child()) GTEST_SKIP();
-  signal(SIGSEGV, own_handler);
-  guarded_resource res;
-  void* p = res.allocate(64, 16);
-  poke(p, 64);
 }
 
 TEST(FaultHandlerTest, HandleSegvZeroLeavesAPlainSigsegv) {

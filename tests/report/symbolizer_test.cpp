@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -210,17 +209,15 @@ TEST(SymbolizerTest, SymbolizeStackHandsOutStructuredFrames) {
 
 TEST(SymbolizerTest, TimeoutKillsTheSymbolizerAndPrintsModuleOffsets) {
   ScriptDir dir;
-  const std::string script = dir.write("hanging-symbolizer", "exec sleep 30");
+  // Never answers within the life of the test: only the deadline ends it.
+  const std::string script = dir.write("hanging-symbolizer", "exec sleep 3600");
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
   const std::size_t fds_before = open_fd_count();
 
-  const auto start = std::chrono::steady_clock::now();
+  // The deadline must fire (without it print() waits until CTest's timeout
+  // fails the test), and the frames still print, as module+offset.
   const std::string text = print(pcs, n, SymbolizerConfig{script.c_str(), 300});
-  const auto elapsed = std::chrono::steady_clock::now() - start;
-
-  EXPECT_GE(elapsed, std::chrono::milliseconds(250));
-  EXPECT_LT(elapsed, std::chrono::milliseconds(2000));
   const auto lines = lines_of(text);
   ASSERT_EQ(lines.size(), n) << text;
   EXPECT_TRUE(contains(lines[0], "    #0 0x")) << text;
@@ -235,9 +232,7 @@ TEST(SymbolizerTest, MissingSymbolizerFallsBackToModuleOffsets) {
   EXPECT_FALSE(symbolizer_available(config));
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
-  const auto start = std::chrono::steady_clock::now();
   const std::string text = print(pcs, n, config);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1000));
   const auto lines = lines_of(text);
   ASSERT_EQ(lines.size(), n) << text;
   for (const auto& line : lines) EXPECT_TRUE(contains(line, "+0x")) << line;

@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "guardarena/guardarena.hpp"
-#include "test_support.h"
 #include "os/os_linux.h"
+#include "test_support.h"
 
 #if defined(__SANITIZE_THREAD__)
 #define GA_STRESS_TSAN 1
@@ -418,7 +418,7 @@ TYPED_TEST(ArenaStressTest, ResourcesDestroyedWhileOtherThreadsStillCacheThem) {
 // count wrap below zero, and that wrapped value became peak_live_blocks for
 // good (2^64 - 4 here) and was what stats() showed in between.
 TEST(FastModeStressTest, CrossThreadFreeBeforeTheAllocatorFoldsKeepsStatsInRange) {
-  if (!os::guard_regions_supported()) GTEST_SKIP() << "no MADV_GUARD_INSTALL";
+  GUARDARENA_REQUIRE_GUARD_MARKERS();
   guarded_resource r{"mode=fast:backend=guard:handle_segv=0"};
   std::vector<void*> blocks;
   arena_stats between{}, after{};

@@ -133,8 +133,24 @@ int main(void) {
   /* glibc's tuning and statistics calls answer harmlessly. */
   CHECK(mallopt(M_TRIM_THRESHOLD, 0) == 1);
   CHECK(malloc_trim(0) >= 0);
-  struct mallinfo2 mi = mallinfo2();
-  (void)mi;
+  /* mallinfo2 describes the heap the program uses: 64 live blocks of 1000
+     bytes are counted in use (uordblks) and in the total (arena), and their
+     count in ordblks. */
+  {
+    enum { kBlocks = 64, kSize = 1000 };
+    void* held[kBlocks];
+    for (int i = 0; i < kBlocks; ++i) {
+      held[i] = malloc(kSize);
+      memset(held[i], i, kSize);
+    }
+    struct mallinfo2 mi = mallinfo2();
+    CHECK(mi.uordblks >= (size_t)kBlocks * kSize);
+    CHECK(mi.arena >= mi.uordblks);
+    CHECK(mi.ordblks >= kBlocks);
+    for (int i = 0; i < kBlocks; ++i) free(held[i]);
+    struct mallinfo2 after = mallinfo2();
+    CHECK(after.uordblks + (size_t)kBlocks * kSize <= mi.uordblks);
+  }
   FILE* f = tmpfile();
   CHECK(f != NULL && malloc_info(0, f) == 0);
   errno = 0;

@@ -1,0 +1,55 @@
+#include "support/old_kernel.h"
+
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+
+namespace guardarena::testing {
+namespace {
+
+#if defined(__x86_64__)
+constexpr unsigned kArch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+constexpr unsigned kArch = AUDIT_ARCH_AARCH64;
+#else
+#error "old_kernel.cpp: add this architecture's AUDIT_ARCH value"
+#endif
+
+constexpr unsigned kMadvGuardInstall = 102;
+constexpr unsigned kMadvGuardRemove = 103;
+constexpr unsigned kFailWithEinval = SECCOMP_RET_ERRNO | (EINVAL & SECCOMP_RET_DATA);
+
+}  // namespace
+
+bool hide_guard_markers(std::string* why_not) noexcept {
+  // args[2] (the advice) is read as its low 32 bits: little-endian layout.
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kArch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_process_madvise, 5, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_madvise, 0, 3),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args[2])),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kMadvGuardInstall, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kMadvGuardRemove, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, kFailWithEinval),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+    if (why_not != nullptr) *why_not = std::string("seccomp refused: ") + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace guardarena::testing
