@@ -7,7 +7,7 @@ GUARDARENA_PACKAGES=(
 )
 
 # The cross compiler and emulator of the arm64 test step (scripts/test-arm64).
-GUARDARENA_ARM64_PACKAGES=(g++-aarch64-linux-gnu qemu-user googletest)
+GUARDARENA_ARM64_PACKAGES=(g++-aarch64-linux-gnu qemu-user-static googletest)
 
 # Installs those of the named Debian packages that are missing.
 guardarena_install_packages() {

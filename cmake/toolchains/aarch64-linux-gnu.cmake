@@ -1,5 +1,5 @@
 # Cross build for 64-bit Arm Linux with Debian's g++-aarch64-linux-gnu; the
-# programs run under qemu-aarch64 (Debian's qemu-user), which CTest and
+# programs run under qemu-aarch64 (Debian's qemu-user-static), which CTest and
 # gtest_discover_tests use through CMAKE_CROSSCOMPILING_EMULATOR.
 #   cmake -S . -B build-arm64 -G Ninja \
 #     -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake
@@ -13,4 +13,4 @@ set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L ${GUARDARENA_ARM64_SYSROOT})
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64-static -L ${GUARDARENA_ARM64_SYSROOT})

@@ -7,15 +7,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "guardarena/guardarena.hpp"
-#include "support/ignore_guard_advice.h"
+#include "support/old_kernel.h"
 
 namespace guardarena {
 namespace {
 
 [[gnu::noinline]] void overflow_one_byte(const char* options) {
-  if (!testing::ignore_guard_advice()) std::_Exit(3);
+  if (!testing::fake_guard_markers(nullptr)) std::_Exit(3);
   guarded_resource arena{options};
   if (std::strcmp(arena.stats().backend, "mprotect") != 0) std::_Exit(4);
   auto* p = static_cast<volatile char*>(arena.allocate(64, 1));
@@ -24,15 +25,13 @@ namespace {
 }
 
 TEST(GuardFallbackDeathTest, AutoChoosesMprotectWhenTheAdviceIsIgnored) {
-  if (!testing::can_ignore_guard_advice())
-    GTEST_SKIP() << "no seccomp filters here (an emulator): the advice cannot be made to lie";
+  if (std::string why; !testing::can_fake_guard_markers(&why)) GTEST_SKIP() << why;
   EXPECT_EXIT(overflow_one_byte("backend=auto"), ::testing::KilledBySignal(SIGSEGV),
               "heap-buffer-overflow(.|\n)*WRITE at 0x[0-9a-f]+(.|\n)*0 bytes after the 64-byte");
 }
 
 TEST(GuardFallbackDeathTest, ForcedGuardBackendWarnsOnceAndStillGuards) {
-  if (!testing::can_ignore_guard_advice())
-    GTEST_SKIP() << "no seccomp filters here (an emulator): the advice cannot be made to lie";
+  if (std::string why; !testing::can_fake_guard_markers(&why)) GTEST_SKIP() << why;
   EXPECT_EXIT(overflow_one_byte("backend=guard"), ::testing::KilledBySignal(SIGSEGV),
               "warning: backend=guard: MADV_GUARD_INSTALL is accepted here but does not make "
               "pages inaccessible; using mprotect guards\n(.|\n)*heap-buffer-overflow");

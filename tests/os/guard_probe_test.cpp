@@ -4,20 +4,20 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <string>
 
 #include "os/os_linux.h"
-#include "support/ignore_guard_advice.h"
+#include "support/old_kernel.h"
 
 namespace guardarena::os {
 namespace {
 
 TEST(GuardProbeTest, AdviceAcceptedButIgnoredIsNotTrusted) {
-  if (!testing::can_ignore_guard_advice())
-    GTEST_SKIP() << "no seccomp filters here (an emulator): the advice cannot be made to lie";
+  if (std::string why; !testing::can_fake_guard_markers(&why)) GTEST_SKIP() << why;
   // In a child: the filter cannot be removed, and the probe's answer is cached.
   EXPECT_EXIT(
       {
-        if (!testing::ignore_guard_advice()) std::_Exit(3);
+        if (!testing::fake_guard_markers(nullptr)) std::_Exit(3);
         const GuardSupport s = guard_support();
         std::_Exit(s == GuardSupport::kIgnored && !guard_regions_supported() ? 0 : 1);
       },

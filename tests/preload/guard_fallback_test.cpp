@@ -12,7 +12,7 @@
 #include <string>
 
 #include "support/child_process.h"
-#include "support/ignore_guard_advice.h"
+#include "support/old_kernel.h"
 
 namespace guardarena {
 namespace {
@@ -35,7 +35,7 @@ class GuardFallbackTest : public ::testing::Test {
     return testing::run_child({program},
                               {"LD_PRELOAD=" GUARDARENA_PRELOAD_LIB,
                                "GUARDARENA_OPTIONS=" + options, "PATH=/usr/bin:/bin"},
-                              dir_, [] { return testing::ignore_guard_advice(); });
+                              dir_, [] { return testing::fake_guard_markers(nullptr); });
   }
   static void expect_stopped_at_the_write(const testing::ChildOutcome& o) {
     EXPECT_TRUE(o.signaled(SIGSEGV)) << o.describe();
@@ -67,7 +67,7 @@ TEST_F(GuardFallbackTest, StatisticsNameTheProbesAnswer) {
   const std::string program = std::string(GUARDARENA_PROGRAMS_DIR) + "/overflow_write_malloc";
   testing::ChildOutcome o = testing::run_child(
       {program, "ok"}, {"LD_PRELOAD=" GUARDARENA_PRELOAD_LIB, "GUARDARENA_OPTIONS=print_stats=1"},
-      dir_, [] { return testing::ignore_guard_advice(); });
+      dir_, [] { return testing::fake_guard_markers(nullptr); });
   EXPECT_TRUE(o.exited(0)) << o.describe();
   EXPECT_NE(o.err.find("backend mprotect (guard markers: accepted but not enforced)"),
             std::string::npos)

@@ -5,6 +5,8 @@
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstddef>
@@ -24,10 +26,12 @@ constexpr unsigned kArch = AUDIT_ARCH_AARCH64;
 constexpr unsigned kMadvGuardInstall = 102;
 constexpr unsigned kMadvGuardRemove = 103;
 constexpr unsigned kFailWithEinval = SECCOMP_RET_ERRNO | (EINVAL & SECCOMP_RET_DATA);
+// RET_ERRNO with 0: the call returns 0 without running.
+constexpr unsigned kSucceedWithoutRunning = SECCOMP_RET_ERRNO | 0;
 
-}  // namespace
-
-bool hide_guard_markers(std::string* why_not) noexcept {
+// Answers madvise(MADV_GUARD_INSTALL / MADV_GUARD_REMOVE) and process_madvise
+// with `action`; everything else runs.
+bool filter_guard_advice(unsigned action, std::string* why_not) noexcept {
   // args[2] (the advice) is read as its low 32 bits: little-endian layout.
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__);
   sock_filter filter[] = {
@@ -41,7 +45,7 @@ bool hide_guard_markers(std::string* why_not) noexcept {
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kMadvGuardInstall, 2, 0),
       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, kMadvGuardRemove, 1, 0),
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_RET | BPF_K, kFailWithEinval),
+      BPF_STMT(BPF_RET | BPF_K, action),
   };
   sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
@@ -50,6 +54,27 @@ bool hide_guard_markers(std::string* why_not) noexcept {
     return false;
   }
   return true;
+}
+
+}  // namespace
+
+bool hide_guard_markers(std::string* why_not) noexcept {
+  return filter_guard_advice(kFailWithEinval, why_not);
+}
+
+bool fake_guard_markers(std::string* why_not) noexcept {
+  return filter_guard_advice(kSucceedWithoutRunning, why_not);
+}
+
+bool can_fake_guard_markers(std::string* why_not) {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(fake_guard_markers(nullptr) ? 0 : 1);
+  int status = 0;
+  const bool ok =
+      pid > 0 && ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!ok && why_not != nullptr)
+    *why_not = "no seccomp filters here (an emulator such as qemu-user does not model them)";
+  return ok;
 }
 
 }  // namespace guardarena::testing

@@ -13,4 +13,11 @@ namespace guardarena::testing {
 // under test). Returns false, with the reason, when seccomp is refused.
 bool hide_guard_markers(std::string* why_not) noexcept;
 
+// A kernel (or an emulator, or a sandbox) that accepts the guard advices and
+// installs nothing: the same calls return success without running.
+bool fake_guard_markers(std::string* why_not) noexcept;
+
+// Whether fake_guard_markers() works here, tried in a throwaway child.
+bool can_fake_guard_markers(std::string* why_not);
+
 }  // namespace guardarena::testing
