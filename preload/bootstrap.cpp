@@ -15,10 +15,10 @@
 #include <cstdio>
 #include <cstring>
 
-#include "core/check.h"
+#include "os/check.h"
 #include "os/os_linux.h"
+#include "os/raw_writer.h"
 #include "report/leaks.h"
-#include "report/raw_writer.h"
 #include "report/report.h"
 
 extern char** environ;
@@ -134,11 +134,11 @@ void initialise(char** env) noexcept {
   report::configure(o);
   GUARDARENA_CHECK(Arena::storage_size() <= sizeof g_arena_storage,
                    "preload: the arena outgrew its static storage (raise kArenaStorageBytes)");
-  const char* why = nullptr;
+  ArenaError why = ArenaError::kNone;
   Arena* a = Arena::create(g_arena_storage, o,
                            FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
   if (a == nullptr) {
-    const char* message = why != nullptr ? why : "guardarena: cannot create the arena";
+    const char* message = arena_error_message(why);
     // A missing backend is a configuration error; no address space (ulimit
     // -v) is exhaustion, and on_exhaustion=fallback keeps the program
     // running on glibc, unguarded, with one warning.

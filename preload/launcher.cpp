@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "options/options.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 #ifndef GUARDARENA_VERSION
 #define GUARDARENA_VERSION "unknown"

@@ -15,19 +15,17 @@
 #include <mutex>
 #include <new>
 
-#include "core/check.h"
+#include "core/hooks.h"
 #include "core/metadata.h"
 #include "core/slot.h"
 #include "core/thread_cache.h"
+#include "os/check.h"
 #include "os/guard_backend.h"
 #include "os/os_linux.h"
-#include "report/raw_writer.h"
-#include "report/report.h"
+#include "os/raw_writer.h"
 
 namespace guardarena {
 namespace {
-
-using report::Report;
 
 constexpr unsigned char kCanaryByte = 0xca;
 constexpr unsigned char kPoisonByte = 0xfd;
@@ -49,7 +47,6 @@ constexpr std::size_t kMaxArenas = 256;
 constexpr std::size_t kReadyBatch = os::kMaxBatch;
 
 std::atomic<Arena*> g_arenas[kMaxArenas];
-std::atomic<StackCaptureFn> g_capture{nullptr};
 
 // Process-wide count of open guarded regions on the mprotect backend, against
 // a limit derived from vm.max_map_count once: every arena shares one budget.
@@ -166,7 +163,7 @@ void warn_fallback_once(const char* why) noexcept {
       .str(
           "; serving further blocks unguarded from the system allocator (on_exhaustion=fallback). "
           "Raise vm.max_map_count, use backend=guard (Linux 6.13+), or sample_rate=N.\n");
-  w.flush_to(report::report_fd());
+  write_warning(w.data(), w.size());
 }
 
 // Filled pages to compare slack and poison against: glibc's vectorised
@@ -424,7 +421,7 @@ class ArenaImpl final : public Arena {
     epoch_.store(g_next_epoch.fetch_add(1), std::memory_order_relaxed);
   }
 
-  bool init(const char** error) noexcept {
+  bool init(ArenaError* error) noexcept {
     page_ = os::page_size();
     chunk_bytes_ = kChunkPages * page_;
     fast_small_ =
@@ -461,7 +458,7 @@ class ArenaImpl final : public Arena {
       want /= 2;
     }
     if (base == nullptr) {
-      *error = "guardarena: cannot reserve address space for the arena (ulimit -v too low?)";
+      *error = ArenaError::kNoAddressSpace;
       return false;
     }
     num_chunks_ = static_cast<std::uint32_t>(want);
@@ -472,7 +469,7 @@ class ArenaImpl final : public Arena {
     chunk_table_bytes_ = num_chunks_ * (sizeof(ChunkInfo) + sizeof(FreeRun));
     void* tables = os::map_internal(chunk_table_bytes_, "guardarena:chunks");
     if (meta_ == nullptr || tables == nullptr || !fallback_set_.init(std::size_t{1} << 16)) {
-      *error = "guardarena: cannot map allocator metadata";
+      *error = ArenaError::kNoMetadata;
       return false;
     }
     chunks_ = static_cast<ChunkInfo*>(tables);
@@ -595,7 +592,7 @@ class ArenaImpl final : public Arena {
     m.block = reinterpret_cast<std::uintptr_t>(p);
     m.open_begin = pl.open_begin;
     m.open_end = pl.open_end;
-    m.alloc_stack = capture();
+    m.alloc_stack = capture_stack_id();
     m.free_stack = 0;
     m.alloc_tid = current_tid();
     m.free_tid = 0;
@@ -656,7 +653,7 @@ class ArenaImpl final : public Arena {
     // From here this thread owns the slot: no other free can pass the CAS.
     check_free_matches(m, a, slot_start, size, align, kind);
     check_canaries(m, slot_start);
-    m.free_stack = capture();
+    m.free_stack = capture_stack_id();
     m.free_tid = current_tid();
     bool large = cls == large_class();
     std::size_t s = m.size == 0 ? 1 : m.size;
@@ -921,19 +918,19 @@ class ArenaImpl final : public Arena {
                           std::size_t size, std::size_t align, AllocKind kind) noexcept {
     auto ak = static_cast<AllocKind>(m.alloc_kind);
     if (ak != kind && !(ak == AllocKind::kPmr || kind == AllocKind::kPmr)) [[unlikely]] {
-      Report r = make_report(ErrorKind::kAllocDeallocMismatch, a, m, slot_start);
+      Finding r = make_finding(ErrorKind::kAllocDeallocMismatch, a, m, slot_start);
       r.dealloc_kind = static_cast<std::uint8_t>(kind);
-      report::report_and_abort(r);
+      report_finding(r);
     }
     bool size_differs = size != 0 && size != m.size;
     bool align_differs =
         kind == AllocKind::kPmr && align != 0 && std::countr_zero(align) != m.align_log2;
     if (size_differs || align_differs) [[unlikely]] {
-      Report r = make_report(ErrorKind::kSizeMismatch, a, m, slot_start);
+      Finding r = make_finding(ErrorKind::kSizeMismatch, a, m, slot_start);
       r.expected_size = size;
       r.expected_align = align;
       r.dealloc_kind = static_cast<std::uint8_t>(kind);
-      report::report_and_abort(r);
+      report_finding(r);
     }
   }
 
@@ -979,7 +976,7 @@ class ArenaImpl final : public Arena {
     m.size = size;
     m.offset = offset;
     m.block = reinterpret_cast<std::uintptr_t>(p);
-    m.alloc_stack = capture();
+    m.alloc_stack = capture_stack_id();
     m.free_stack = 0;
     m.alloc_tid = current_tid();
     m.free_tid = 0;
@@ -1038,18 +1035,13 @@ class ArenaImpl final : public Arena {
       check_free_matches(m, a, slot_start, size, align, kind);
     if (!small_canaries_intact(m, slot_start)) [[unlikely]]
       check_canaries(m, slot_start);
-    m.free_stack = capture();
+    m.free_stack = capture_stack_id();
     m.free_tid = current_tid();
     --tc.live_blocks;
     tc.live_bytes -= static_cast<std::int64_t>(m.size);
     fill_bytes(reinterpret_cast<unsigned char*>(block), m.size == 0 ? 1 : m.size, kPoisonByte);
     quarantine_in_thread(tc, id, 0);
     return true;
-  }
-
-  static std::uint32_t capture() noexcept {
-    StackCaptureFn fn = g_capture.load(std::memory_order_relaxed);
-    return fn != nullptr ? fn(2) : 0;  // drop the hook's frame and ours
   }
 
   std::uintptr_t slot_address(std::uint32_t id, std::size_t cls) const noexcept {
@@ -1616,10 +1608,10 @@ class ArenaImpl final : public Arena {
             ? last_mismatch_end(base + tail, tail_end - tail, kCanaryByte)
             : 0;
     if (bad_end != 0) {
-      Report r = make_report(ErrorKind::kSlackOverflow, slot_start + tail, m, slot_start);
+      Finding r = make_finding(ErrorKind::kSlackOverflow, slot_start + tail, m, slot_start);
       r.bad_bytes = bad_end;
       r.distance = static_cast<std::int64_t>(s);
-      report::report_and_abort(r);
+      report_finding(r);
     }
     std::size_t lead_begin = m.open_begin;
     if (options_.mode == Mode::kFast && m.offset - lead_begin > kFastLeadCanary)
@@ -1629,10 +1621,10 @@ class ArenaImpl final : public Arena {
     std::size_t first_bad = first_mismatch(base + lead_begin, lead, kCanaryByte);
     if (first_bad != lead) {
       std::size_t i = lead_begin + first_bad;
-      Report r = make_report(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
+      Finding r = make_finding(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
       r.bad_bytes = m.offset - i;
       r.distance = -static_cast<std::int64_t>(m.offset - i);
-      report::report_and_abort(r);
+      report_finding(r);
     }
   }
 
@@ -1644,9 +1636,10 @@ class ArenaImpl final : public Arena {
     if (all_bytes_are(p, s, kPoisonByte)) return;
     std::size_t i = first_mismatch(p, s, kPoisonByte);
     if (i != s) {
-      Report r = make_report(ErrorKind::kWriteAfterFree, slot_start + m.offset + i, m, slot_start);
+      Finding r =
+          make_finding(ErrorKind::kWriteAfterFree, slot_start + m.offset + i, m, slot_start);
       r.distance = static_cast<std::int64_t>(i);
-      report::report_and_abort(r);
+      report_finding(r);
     }
   }
 
@@ -1661,9 +1654,9 @@ class ArenaImpl final : public Arena {
     b.free_tid = m.free_tid;
   }
 
-  Report make_report(ErrorKind k, std::uintptr_t addr, const SlotMeta& m,
-                     std::uintptr_t slot_start) const noexcept {
-    Report r;
+  Finding make_finding(ErrorKind k, std::uintptr_t addr, const SlotMeta& m,
+                       std::uintptr_t slot_start) const noexcept {
+    Finding r;
     r.kind = k;
     r.address = addr;
     r.has_block = true;
@@ -1674,14 +1667,14 @@ class ArenaImpl final : public Arena {
 
   [[noreturn]] void report_block(ErrorKind k, std::uintptr_t a, const SlotMeta& m,
                                  std::uintptr_t slot_start, AllocKind kind) noexcept {
-    Report r = make_report(k, a, m, slot_start);
+    Finding r = make_finding(k, a, m, slot_start);
     r.dealloc_kind = static_cast<std::uint8_t>(kind);
-    report::report_and_abort(r);
+    report_finding(r);
   }
 
   [[noreturn]] void invalid_free(std::uintptr_t a, AllocKind kind, const SlotMeta* m,
                                  std::uintptr_t slot_start = 0) noexcept {
-    Report r;
+    Finding r;
     r.kind = ErrorKind::kInvalidFree;
     r.address = a;
     r.dealloc_kind = static_cast<std::uint8_t>(kind);
@@ -1690,7 +1683,7 @@ class ArenaImpl final : public Arena {
       fill_block(r.block, *m, slot_start);
       r.distance = static_cast<std::int64_t>(a - r.block.block);
     }
-    report::report_and_abort(r);
+    report_finding(r);
   }
 
   FallbackAllocator fallback_;
@@ -1727,7 +1720,7 @@ class ArenaImpl final : public Arena {
 
 template <class Impl>
 Arena* construct(void* storage, const Options& o, FallbackAllocator fb,
-                 const char** error) noexcept {
+                 ArenaError* error) noexcept {
   auto* a = new (storage) Impl(o, fb);
   if (!a->init(error)) {
     a->~Impl();
@@ -1741,7 +1734,7 @@ Arena* construct(void* storage, const Options& o, FallbackAllocator fb,
   // (find_owner) and, in fast mode, silently drop other threads' cached slots
   // and counters (is_current): refuse it rather than guard it half.
   a->~Impl();
-  *error = "guardarena: cannot reserve a registry slot: 256 arenas are alive already";
+  *error = ArenaError::kRegistryFull;
   return nullptr;
 }
 
@@ -1752,17 +1745,33 @@ std::size_t Arena::storage_size() noexcept {
                   sizeof(ArenaImpl<os::MprotectBackend>));
 }
 
+const char* arena_error_message(ArenaError e) noexcept {
+  switch (e) {
+    case ArenaError::kNone:
+      return "guardarena: no error";
+    case ArenaError::kBackendUnavailable:
+      return "guardarena: backend=guard needs MADV_GUARD_INSTALL (Linux 6.13+); this kernel lacks "
+             "it (use backend=mprotect or auto)";
+    case ArenaError::kNoAddressSpace:
+      return "guardarena: cannot reserve address space for the arena (ulimit -v too low?)";
+    case ArenaError::kNoMetadata:
+      return "guardarena: cannot map allocator metadata";
+    case ArenaError::kRegistryFull:
+      return "guardarena: cannot reserve a registry slot: 256 arenas are alive already";
+  }
+  return "guardarena: cannot create the arena";
+}
+
 Arena* Arena::create(void* storage, const Options& o, FallbackAllocator fb,
-                     const char** error) noexcept {
-  const char* ignored = nullptr;
+                     ArenaError* error) noexcept {
+  ArenaError ignored = ArenaError::kNone;
   if (error == nullptr) error = &ignored;
+  *error = ArenaError::kNone;
   bool guard = false;
   switch (o.backend) {
     case Backend::kGuard:
       if (!os::guard_regions_supported()) {
-        *error =
-            "guardarena: backend=guard needs MADV_GUARD_INSTALL (Linux 6.13+); this kernel lacks "
-            "it (use backend=mprotect or auto)";
+        *error = ArenaError::kBackendUnavailable;
         return nullptr;
       }
       guard = true;
@@ -1800,10 +1809,6 @@ void unregister_arena(Arena* a) noexcept {
     if (slot.compare_exchange_strong(expected, nullptr)) break;
   }
   g_handback_lock.unlock();
-}
-
-void set_stack_capture(StackCaptureFn fn) noexcept {
-  g_capture.store(fn, std::memory_order_relaxed);
 }
 
 void reset_tid_cache() noexcept {

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "options/options.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 namespace guardarena {
 namespace {

@@ -60,15 +60,17 @@ void guarded_resource::init(const options& o) {
   }
   storage_ =
       static_cast<unsigned char*>(::operator new (Arena::storage_size(), std::align_val_t{64}));
-  const char* why = nullptr;
+  ArenaError why = ArenaError::kNone;
   arena_ =
       Arena::create(storage_, o, FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
   if (arena_ == nullptr) {
     ::operator delete (storage_, std::align_val_t{64});
     storage_ = nullptr;
-    std::string msg = why != nullptr ? why : "guardarena: cannot create the arena";
-    if (msg.find("reserve") != std::string::npos) throw std::bad_alloc();
-    throw std::runtime_error(msg);
+    // Running out of address space or registry slots is exhaustion
+    // (bad_alloc); a missing backend or unmappable metadata is not.
+    if (why == ArenaError::kNoAddressSpace || why == ArenaError::kRegistryFull)
+      throw std::bad_alloc();
+    throw std::runtime_error(arena_error_message(why));
   }
 }
 

@@ -12,28 +12,12 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/check.h"
-#include "report/raw_writer.h"
+#include "core/hooks.h"
+#include "os/raw_writer.h"
 #include "report/stack_printer.h"
 #include "stack/stack_trace.h"
 
-namespace guardarena {
-
-[[noreturn]] void check_failed(const char* file, int line, const char* msg) noexcept {
-  char buf[512];
-  RawWriter w(buf, sizeof buf);
-  w.str("guardarena: internal check failed: ")
-      .str(msg)
-      .str(" (")
-      .str(file)
-      .ch(':')
-      .dec(static_cast<std::uint64_t>(line))
-      .str(")\n");
-  w.flush_to(2);
-  ::abort();
-}
-
-namespace report {
+namespace guardarena::report {
 namespace {
 
 struct Config {
@@ -301,6 +285,16 @@ void write_json(const Report& r) noexcept {
   w.flush_to(g_config.fd);
 }
 
+[[noreturn]] void report_finding_and_abort(const Finding& f) noexcept {
+  Report r;
+  static_cast<Finding&>(r) = f;
+  report_and_abort(r);
+}
+
+void write_warning_line(const char* text, std::size_t len) noexcept {
+  write_all(report_fd(), text, len);
+}
+
 }  // namespace
 
 void configure(const Options& o) noexcept {
@@ -316,6 +310,8 @@ void configure(const Options& o) noexcept {
   // a copy, used only when fd 2 is gone, so exit-time reports (leaks) are not
   // lost.
   if (g_saved_stderr < 0) g_saved_stderr = ::fcntl(2, F_DUPFD_CLOEXEC, 100);
+  set_finding_reporter(report_finding_and_abort);
+  set_warning_writer(write_warning_line);
 }
 
 int report_fd() noexcept {
@@ -378,5 +374,4 @@ std::size_t configured_depth() noexcept {
   return g_config.depth;
 }
 
-}  // namespace report
-}  // namespace guardarena
+}  // namespace guardarena::report

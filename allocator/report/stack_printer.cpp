@@ -3,7 +3,7 @@
 // fallback, no malloc). This file only formats.
 #include "report/stack_printer.h"
 
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 #include "report/symbolizer.h"
 
 namespace guardarena {
@@ -14,7 +14,6 @@ struct PrintContext {
   bool json;
   std::size_t printed;
 };
-
 
 void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
   auto* pc = static_cast<PrintContext*>(ctx);

@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "core/arena.h"
+#include "core/hooks.h"
 #include "report/report.h"
 #include "stack/stack_cache.h"
 #include "stack/stack_trace.h"
