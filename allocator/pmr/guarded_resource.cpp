@@ -9,6 +9,7 @@
 
 #include "guardarena/guardarena.hpp"
 #include "report/report.h"
+#include "stack/stack_cache.h"
 
 namespace guardarena {
 namespace {
@@ -97,12 +98,16 @@ void* guarded_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
   // placement math assumes one: anything else (0, 24, ...) is refused rather
   // than answered with a block that cannot honour it.
   if (alignment == 0 || (alignment & (alignment - 1)) != 0) throw std::bad_alloc();
+  // Stacks start at the caller of memory_resource::allocate.
+  stack::EntryFrameScope entry(__builtin_frame_address(0));
   void* p = arena_->allocate(bytes, alignment, AllocKind::kPmr, false);
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
 
 void guarded_resource::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
+  // Stacks, reports' included, start at the caller of memory_resource::deallocate.
+  stack::EntryFrameScope entry(__builtin_frame_address(0));
   if (arena_->deallocate(p, bytes, alignment, AllocKind::kPmr) == Arena::FreeResult::kNotOurs) {
     report::Report r;
     r.kind = ErrorKind::kInvalidFree;

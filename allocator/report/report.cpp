@@ -34,8 +34,10 @@ Config g_config;
 int g_saved_stderr = -1;
 std::atomic<bool> g_reporting{false};
 
+// `first_frame`: see StackPrintOptions.
 void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std::uintptr_t* pcs,
-                  std::size_t n, bool first_is_pc) noexcept {
+                  std::size_t n, bool first_is_pc, char* first_frame = nullptr,
+                  std::size_t first_frame_cap = 0) noexcept {
   w.str(title);
   if (tid != 0) w.str(" by thread T").dec(tid);
   w.str(" here:\n");
@@ -48,13 +50,16 @@ void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std:
   po.symbolizer_path =
       g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
   po.first_is_pc = first_is_pc;
+  po.first_frame = first_frame;
+  po.first_frame_cap = first_frame_cap;
   print_frames(w, pcs, n, po);
 }
 
-void write_stack_id(RawWriter& w, const char* title, std::uint32_t tid, std::uint32_t id) noexcept {
+void write_stack_id(RawWriter& w, const char* title, std::uint32_t tid, std::uint32_t id,
+                    char* first_frame = nullptr, std::size_t first_frame_cap = 0) noexcept {
   std::uintptr_t pcs[64];
   std::size_t n = id != 0 ? load_stack(id, pcs, 64) : 0;
-  write_frames(w, title, tid, pcs, n, false);
+  write_frames(w, title, tid, pcs, n, false, first_frame, first_frame_cap);
 }
 
 void describe_location(RawWriter& w, const Report& r) noexcept {
@@ -198,10 +203,14 @@ void write_text(const Report& r) noexcept {
           ? "deallocated"
       : r.kind == ErrorKind::kWriteAfterFree ? "reused"
                                              : "accessed";
+  // The SUMMARY line names where the program was: frame #0 of this stack.
+  static char first_frame[512];
+  first_frame[0] = '\0';
   if (r.access_stack != nullptr) {
-    write_frames(w, here, current_tid(), r.access_stack, r.access_depth, r.first_frame_is_pc);
+    write_frames(w, here, current_tid(), r.access_stack, r.access_depth, r.first_frame_is_pc,
+                 first_frame, sizeof first_frame);
   } else if (r.access_stack_id != 0) {
-    write_stack_id(w, here, current_tid(), r.access_stack_id);
+    write_stack_id(w, here, current_tid(), r.access_stack_id, first_frame, sizeof first_frame);
   }
   if (r.has_block) {
     const BlockInfo& b = r.block;
@@ -215,6 +224,7 @@ void write_text(const Report& r) noexcept {
   }
   w.str("SUMMARY: guardarena: ").str(error_kind_name(r.kind));
   if (r.has_block) w.str(" (").dec(r.block.size).str("-byte block)");
+  if (first_frame[0] != '\0') w.str(" in ").str(first_frame);
   w.ch('\n').str("==").dec(pid).str("==ABORTING\n");
   w.flush_to(g_config.fd);
 }
@@ -348,10 +358,12 @@ void write_report(const Report& r) noexcept {
   // or a fault inside the report) goes straight to abort.
   if (!g_reporting.exchange(true)) {
     if (r.access_stack == nullptr && r.access_stack_id == 0 && g_config.depth > 0) {
-      // Free-time errors: the deallocation site is the current stack.
+      // Free-time errors: the deallocation site is the current stack, from
+      // the program's side (guardarena's own frames are not part of it).
       std::uintptr_t pcs[64];
       Report with_stack = r;
-      with_stack.access_depth = stack::capture(pcs, g_config.depth > 64 ? 64 : g_config.depth, 0);
+      with_stack.access_depth =
+          capture_program_stack(pcs, g_config.depth > 64 ? 64 : g_config.depth);
       with_stack.access_stack = pcs;
       write_report(with_stack);
     } else {

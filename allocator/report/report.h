@@ -51,6 +51,13 @@ void write_report(const Report& r) noexcept;
 // Free-time error: write the report, then abort() (or _exit(exitcode)).
 [[noreturn]] void report_and_abort(const Report& r) noexcept;
 
+// The calling thread's stack as the program sees it, for free-time reports:
+// walked from the allocator entry frame when one is marked
+// (stack::t_allocator_entry), else with guardarena's own innermost frames
+// dropped (when it lives in a shared object of its own), so that frame #0 is
+// the program's call into the allocator. Async-signal-safe.
+std::size_t capture_program_stack(std::uintptr_t* pcs, std::size_t max_depth) noexcept;
+
 // Stack depot access for reports and leak listings; nullptr when disabled.
 std::uint32_t capture_stack(std::size_t skip) noexcept;
 std::size_t load_stack(std::uint32_t id, std::uintptr_t* out, std::size_t max) noexcept;
