@@ -18,6 +18,7 @@
 #include "os/check.h"
 #include "os/os_linux.h"
 #include "os/raw_writer.h"
+#include "os/thread.h"
 #include "report/leaks.h"
 #include "report/report.h"
 
@@ -105,7 +106,7 @@ void after_fork_parent() noexcept {
 }
 void after_fork_child() noexcept {
   if (Arena* a = ready_arena()) a->unlock_all();
-  reset_tid_cache();
+  os::reset_thread_id();
   t_rng = 0;  // the child samples differently from its parent
 }
 
@@ -170,7 +171,7 @@ std::uint64_t next_random() noexcept {
     ::clock_gettime(CLOCK_MONOTONIC, &ts);
     std::uint64_t seed =
         static_cast<std::uint64_t>(ts.tv_nsec) ^ (static_cast<std::uint64_t>(ts.tv_sec) << 30) ^
-        (std::uint64_t{current_tid()} << 40) ^ reinterpret_cast<std::uintptr_t>(&t_rng);
+        (std::uint64_t{os::current_tid()} << 40) ^ reinterpret_cast<std::uintptr_t>(&t_rng);
     // splitmix64 finaliser: spreads the few changing bits of the seed.
     seed = (seed ^ (seed >> 30)) * 0xbf58476d1ce4e5b9ull;
     seed = (seed ^ (seed >> 27)) * 0x94d049bb133111ebull;

@@ -15,132 +15,49 @@
 #include <mutex>
 #include <new>
 
+#include "core/canary.h"
+#include "core/chunk_table.h"
+#include "core/fallback.h"
 #include "core/hooks.h"
 #include "core/metadata.h"
+#include "core/quarantine.h"
+#include "core/registry.h"
 #include "core/slot.h"
+#include "core/slot_list.h"
+#include "core/stats.h"
 #include "core/thread_cache.h"
 #include "os/check.h"
 #include "os/guard_backend.h"
 #include "os/os_linux.h"
 #include "os/raw_writer.h"
+#include "os/thread.h"
 
 namespace guardarena {
 namespace {
 
-constexpr unsigned char kCanaryByte = 0xca;
-constexpr unsigned char kPoisonByte = 0xfd;
-// Fast mode checks only this much leading slack: the rest of the page is
-// rewritten on every reuse and the cost must stay near glibc's.
-constexpr std::size_t kFastLeadCanary = 64;
-// Fast mode poisons blocks up to this size on free; bigger ones are closed
-// like full mode (their syscall is cheap next to touching that much memory).
-constexpr std::size_t kFastPoisonLimit = 64 * 1024;
 // Alignments fast mode's shortest path places (malloc's and new's default).
 constexpr std::size_t kFastPathAlign = 16;
 // Fast mode: resident bytes a class keeps on its free list before freed
 // slots' pages go back to the kernel.
 constexpr std::uint64_t kFastResidentPerClass = 8u << 20;
 constexpr std::size_t kChunkPages = 16384;  // 64 MiB chunks with 4 KiB pages
-constexpr std::size_t kMaxClasses = 32;
+constexpr std::size_t kMaxClasses = ChunkTable::kMaxClasses;
 constexpr std::size_t kMaxArenas = 256;
 // Full mode: one-page slots opened per batch (see take_ready_slot).
 constexpr std::size_t kReadyBatch = os::kMaxBatch;
 
-std::atomic<Arena*> g_arenas[kMaxArenas];
+Registry<Arena, kMaxArenas> g_arenas;
 
 // Process-wide count of open guarded regions on the mprotect backend, against
 // a limit derived from vm.max_map_count once: every arena shares one budget.
 std::atomic<std::int64_t> g_open_regions{0};
 std::atomic<std::int64_t> g_region_limit{-1};
-std::atomic<bool> g_warned_fallback{false};
 
-__attribute__((tls_model("initial-exec"))) thread_local std::uint32_t t_tid = 0;
-__attribute__((tls_model("initial-exec"))) thread_local ThreadCache t_cache;
 std::atomic<std::uint64_t> g_next_epoch{1};
 
-// Thread exit gives a thread's cached slots back. Keys below 32 live inside
-// glibc's struct pthread, so pthread_setspecific never allocates for ours.
-pthread_key_t g_cache_key;
-pthread_once_t g_cache_key_once = PTHREAD_ONCE_INIT;
-
-// The class locks: held for a thread-cache refill or a quarantine batch (a
-// few hundred ns), so a waiter that spins briefly gets the lock without a
-// futex sleep and a context switch (std::mutex sleeps at once: two threads
-// churning one class in fast mode spent their time in futex wake-ups).
-// glibc's adaptive mutex spins a bounded number of times, then sleeps.
-class ClassLock {
- public:
-  ClassLock() noexcept {
-    pthread_mutexattr_t attr;
-    pthread_mutexattr_init(&attr);
-    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
-    pthread_mutex_init(&mu_, &attr);
-    pthread_mutexattr_destroy(&attr);
-  }
-  ~ClassLock() { pthread_mutex_destroy(&mu_); }
-  ClassLock(const ClassLock&) = delete;
-  ClassLock& operator=(const ClassLock&) = delete;
-  void lock() noexcept { pthread_mutex_lock(&mu_); }
-  void unlock() noexcept { pthread_mutex_unlock(&mu_); }
-
- private:
-  pthread_mutex_t mu_;
-};
-
-// A thread gives its cache back to the cache's arena when it switches arenas
-// or exits, if that arena is still registered at the cache's epoch. Check and
-// hand-back run under the read side of this lock; unregister_arena()
-// (destruction) and lock_all() (release(), fork) take the write side, so a
-// cache is never absorbed into an arena while or after it is destroyed or
-// reset. Without it, a worker switching away from a resource that another
-// thread was destroying wrote into the freed arena (TSan, tests/stress).
-// Order: this lock, then class locks.
-//
-// Not a pthread_rwlock_t: lock_all() takes the write side in a fork prepare
-// handler and unlock_all() releases it in the child, whose thread has a new
-// tid, and glibc's rwlock takes an unlock from a tid that is not the recorded
-// writer for a reader's unlock. The lock then stayed write-locked in the
-// child, and the child's next fork() hung (bash under the shim). This one
-// records no owner: -1 = writer, n >= 0 = n readers.
-class HandbackLock {
- public:
-  void lock_shared() noexcept {
-    for (;;) {
-      int s = state_.load(std::memory_order_relaxed);
-      if (s >= 0 && state_.compare_exchange_weak(s, s + 1, std::memory_order_acquire)) return;
-      sched_yield();
-    }
-  }
-  void unlock_shared() noexcept { state_.fetch_sub(1, std::memory_order_release); }
-  void lock() noexcept {
-    for (;;) {
-      int expected = 0;
-      if (state_.compare_exchange_weak(expected, -1, std::memory_order_acquire)) return;
-      sched_yield();
-    }
-  }
-  void unlock() noexcept { state_.store(0, std::memory_order_release); }
-
- private:
-  std::atomic<int> state_{0};
-};
-HandbackLock g_handback_lock;
-
-void hand_back(ThreadCache& tc) noexcept {
-  if (tc.owner == nullptr) return;
-  g_handback_lock.lock_shared();
-  if (Arena::is_current(tc.owner, tc.epoch)) tc.owner->absorb_thread_cache(tc);
-  g_handback_lock.unlock_shared();
-}
-
-void flush_cache_at_thread_exit(void* p) {
-  auto* tc = static_cast<ThreadCache*>(p);
-  hand_back(*tc);
-  tc->owner = nullptr;
-}
-void create_cache_key() {
-  pthread_key_create(&g_cache_key, flush_cache_at_thread_exit);
-}
+// The class locks are held for a thread-cache refill or a quarantine batch (a
+// few hundred ns): a waiter spins briefly instead of sleeping.
+using ClassLock = os::AdaptiveMutex;
 
 std::int64_t region_limit(std::uint64_t headroom) noexcept {
   std::int64_t lim = g_region_limit.load(std::memory_order_acquire);
@@ -154,270 +71,10 @@ std::int64_t region_limit(std::uint64_t headroom) noexcept {
   return lim;
 }
 
-void warn_fallback_once(const char* why) noexcept {
-  if (g_warned_fallback.exchange(true)) return;
-  char buf[512];
-  RawWriter w(buf, sizeof buf);
-  w.str("guardarena: warning: ")
-      .str(why)
-      .str(
-          "; serving further blocks unguarded from the system allocator (on_exhaustion=fallback). "
-          "Raise vm.max_map_count, use backend=guard (Linux 6.13+), or sample_rate=N.\n");
-  write_warning(w.data(), w.size());
-}
-
-// Filled pages to compare slack and poison against: glibc's vectorised
-// memcmp checks a page of slack (full mode, at every free) several times
-// faster than a word loop.
-constexpr std::size_t kPatternBytes = 4096;
-template <unsigned char Byte>
-constexpr std::array<unsigned char, kPatternBytes> kFilled = [] {
-  std::array<unsigned char, kPatternBytes> a{};
-  for (auto& x : a) x = Byte;
-  return a;
-}();
-
-const unsigned char* filled_with(unsigned char byte) noexcept {
-  return byte == kCanaryByte ? kFilled<kCanaryByte>.data() : kFilled<kPoisonByte>.data();
-}
-
-// True when [p, p+n) holds only `byte`: the answer of nearly every check,
-// found for n <= 64 (poison of small blocks, the lead canary) with a few
-// overlapping 16-byte loads and no loop exit per word; the position of a bad
-// byte is looked for only once one is known to be there.
-using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
-[[gnu::always_inline]] inline Bytes16 load16(const unsigned char* p) noexcept {
-  Bytes16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-[[gnu::always_inline]] inline bool all_zero(Bytes16 v) noexcept {
-  std::uint64_t halves[2];
-  std::memcpy(halves, &v, sizeof halves);
-  return (halves[0] | halves[1]) == 0;
-}
-std::size_t first_mismatch(const unsigned char* p, std::size_t n, unsigned char byte) noexcept;
-[[gnu::always_inline]] inline bool all_bytes_are(const unsigned char* p, std::size_t n,
-                                                 unsigned char byte) noexcept {
-  Bytes16 pattern = {};
-  pattern += byte;
-  if (n == kFastLeadCanary) {  // the lead canary, and 64-byte blocks: unrolled
-    return all_zero((load16(p) ^ pattern) | (load16(p + 16) ^ pattern) |
-                    (load16(p + 32) ^ pattern) | (load16(p + 48) ^ pattern));
-  }
-  if (n >= 16 && n <= 64) {
-    Bytes16 diff = load16(p + n - 16) ^ pattern;
-    for (std::size_t i = 0; i + 16 < n; i += 16) diff |= load16(p + i) ^ pattern;
-    return all_zero(diff);
-  }
-  return first_mismatch(p, n, byte) == n;
-}
-
-// memset() for fast mode's 64-byte runs (every lead canary, and the poison
-// of 64-byte blocks): four 16-byte stores instead of a call.
-[[gnu::always_inline]] inline void fill_bytes(unsigned char* p, std::size_t n,
-                                              unsigned char byte) noexcept {
-  if (n == kFastLeadCanary) {
-    Bytes16 pattern = {};
-    pattern += byte;
-    std::memcpy(p, &pattern, sizeof pattern);
-    std::memcpy(p + 16, &pattern, sizeof pattern);
-    std::memcpy(p + 32, &pattern, sizeof pattern);
-    std::memcpy(p + 48, &pattern, sizeof pattern);
-    return;
-  }
-  std::memset(p, byte, n);
-}
-
-// Index of the first byte in [p, p+n) that is not `byte` (kCanaryByte or
-// kPoisonByte), or n.
-std::size_t first_mismatch(const unsigned char* p, std::size_t n, unsigned char byte) noexcept {
-  std::size_t i = 0;
-  if (n > 64) {
-    const unsigned char* filled = filled_with(byte);
-    for (std::size_t k; i < n; i += k) {
-      k = std::min(n - i, kPatternBytes);
-      if (std::memcmp(p + i, filled, k) != 0) break;
-    }
-  }
-  const std::uint64_t pattern = 0x0101010101010101ull * byte;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    if (w != pattern) break;
-  }
-  for (; i < n; ++i) {
-    if (p[i] != byte) return i;
-  }
-  return n;
-}
-
-// One past the last byte in [p, p+n) that is not `byte`, or 0.
-std::size_t last_mismatch_end(const unsigned char* p, std::size_t n, unsigned char byte) noexcept {
-  std::size_t end = n;
-  if (n > 64) {
-    const unsigned char* filled = filled_with(byte);
-    for (std::size_t k; end > 0; end -= k) {
-      k = std::min(end, kPatternBytes);
-      if (std::memcmp(p + end - k, filled, k) != 0) break;
-    }
-  }
-  const std::uint64_t pattern = 0x0101010101010101ull * byte;
-  for (; end >= 8; end -= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p + end - 8, 8);
-    if (w != pattern) break;
-  }
-  for (; end > 0; --end) {
-    if (p[end - 1] != byte) return end;
-  }
-  return 0;
-}
-
-// Fast mode folds per-thread counter deltas late (see fold_stats): a global
-// count read between a cross-thread free and the allocating thread's fold is
-// transiently "negative". Report it as 0, not as 2^64 - n.
-std::uint64_t not_negative(std::uint64_t v) noexcept {
-  return static_cast<std::int64_t>(v) < 0 ? 0 : v;
-}
-
-void update_peak(std::atomic<std::uint64_t>& peak, std::uint64_t v) noexcept {
-  std::uint64_t p = peak.load(std::memory_order_relaxed);
-  while (v > p && !peak.compare_exchange_weak(p, v, std::memory_order_relaxed)) {
-  }
-}
-
-// kReleased: handed out before the last release(); inaccessible, and not
-// reused until the rest of the reservation is used up, so a pointer kept
-// across release() faults (use-after-release) instead of reaching new data.
-enum class ChunkKind : std::uint8_t { kFree = 0, kClass, kLarge, kReleased };
-
-struct ChunkInfo {
-  std::atomic<ChunkKind> kind;
-  std::uint8_t class_index;
-  std::uint8_t prepared;
-  std::uint32_t head;     // large: first chunk of the run
-  std::uint32_t run_len;  // large: chunks in the run (on the head)
-};
-
-struct FreeRun {
-  std::uint32_t start;
-  std::uint32_t len;
-};
-
-// Open-addressing set of fallback pointers, so deallocate() can tell an
-// unguarded block of ours from a foreign pointer. Only used after exhaustion.
-class FallbackSet {
- public:
-  bool init(std::size_t capacity) noexcept {
-    cap_ = capacity;
-    slots_ =
-        static_cast<std::uintptr_t*>(os::map_internal(cap_ * sizeof(std::uintptr_t), "fallback"));
-    return slots_ != nullptr;
-  }
-  void destroy() noexcept { os::release(slots_, cap_ * sizeof(std::uintptr_t)); }
-  bool insert(std::uintptr_t p) noexcept {
-    std::lock_guard<std::mutex> g(mu_);
-    if ((count_ + 1) * 4 > cap_ * 3 && !grow_locked()) return false;
-    for (std::size_t i = hash(p);; i = (i + 1) & (cap_ - 1)) {
-      if (slots_[i] == 0) {
-        slots_[i] = p;
-        ++count_;
-        size_.store(count_, std::memory_order_relaxed);
-        return true;
-      }
-    }
-  }
-  bool erase(std::uintptr_t p) noexcept {
-    if (size_.load(std::memory_order_relaxed) == 0) return false;
-    std::lock_guard<std::mutex> g(mu_);
-    std::size_t i = hash(p);
-    for (;; i = (i + 1) & (cap_ - 1)) {
-      if (slots_[i] == 0) return false;
-      if (slots_[i] == p) break;
-    }
-    // Backward-shift deletion (Knuth's Algorithm R) instead of tombstones:
-    // with tombstones every distinct address ever inserted used up an empty
-    // slot for good, and after ~cap_ distinct fallback addresses a lookup of a
-    // foreign pointer (owns_block, free of a glibc block) never found one and
-    // spun forever. Each entry after the hole moves back into it unless its
-    // home slot lies cyclically in (hole, its position].
-    for (std::size_t j = i;;) {
-      j = (j + 1) & (cap_ - 1);
-      if (slots_[j] == 0) break;
-      std::size_t home = hash(slots_[j]);
-      bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-      if (!stays) {
-        slots_[i] = slots_[j];
-        i = j;
-      }
-    }
-    slots_[i] = 0;
-    --count_;
-    size_.store(count_, std::memory_order_relaxed);
-    return true;
-  }
-  bool contains(std::uintptr_t p) const noexcept {
-    if (size_.load(std::memory_order_relaxed) == 0) return false;
-    std::lock_guard<std::mutex> g(mu_);
-    for (std::size_t i = hash(p);; i = (i + 1) & (cap_ - 1)) {
-      if (slots_[i] == 0) return false;
-      if (slots_[i] == p) return true;
-    }
-  }
-  // Calls fn on every member and empties the set.
-  template <class F>
-  void drain(F fn) noexcept {
-    std::lock_guard<std::mutex> g(mu_);
-    // An empty set is all zeros: skip the 8 MiB sweep, which every release()
-    // and destruction paid (and kept resident) even when nothing fell back.
-    if (count_ == 0) return;
-    for (std::size_t i = 0; i < cap_; ++i) {
-      if (slots_[i] != 0) fn(slots_[i]);
-    }
-    os::discard(slots_, cap_ * sizeof(std::uintptr_t));
-    count_ = 0;
-    size_.store(0, std::memory_order_relaxed);
-  }
-  std::size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
-  void lock() noexcept { mu_.lock(); }
-  void unlock() noexcept { mu_.unlock(); }
-
- private:
-  // Doubles the table (a program can fall back for millions of blocks once
-  // the VMA budget is gone); false only when the kernel refuses the memory.
-  bool grow_locked() noexcept {
-    std::size_t new_cap = cap_ * 2;
-    auto* fresh = static_cast<std::uintptr_t*>(
-        os::map_internal(new_cap * sizeof(std::uintptr_t), "fallback"));
-    if (fresh == nullptr) return false;
-    std::uintptr_t* old = slots_;
-    std::size_t old_cap = cap_;
-    slots_ = fresh;
-    cap_ = new_cap;
-    for (std::size_t k = 0; k < old_cap; ++k) {
-      if (old[k] == 0) continue;
-      std::size_t i = hash(old[k]);
-      while (slots_[i] != 0) i = (i + 1) & (cap_ - 1);
-      slots_[i] = old[k];
-    }
-    os::release(old, old_cap * sizeof(std::uintptr_t));
-    return true;
-  }
-  std::size_t hash(std::uintptr_t p) const noexcept {
-    return static_cast<std::size_t>((p >> 4) * 0x9E3779B97F4A7C15ull >> 20) & (cap_ - 1);
-  }
-  mutable std::mutex mu_;
-  std::uintptr_t* slots_ = nullptr;
-  std::size_t cap_ = 0;
-  std::size_t count_ = 0;
-  std::atomic<std::size_t> size_{0};
-};
-
 template <os::GuardBackend Backend>
 class ArenaImpl final : public Arena {
  public:
-  ArenaImpl(const Options& o, FallbackAllocator fb) noexcept : Arena(o), fallback_(fb) {
+  ArenaImpl(const Options& o, FallbackAllocator fb) noexcept : Arena(o), fallback_alloc_(fb) {
     epoch_.store(g_next_epoch.fetch_add(1), std::memory_order_relaxed);
   }
 
@@ -429,29 +86,16 @@ class ArenaImpl final : public Arena {
     max_class_ = class_for_pages(kChunkPages / 4);
     GUARDARENA_CHECK(max_class_ < kMaxClasses && max_class_ < ThreadCache::kClasses,
                      "too many size classes");
-    // Slot ids are chunk << slot_shift_ | index, so id -> chunk is a shift.
-    slot_shift_ = static_cast<std::uint32_t>(
-        std::bit_width(SlotGeometry{page_, 1}.slots_in(chunk_bytes_) - 1));
-    max_slots_ = std::uint32_t{1} << slot_shift_;
     page_shift_ = static_cast<std::uint32_t>(std::countr_zero(page_));
-    chunk_shift_ = static_cast<std::uint32_t>(std::countr_zero(chunk_bytes_));
-    for (std::size_t c = 0; c <= max_class_; ++c) {
-      // address -> slot index divides by the stride (usable + 1 pages), which
-      // is rarely a power of two: multiply by a 32.32 reciprocal instead.
-      // Exact for page offsets below 2^16 and strides below 2^15 (checked).
-      stride_pages_[c] = static_cast<std::uint32_t>(class_pages(c) + 1);
-      stride_magic_[c] = (std::uint64_t{1} << 32) / stride_pages_[c] + 1;
-      slots_per_chunk_[c] =
-          static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(c)}.slots_in(chunk_bytes_));
-    }
+    table_.init_geometry(page_, chunk_bytes_, max_class_);
     static_assert(std::uint64_t{kChunkPages} * (kChunkPages / 4 + 1) < (std::uint64_t{1} << 32),
-                  "the reciprocal division in slot_of() must stay exact");
+                  "the reciprocal division in ChunkTable::slot_of() must stay exact");
     std::uint64_t want = std::max<std::uint64_t>(options_.reserve_size / chunk_bytes_, 2);
     // Halve until the kernel agrees (RLIMIT_AS, overcommit limits); two
     // chunks still serve small blocks of two classes and fall back beyond.
     void* base = nullptr;
     while (want >= 2) {
-      if (want * max_slots_ < kNoSlot) {
+      if (want * table_.max_slots() < kNoSlot) {
         base = os::reserve(want * chunk_bytes_, chunk_bytes_, "guardarena:heap");
         if (base != nullptr) break;
       }
@@ -461,33 +105,29 @@ class ArenaImpl final : public Arena {
       *error = ArenaError::kNoAddressSpace;
       return false;
     }
-    num_chunks_ = static_cast<std::uint32_t>(want);
+    const auto num_chunks = static_cast<std::uint32_t>(want);
     base_ = reinterpret_cast<std::uintptr_t>(base);
-    span_ = num_chunks_ * chunk_bytes_;
-    meta_bytes_ = std::size_t{num_chunks_} * max_slots_ * sizeof(SlotMeta);
+    span_ = num_chunks * chunk_bytes_;
+    meta_bytes_ = std::size_t{num_chunks} * table_.max_slots() * sizeof(SlotMeta);
     meta_ = static_cast<SlotMeta*>(os::map_internal(meta_bytes_, "guardarena:meta"));
-    chunk_table_bytes_ = num_chunks_ * (sizeof(ChunkInfo) + sizeof(FreeRun));
-    void* tables = os::map_internal(chunk_table_bytes_, "guardarena:chunks");
-    if (meta_ == nullptr || tables == nullptr || !fallback_set_.init(std::size_t{1} << 16)) {
+    if (meta_ == nullptr || !table_.map(base_, num_chunks) ||
+        !fallback_.init(options_.on_exhaustion, fallback_alloc_)) {
       *error = ArenaError::kNoMetadata;
       return false;
     }
-    chunks_ = static_cast<ChunkInfo*>(tables);
-    free_runs_ = reinterpret_cast<FreeRun*>(chunks_ + num_chunks_);
     if constexpr (Backend::kCountsVmas) region_limit(options_.vma_headroom);
     return true;
   }
 
   ~ArenaImpl() override {
     unregister_arena(this);
-    release_fallbacks();
     if constexpr (Backend::kCountsVmas) {
       g_open_regions.fetch_sub(open_regions_.load(), std::memory_order_relaxed);
     }
     os::release(reinterpret_cast<void*>(base_), span_);
     os::release(meta_, meta_bytes_);
-    os::release(chunks_, chunk_table_bytes_);
-    fallback_set_.destroy();
+    table_.unmap();
+    fallback_.destroy();
   }
 
   void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept override {
@@ -534,7 +174,7 @@ class ArenaImpl final : public Arena {
       std::uint32_t first = take_run(static_cast<std::uint32_t>(run), true);
       if (first == kNoSlot)
         return exhausted(size, align, zero, "the arena's address space is exhausted");
-      id = first << slot_shift_;
+      id = table_.slot_id(first, 0);
       slot_start = base_ + std::uintptr_t{first} * chunk_bytes_ + page_;
       usable = run * chunk_bytes_ - 2 * page_;
     }
@@ -594,7 +234,7 @@ class ArenaImpl final : public Arena {
     m.open_end = pl.open_end;
     m.alloc_stack = capture_stack_id();
     m.free_stack = 0;
-    m.alloc_tid = current_tid();
+    m.alloc_tid = os::current_tid();
     m.free_tid = 0;
     m.state.store(SlotState::kLive, std::memory_order_release);
     if (options_.mode == Mode::kFast && cls != large_class()) {
@@ -605,11 +245,7 @@ class ArenaImpl final : public Arena {
       ++tc.allocations;
       return p;
     }
-    std::uint64_t lb = live_blocks_.fetch_add(1, std::memory_order_relaxed) + 1;
-    std::uint64_t lby = live_bytes_.fetch_add(size, std::memory_order_relaxed) + size;
-    update_peak(peak_blocks_, lb);
-    update_peak(peak_bytes_, lby);
-    guarded_total_.fetch_add(1, std::memory_order_relaxed);
+    live_.add(1, static_cast<std::int64_t>(size), 1);
     return p;
   }
 
@@ -629,12 +265,7 @@ class ArenaImpl final : public Arena {
   FreeResult deallocate_general(std::uintptr_t a, void* ptr, std::size_t size, std::size_t align,
                                 AllocKind kind) noexcept {
     if (!owns(ptr)) {
-      if (fallback_set_.erase(a)) {
-        fallback_.deallocate(ptr);
-        fallback_live_.fetch_sub(1, std::memory_order_relaxed);
-        return FreeResult::kFreed;
-      }
-      return FreeResult::kNotOurs;
+      return fallback_.free_if_ours(a) ? FreeResult::kFreed : FreeResult::kNotOurs;
     }
     std::size_t cls = 0;
     std::uint32_t id = slot_of(a, cls);
@@ -654,7 +285,7 @@ class ArenaImpl final : public Arena {
     check_free_matches(m, a, slot_start, size, align, kind);
     check_canaries(m, slot_start);
     m.free_stack = capture_stack_id();
-    m.free_tid = current_tid();
+    m.free_tid = os::current_tid();
     bool large = cls == large_class();
     std::size_t s = m.size == 0 ? 1 : m.size;
     if (options_.mode == Mode::kFast && !large) {
@@ -669,15 +300,14 @@ class ArenaImpl final : public Arena {
       quarantine_in_thread(tc, id, cls);
       return FreeResult::kFreed;
     }
-    live_blocks_.fetch_sub(1, std::memory_order_relaxed);
-    live_bytes_.fetch_sub(m.size, std::memory_order_relaxed);
+    live_.remove(m.size);
     close_slot(m, slot_start);
     quarantine(id, cls);
     return FreeResult::kFreed;
   }
 
   bool owns_block(const void* p) const noexcept override {
-    if (!owns(p)) return fallback_set_.contains(reinterpret_cast<std::uintptr_t>(p));
+    if (!owns(p)) return fallback_.contains(reinterpret_cast<std::uintptr_t>(p));
     BlockInfo b;
     return block_info(p, b);
   }
@@ -704,8 +334,8 @@ class ArenaImpl final : public Arena {
   bool describe(std::uintptr_t addr, AddressInfo& out) const noexcept override {
     if (addr - base_ >= span_) return false;
     out = AddressInfo{};
-    std::uint32_t chunk = static_cast<std::uint32_t>((addr - base_) >> chunk_shift_);
-    const ChunkInfo& ci = chunks_[chunk];
+    std::uint32_t chunk = table_.chunk_of(addr);
+    const ChunkInfo& ci = table_[chunk];
     ChunkKind k = ci.kind.load(std::memory_order_acquire);
     if (k == ChunkKind::kFree) return true;  // wild access inside the heap
     if (k == ChunkKind::kReleased) {
@@ -716,7 +346,7 @@ class ArenaImpl final : public Arena {
     std::size_t cls_of[3];
     std::size_t n = 0;
     if (k == ChunkKind::kLarge) {
-      candidates[n] = ci.head << slot_shift_;
+      candidates[n] = table_.slot_id(ci.head, 0);
       cls_of[n++] = large_class();
     } else {
       std::size_t cls = ci.class_index;
@@ -726,7 +356,7 @@ class ArenaImpl final : public Arena {
       std::size_t idx = off < page_ ? 0 : (off - page_) / g.stride();
       std::size_t slots = g.slots_in(chunk_bytes_);
       for (std::size_t j = idx == 0 ? 0 : idx - 1; j <= idx + 1 && j < slots; ++j) {
-        candidates[n] = static_cast<std::uint32_t>((chunk << slot_shift_) | j);
+        candidates[n] = table_.slot_id(chunk, static_cast<std::uint32_t>(j));
         cls_of[n++] = cls;
       }
     }
@@ -768,67 +398,54 @@ class ArenaImpl final : public Arena {
   }
 
   void release_all() noexcept override {
-    release_fallbacks();
+    fallback_.release_all();
     lock_all();
     // One mmap(MAP_FIXED) over the whole span: every block becomes
     // inaccessible and every page goes back, whatever the backend.
     GUARDARENA_CHECK(os::replace_with_inaccessible(reinterpret_cast<void*>(base_), span_),
                      "release: cannot reset the reservation");
     os::discard(meta_, meta_bytes_);
-    for (std::uint32_t c = 0; c < next_chunk_; ++c) {
-      chunks_[c].kind.store(ChunkKind::kReleased, std::memory_order_release);
-      chunks_[c].prepared = 0;  // the mmap above removed the guard markers too
-      chunks_[c].head = 0;
-      chunks_[c].run_len = 0;
-    }
-    released_end_ = next_chunk_;
-    free_run_count_ = 0;
+    table_.retire_used_locked();
     for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].reset();
     if constexpr (Backend::kCountsVmas) {
       g_open_regions.fetch_sub(open_regions_.exchange(0), std::memory_order_relaxed);
     }
     // Slot ids cached by any thread are meaningless now.
     epoch_.store(g_next_epoch.fetch_add(1), std::memory_order_release);
-    live_blocks_ = 0;
-    live_bytes_ = 0;
-    q_blocks_ = 0;
-    q_bytes_ = 0;
+    live_.reset();
+    quarantined_.reset();
     active_caches_ = 0;  // every cache is stale now; each re-registers
-    peak_blocks_ = 0;
-    peak_bytes_ = 0;
-    guarded_total_ = 0;
-    fallback_total_ = 0;
-    failed_total_ = 0;
+    fallback_.reset_counters();
     unlock_all();
   }
 
   void flush_quarantine() noexcept override {
     if (t_cache.owner == this && t_cache.epoch == epoch()) {
-      while (t_cache.q_count > 0) evict_from_thread(t_cache);
+      while (!t_cache.quarantine.empty()) evict_from_thread(t_cache);
       fold_stats(t_cache);
     }
     for (std::size_t c = 0; c <= large_class(); ++c) {
       ClassState& cs = classes_[c];
       std::lock_guard<ClassLock> g(cs.mu);
-      while (cs.q_head != kNoSlot) evict_one(c, cs);
+      while (!cs.quarantine.empty()) evict_one(c, cs);
     }
   }
 
   void for_each_live(void (*fn)(const BlockInfo&, void*), void* ctx) const noexcept override {
-    std::uint32_t used = next_chunk_;
+    std::uint32_t used = table_.used();
     for (std::uint32_t c = 0; c < used; ++c) {
-      ChunkKind k = chunks_[c].kind.load(std::memory_order_acquire);
+      ChunkKind k = table_[c].kind.load(std::memory_order_acquire);
       std::size_t slots = 0;
       std::size_t cls = 0;
       if (k == ChunkKind::kClass) {
-        cls = chunks_[c].class_index;
+        cls = table_[c].class_index;
         slots = SlotGeometry{page_, class_pages(cls)}.slots_in(chunk_bytes_);
-      } else if (k == ChunkKind::kLarge && chunks_[c].head == c) {
+      } else if (k == ChunkKind::kLarge && table_[c].head == c) {
         cls = large_class();
         slots = 1;
       }
       for (std::size_t i = 0; i < slots; ++i) {
-        std::uint32_t id = static_cast<std::uint32_t>((c << slot_shift_) | i);
+        std::uint32_t id = table_.slot_id(c, static_cast<std::uint32_t>(i));
         const SlotMeta& m = meta_[id];
         if (m.state.load(std::memory_order_acquire) != SlotState::kLive) continue;
         BlockInfo b;
@@ -841,16 +458,16 @@ class ArenaImpl final : public Arena {
   // Lock order everywhere: hand-back lock (write side here), class lock, then
   // chunk lock; the fallback set's lock is never held with the last two.
   void lock_all() noexcept override {
-    g_handback_lock.lock();
+    handback_lock().lock();
     for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].mu.lock();
-    chunk_mu_.lock();
-    fallback_set_.lock();
+    table_.lock();
+    fallback_.lock();
   }
   void unlock_all() noexcept override {
-    fallback_set_.unlock();
-    chunk_mu_.unlock();
+    fallback_.unlock();
+    table_.unlock();
     for (std::size_t c = large_class() + 1; c-- > 0;) classes_[c].mu.unlock();
-    g_handback_lock.unlock();
+    handback_lock().unlock();
   }
 
   ArenaStats stats() const noexcept override {
@@ -859,16 +476,16 @@ class ArenaImpl final : public Arena {
     ThreadCache& tc = t_cache;
     if (tc.owner == this && tc.epoch == epoch()) const_cast<ArenaImpl*>(this)->fold_stats(tc);
     ArenaStats s;
-    s.live_blocks = not_negative(live_blocks_.load(std::memory_order_relaxed));
-    s.live_bytes = not_negative(live_bytes_.load(std::memory_order_relaxed));
-    s.peak_live_blocks = peak_blocks_.load(std::memory_order_relaxed);
-    s.peak_live_bytes = peak_bytes_.load(std::memory_order_relaxed);
-    s.guarded_allocations = guarded_total_.load(std::memory_order_relaxed);
-    s.fallback_allocations = fallback_total_.load(std::memory_order_relaxed);
-    s.fallback_live = fallback_live_.load(std::memory_order_relaxed);
-    s.failed_allocations = failed_total_.load(std::memory_order_relaxed);
-    s.quarantined_blocks = q_blocks_.load(std::memory_order_relaxed);
-    s.quarantined_bytes = q_bytes_.load(std::memory_order_relaxed);
+    s.live_blocks = live_.blocks();
+    s.live_bytes = live_.bytes();
+    s.peak_live_blocks = live_.peak_blocks();
+    s.peak_live_bytes = live_.peak_bytes();
+    s.guarded_allocations = live_.allocations();
+    s.fallback_allocations = fallback_.served();
+    s.fallback_live = fallback_.live();
+    s.failed_allocations = fallback_.failed();
+    s.quarantined_blocks = quarantined_.blocks();
+    s.quarantined_bytes = quarantined_.bytes();
     if constexpr (Backend::kCountsVmas)
       s.vmas_in_use = 2 * open_regions_.load(std::memory_order_relaxed);
     s.reserved_bytes = span_;
@@ -880,24 +497,25 @@ class ArenaImpl final : public Arena {
  private:
   struct alignas(64) ClassState {
     ClassLock mu;
-    std::uint32_t free_head = kNoSlot;  // slots back from quarantine
+    SlotStack free;                     // slots back from quarantine
     std::uint32_t cur_chunk = kNoSlot;  // chunk being bump-allocated
     std::uint32_t next_index = 0;
     std::uint32_t slots_in_chunk = 0;
-    std::uint32_t q_head = kNoSlot;  // quarantine FIFO, oldest first
-    std::uint32_t q_tail = kNoSlot;
+    SlotFifo quarantine;
     std::uint64_t free_resident = 0;  // open bytes of slots on the free list
     std::uint32_t ready_count = 0;    // full mode: slots opened ahead
     std::uint32_t ready[kReadyBatch];
     void reset() noexcept {
       free_resident = 0;
       ready_count = 0;
-      free_head = cur_chunk = q_head = q_tail = kNoSlot;
+      free.clear();
+      quarantine.clear();
+      cur_chunk = kNoSlot;
       next_index = slots_in_chunk = 0;
     }
   };
 
-  std::size_t large_class() const noexcept { return max_class_ + 1; }
+  std::size_t large_class() const noexcept { return table_.large_class(); }
 
   // A free that did not pass the compare-exchange from kLive: a double free
   // when `a` is the recorded block of a freed slot, else an invalid free.
@@ -948,21 +566,20 @@ class ArenaImpl final : public Arena {
     // The lead rule of take_cached_slot(), first: in steady state the slot
     // taken is often the one it evicts. If this path then gives up, the
     // general one is told not to evict a second time.
-    if (tc.free_count[0] < ThreadCache::kLead && tc.q_count > 0 &&
-        tc.q_count + ThreadCache::kLead > tc.slot_bound) {
+    if (tc.free[0].count < ThreadCache::kLead && !tc.quarantine.empty() &&
+        tc.quarantine.count + ThreadCache::kLead > tc.slot_bound) {
       evict_from_thread(tc);
       lead_applied = true;
     }
-    if (tc.free_count[0] == 0) [[unlikely]]
+    if (tc.free[0].empty()) [[unlikely]]
       return nullptr;
-    const std::uint32_t id = tc.free_head[0];
+    const std::uint32_t id = tc.free[0].head;
     SlotMeta& m = meta_[id];
     // A one-page slot is open as a whole or not at all (closed past the
     // resident bound, or never used).
     if (m.open_end != page_) [[unlikely]]
       return nullptr;
-    tc.free_head[0] = m.next;
-    --tc.free_count[0];
+    tc.free[0].pop(meta_);
     // Open slots were allocated before, so the recorded block locates the
     // slot (and its poison) without the slot arithmetic.
     const std::uintptr_t slot_start = m.block - m.offset;
@@ -978,7 +595,7 @@ class ArenaImpl final : public Arena {
     m.block = reinterpret_cast<std::uintptr_t>(p);
     m.alloc_stack = capture_stack_id();
     m.free_stack = 0;
-    m.alloc_tid = current_tid();
+    m.alloc_tid = os::current_tid();
     m.free_tid = 0;
     m.state.store(SlotState::kLive, std::memory_order_release);
     ++tc.live_blocks;
@@ -988,12 +605,12 @@ class ArenaImpl final : public Arena {
   }
 
   // check_canaries()'s common answer for a class-0 block in fast mode
-  // (open from the slot start to the page end, at most kFastLeadCanary bytes
+  // (open from the slot start to the page end, at most kFastCanaryBefore bytes
   // of lead checked): true when both canaries are intact.
   [[gnu::always_inline]] bool small_canaries_intact(const SlotMeta& m,
                                                     std::uintptr_t slot_start) const noexcept {
     const std::size_t s = m.size == 0 ? 1 : m.size;
-    const std::size_t lead = m.offset < kFastLeadCanary ? m.offset : kFastLeadCanary;
+    const std::size_t lead = m.offset < kFastCanaryBefore ? m.offset : kFastCanaryBefore;
     const std::size_t tail = page_ - m.offset - s;
     auto* block = reinterpret_cast<const unsigned char*>(slot_start + m.offset);
     return (lead == 0 || all_bytes_are(block - lead, lead, kCanaryByte)) &&
@@ -1006,17 +623,18 @@ class ArenaImpl final : public Arena {
   [[gnu::always_inline]] bool deallocate_small_fast(std::uintptr_t a, std::size_t size,
                                                     std::size_t align, AllocKind kind) noexcept {
     const std::uintptr_t rel = a - base_;
-    const ChunkInfo& ci = chunks_[rel >> chunk_shift_];
+    const std::uint32_t chunk = table_.chunk_at(rel);
+    const ChunkInfo& ci = table_[chunk];
     // Class-0 slots take pages 1, 3, 5, ... of their chunk.
     const std::uintptr_t page_in_chunk = (rel & (chunk_bytes_ - 1)) >> page_shift_;
     const std::uintptr_t index = page_in_chunk >> 1;
     if (ci.kind.load(std::memory_order_acquire) != ChunkKind::kClass || ci.class_index != 0 ||
-        (page_in_chunk & 1) == 0 || index >= slots_per_chunk_[0]) [[unlikely]]
+        (page_in_chunk & 1) == 0 || index >= table_.slots_per_chunk(0)) [[unlikely]]
       return false;
     ThreadCache& tc = t_cache;
     if (tc.owner != this || tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
       return false;
-    const auto id = static_cast<std::uint32_t>(((rel >> chunk_shift_) << slot_shift_) | index);
+    const std::uint32_t id = table_.slot_id(chunk, static_cast<std::uint32_t>(index));
     SlotMeta& m = meta_[id];
     const std::uintptr_t block = m.block;
     SlotState expected = SlotState::kLive;
@@ -1036,7 +654,7 @@ class ArenaImpl final : public Arena {
     if (!small_canaries_intact(m, slot_start)) [[unlikely]]
       check_canaries(m, slot_start);
     m.free_stack = capture_stack_id();
-    m.free_tid = current_tid();
+    m.free_tid = os::current_tid();
     --tc.live_blocks;
     tc.live_bytes -= static_cast<std::int64_t>(m.size);
     fill_bytes(reinterpret_cast<unsigned char*>(block), m.size == 0 ? 1 : m.size, kPoisonByte);
@@ -1045,31 +663,10 @@ class ArenaImpl final : public Arena {
   }
 
   std::uintptr_t slot_address(std::uint32_t id, std::size_t cls) const noexcept {
-    std::uint32_t chunk = id >> slot_shift_;
-    std::uintptr_t chunk_base = base_ + std::uintptr_t{chunk} * chunk_bytes_;
-    if (cls == large_class()) return chunk_base + page_;
-    std::uintptr_t index = id & (max_slots_ - 1);
-    return chunk_base + ((1 + index * stride_pages_[cls]) << page_shift_);
+    return table_.slot_address(id, cls);
   }
-
-  // Slot holding address `a` (inside its usable pages), or kNoSlot.
   std::uint32_t slot_of(std::uintptr_t a, std::size_t& cls) const noexcept {
-    // A shift, not a division: this runs on every free.
-    std::uint32_t chunk = static_cast<std::uint32_t>((a - base_) >> chunk_shift_);
-    const ChunkInfo& ci = chunks_[chunk];
-    ChunkKind k = ci.kind.load(std::memory_order_acquire);
-    if (k == ChunkKind::kLarge) {
-      cls = large_class();
-      return ci.head << slot_shift_;
-    }
-    if (k != ChunkKind::kClass) return kNoSlot;
-    cls = ci.class_index;
-    std::uintptr_t off_pages = (a - (base_ + std::uintptr_t{chunk} * chunk_bytes_)) >> page_shift_;
-    if (off_pages == 0) return kNoSlot;
-    std::uint64_t idx = ((off_pages - 1) * stride_magic_[cls]) >> 32;
-    std::uint64_t within = off_pages - 1 - idx * stride_pages_[cls];
-    if (idx >= slots_per_chunk_[cls] || within >= stride_pages_[cls] - 1) return kNoSlot;
-    return (chunk << slot_shift_) | static_cast<std::uint32_t>(idx);
+    return table_.slot_of(a, cls);
   }
 
   ThreadCache& my_cache() noexcept {
@@ -1082,36 +679,19 @@ class ArenaImpl final : public Arena {
   }
 
   void switch_cache(ThreadCache& tc, std::uint64_t e) noexcept {
-    hand_back(tc);
-    // Whatever is left belongs to a released or destroyed arena: drop it.
-    std::memset(tc.free_count, 0, sizeof tc.free_count);
-    tc.q_count = 0;
-    tc.q_bytes = 0;
-    tc.live_blocks = tc.live_bytes = 0;
-    tc.quarantined_blocks = tc.quarantined_bytes = 0;
-    tc.bound_threads = 0;  // shares recomputed at the next free
-    tc.allocations = 0;
-    tc.owner = this;
-    tc.epoch = e;
+    attach(tc, this, e);
     active_caches_.fetch_add(1, std::memory_order_relaxed);
-    if (!tc.exit_hook) {
-      pthread_once(&g_cache_key_once, create_cache_key);
-      pthread_setspecific(g_cache_key, &tc);
-      tc.exit_hook = true;
-    }
   }
 
   // The thread's quarantine moves into the class FIFOs (oldest first, so the
   // order is kept) and its free slots onto the class free lists.
   void absorb_thread_cache(ThreadCache& tc) noexcept override {
-    while (tc.q_count > 0) {
-      std::uint32_t id = tc.q_head;
-      tc.q_head = meta_[id].next;
-      --tc.q_count;
-      std::size_t cls = chunks_[id >> slot_shift_].class_index;
+    while (!tc.quarantine.empty()) {
+      std::uint32_t id = tc.quarantine.pop(meta_);
+      std::size_t cls = table_[table_.chunk_of_id(id)].class_index;
       ClassState& cs = classes_[cls];
       std::lock_guard<ClassLock> g(cs.mu);
-      enqueue_locked(id, cs);
+      cs.quarantine.push(meta_, id);
     }
     tc.q_bytes = 0;
     fold_stats(tc);  // the global counts the eviction below is judged by
@@ -1119,32 +699,18 @@ class ArenaImpl final : public Arena {
     for (std::size_t c = 0; c <= max_class_ && c < ThreadCache::kClasses; ++c) {
       ClassState& cs = classes_[c];
       std::lock_guard<ClassLock> g(cs.mu);
-      while (tc.free_count[c] > 0) push_free_locked(pop_thread_free(tc, c), c, cs);
-      evict_over_budget_locked(c, cs);
+      while (!tc.free[c].empty()) push_free_locked(tc.free[c].pop(meta_), c, cs);
+      evict_over_bound_locked(c, cs);
     }
   }
 
   void fold_stats(ThreadCache& tc) noexcept {
     if (tc.quarantined_blocks != 0 || tc.quarantined_bytes != 0) {
-      q_blocks_.fetch_add(static_cast<std::uint64_t>(tc.quarantined_blocks),
-                          std::memory_order_relaxed);
-      q_bytes_.fetch_add(static_cast<std::uint64_t>(tc.quarantined_bytes),
-                         std::memory_order_relaxed);
+      quarantined_.add(tc.quarantined_blocks, tc.quarantined_bytes);
       tc.quarantined_blocks = tc.quarantined_bytes = 0;
     }
     if (tc.allocations == 0 && tc.live_blocks == 0 && tc.live_bytes == 0) return;
-    std::uint64_t lb = live_blocks_.fetch_add(static_cast<std::uint64_t>(tc.live_blocks),
-                                              std::memory_order_relaxed) +
-                       static_cast<std::uint64_t>(tc.live_blocks);
-    std::uint64_t lby = live_bytes_.fetch_add(static_cast<std::uint64_t>(tc.live_bytes),
-                                              std::memory_order_relaxed) +
-                        static_cast<std::uint64_t>(tc.live_bytes);
-    // Another thread may free blocks whose allocation this one has not
-    // folded yet, so the sum can dip below zero for a while: a wrapped value
-    // must not become the peak.
-    update_peak(peak_blocks_, not_negative(lb));
-    update_peak(peak_bytes_, not_negative(lby));
-    guarded_total_.fetch_add(tc.allocations, std::memory_order_relaxed);
+    live_.add(tc.live_blocks, tc.live_bytes, tc.allocations);
     tc.live_blocks = tc.live_bytes = 0;
     tc.allocations = 0;
   }
@@ -1158,43 +724,23 @@ class ArenaImpl final : public Arena {
     ThreadCache& tc = my_cache();
     // The lead rule: once the quarantine is within kLead of its bound, it
     // gives up its oldest slot a little early (ThreadCache::kLead).
-    if (!lead_applied && tc.free_count[cls] < ThreadCache::kLead && tc.q_count > 0 &&
-        tc.q_count + ThreadCache::kLead > tc.slot_bound)
+    if (!lead_applied && tc.free[cls].count < ThreadCache::kLead && !tc.quarantine.empty() &&
+        tc.quarantine.count + ThreadCache::kLead > tc.slot_bound)
       evict_from_thread(tc);
-    if (tc.free_count[cls] == 0) [[unlikely]] {
+    if (tc.free[cls].empty()) [[unlikely]] {
       {
         ClassState& cs = classes_[cls];
         std::lock_guard<ClassLock> g(cs.mu);
-        while (tc.free_count[cls] < ThreadCache::kRefill) {
+        while (tc.free[cls].count < ThreadCache::kRefill) {
           std::uint32_t id = take_slot_locked(cls, cs);
           if (id == kNoSlot) break;
-          push_thread_free(tc, id, cls);
+          tc.free[cls].push(meta_, id);
         }
       }
       fold_stats(tc);
-      if (tc.free_count[cls] == 0) return kNoSlot;
+      if (tc.free[cls].empty()) return kNoSlot;
     }
-    return pop_thread_free(tc, cls);
-  }
-
-  // FIFO, not LIFO: the slot reused next was evicted (and prefetched) several
-  // operations ago, so its lines have arrived.
-  void push_thread_free(ThreadCache& tc, std::uint32_t id, std::size_t cls) noexcept {
-    meta_[id].next = kNoSlot;
-    if (tc.free_count[cls] == 0) {
-      tc.free_head[cls] = id;
-    } else {
-      meta_[tc.free_tail[cls]].next = id;
-    }
-    tc.free_tail[cls] = id;
-    ++tc.free_count[cls];
-  }
-
-  std::uint32_t pop_thread_free(ThreadCache& tc, std::size_t cls) noexcept {
-    std::uint32_t id = tc.free_head[cls];
-    tc.free_head[cls] = meta_[id].next;
-    --tc.free_count[cls];
-    return id;
+    return tc.free[cls].pop(meta_);
   }
 
   // Fast mode's quarantine is per thread: a freed slot waits in the freeing
@@ -1203,14 +749,7 @@ class ArenaImpl final : public Arena {
   // (quarantine_slots, and quarantine_bytes / fast_quarantine_bytes) is
   // shared evenly by the threads using the arena: one thread gets all of it.
   void quarantine_in_thread(ThreadCache& tc, std::uint32_t id, std::size_t cls) noexcept {
-    meta_[id].next = kNoSlot;
-    if (tc.q_count == 0) {
-      tc.q_head = id;
-    } else {
-      meta_[tc.q_tail].next = id;
-    }
-    tc.q_tail = id;
-    ++tc.q_count;
+    tc.quarantine.push(meta_, id);
     std::uint64_t bytes = class_pages(cls) * page_;
     tc.q_bytes += bytes;
     ++tc.quarantined_blocks;
@@ -1219,7 +758,8 @@ class ArenaImpl final : public Arena {
         std::max<std::uint64_t>(1, active_caches_.load(std::memory_order_relaxed));
     if (threads != tc.bound_threads) [[unlikely]]
       share_bounds(tc, threads);
-    while (tc.q_count > 0 && (tc.q_count > tc.slot_bound || tc.q_bytes > tc.byte_bound))
+    while (!tc.quarantine.empty() &&
+           (tc.quarantine.count > tc.slot_bound || tc.q_bytes > tc.byte_bound))
       evict_from_thread(tc);
   }
 
@@ -1228,23 +768,21 @@ class ArenaImpl final : public Arena {
   // counts the byte bound in one-page slots (the common case), so that the
   // lead rule in take_cached_slot() sees whichever bound applies.
   void share_bounds(ThreadCache& tc, std::uint64_t threads) noexcept {
+    const QuarantineBound share = share_of(quarantine_bound(), threads, page_);
     tc.bound_threads = threads;
-    tc.byte_bound = quarantine_byte_bound() / threads;
-    tc.slot_bound =
-        std::min<std::uint64_t>(options_.quarantine_slots / threads, tc.byte_bound >> page_shift_);
+    tc.byte_bound = share.bytes;
+    tc.slot_bound = share.slots;
   }
 
   // The oldest slot of the thread's quarantine goes to its free list (past
   // kFreeCap, to the class's, where the resident bound applies).
   void evict_from_thread(ThreadCache& tc) noexcept {
-    std::uint32_t id = tc.q_head;
+    const std::uint32_t id = tc.quarantine.pop(meta_);
     SlotMeta& m = meta_[id];
-    tc.q_head = m.next;
-    --tc.q_count;
     // The next eviction (usually at the next free) starts from that entry's
     // metadata, cold since it was quarantined.
-    if (tc.q_count > 0) __builtin_prefetch(&meta_[tc.q_head]);
-    std::size_t cls = chunks_[id >> slot_shift_].class_index;
+    if (!tc.quarantine.empty()) __builtin_prefetch(&meta_[tc.quarantine.head]);
+    std::size_t cls = table_[table_.chunk_of_id(id)].class_index;
     std::uint64_t bytes = class_pages(cls) * page_;
     tc.q_bytes -= bytes;
     --tc.quarantined_blocks;
@@ -1257,10 +795,10 @@ class ArenaImpl final : public Arena {
       // faults).
       std::uintptr_t block = m.block;
       __builtin_prefetch(reinterpret_cast<const void*>(block));
-      __builtin_prefetch(reinterpret_cast<const void*>(block - kFastLeadCanary));
+      __builtin_prefetch(reinterpret_cast<const void*>(block - kFastCanaryBefore));
     }
-    if (tc.free_count[cls] < ThreadCache::kFreeCap) {
-      push_thread_free(tc, id, cls);
+    if (tc.free[cls].count < ThreadCache::kFreeCap) {
+      tc.free[cls].push(meta_, id);
       return;
     }
     ClassState& cs = classes_[cls];
@@ -1330,132 +868,66 @@ class ArenaImpl final : public Arena {
       open = 0;
     }
     cs.free_resident += open;
-    m.next = cs.free_head;
-    cs.free_head = id;
+    cs.free.push(meta_, id);
   }
 
   std::uint32_t pop_free_locked(ClassState& cs) noexcept {
-    std::uint32_t id = cs.free_head;
+    const std::uint32_t id = cs.free.pop(meta_);
     SlotMeta& m = meta_[id];
-    cs.free_head = m.next;
     cs.free_resident -= m.open_end - m.open_begin;
     return id;
   }
 
   std::uint32_t take_slot_locked(std::size_t cls, ClassState& cs) noexcept {
-    if (cs.free_head != kNoSlot) return pop_free_locked(cs);
+    if (!cs.free.empty()) return pop_free_locked(cs);
     if (cs.cur_chunk == kNoSlot || cs.next_index == cs.slots_in_chunk) {
       std::uint32_t c = take_run(1, false);
       if (c == kNoSlot) {
         // Address space is used up: reuse the oldest quarantined slot rather
         // than fail while the quarantine holds slots of this class.
-        if (cs.q_head == kNoSlot) return kNoSlot;
+        if (cs.quarantine.empty()) return kNoSlot;
         evict_one(cls, cs);
         return pop_free_locked(cs);
       }
-      chunks_[c].class_index = static_cast<std::uint8_t>(cls);
-      chunks_[c].kind.store(ChunkKind::kClass, std::memory_order_release);
+      table_.publish_class(c, cls);
       cs.cur_chunk = c;
       cs.next_index = 0;
       cs.slots_in_chunk =
           static_cast<std::uint32_t>(SlotGeometry{page_, class_pages(cls)}.slots_in(chunk_bytes_));
     }
-    return (cs.cur_chunk << slot_shift_) | cs.next_index++;
+    return table_.slot_id(cs.cur_chunk, cs.next_index++);
   }
 
   // A run of `len` free chunks, prepared for the backend; kNoSlot when the
   // reservation is full. Large runs are marked in the chunk table here.
+  // A run of `len` chunks prepared for the backend, or kNoSlot.
   std::uint32_t take_run(std::uint32_t len, bool large) noexcept {
-    std::uint32_t start = kNoSlot;
-    {
-      std::lock_guard<std::mutex> g(chunk_mu_);
-      for (int attempt = 0; attempt < 2 && start == kNoSlot; ++attempt) {
-        for (std::uint32_t i = 0; i < free_run_count_; ++i) {
-          if (free_runs_[i].len >= len) {
-            start = free_runs_[i].start;
-            free_runs_[i].start += len;
-            free_runs_[i].len -= len;
-            if (free_runs_[i].len == 0) free_runs_[i] = free_runs_[--free_run_count_];
-            break;
-          }
-        }
-        if (start == kNoSlot && num_chunks_ - next_chunk_ >= len) {
-          start = next_chunk_;
-          next_chunk_ += len;
-        }
-        // The rest of the reservation is used up: recycle what release()
-        // retired, then look again.
-        if (start != kNoSlot || released_end_ == 0) break;
-        recycle_released_locked();
-      }
-      if (start == kNoSlot) return kNoSlot;
-      if (large) {
-        for (std::uint32_t c = start; c < start + len; ++c) {
-          chunks_[c].head = start;
-          chunks_[c].class_index = static_cast<std::uint8_t>(large_class());
-        }
-        chunks_[start].run_len = len;
-      }
-    }
+    const std::uint32_t start = table_.take_run(len, large);
+    if (start == kNoSlot) return kNoSlot;
     for (std::uint32_t c = start; c < start + len; ++c) {
-      if (chunks_[c].prepared) continue;
+      if (table_[c].prepared) continue;
       // prepare_chunk fails only on ENOMEM (page tables, commit limit).
-      if (!Backend::prepare_chunk(reinterpret_cast<void*>(base_ + std::uintptr_t{c} * chunk_bytes_),
-                                  chunk_bytes_)) {
-        give_back_run(start, len);
+      if (!Backend::prepare_chunk(reinterpret_cast<void*>(table_.chunk_base(c)), chunk_bytes_)) {
+        table_.give_back_run(start, len);
         return kNoSlot;
       }
-      chunks_[c].prepared = 1;
+      table_[c].prepared = 1;
     }
-    if (large) {
-      for (std::uint32_t c = start; c < start + len; ++c)
-        chunks_[c].kind.store(ChunkKind::kLarge, std::memory_order_release);
-    }
+    if (large) table_.publish_large(start, len);
     return start;
   }
 
-  void recycle_released_locked() noexcept {
-    std::uint32_t run_start = kNoSlot;
-    for (std::uint32_t c = 0; c <= released_end_; ++c) {
-      bool released = c < released_end_ &&
-                      chunks_[c].kind.load(std::memory_order_relaxed) == ChunkKind::kReleased;
-      if (released) {
-        chunks_[c].kind.store(ChunkKind::kFree, std::memory_order_release);
-        if (run_start == kNoSlot) run_start = c;
-      } else if (run_start != kNoSlot) {
-        free_runs_[free_run_count_++] = FreeRun{run_start, c - run_start};
-        run_start = kNoSlot;
-      }
-    }
-    released_end_ = 0;
-  }
-
-  void give_back_run(std::uint32_t start, std::uint32_t len) noexcept {
-    std::lock_guard<std::mutex> g(chunk_mu_);
-    for (std::uint32_t c = start; c < start + len; ++c)
-      chunks_[c].kind.store(ChunkKind::kFree, std::memory_order_release);
-    // Merge with an adjacent free run when there is one; the list stays short
-    // because only large blocks ever give chunks back.
-    for (std::uint32_t i = 0; i < free_run_count_; ++i) {
-      FreeRun& r = free_runs_[i];
-      if (r.start + r.len == start) {
-        r.len += len;
-        return;
-      }
-      if (start + len == r.start) {
-        r.start = start;
-        r.len += len;
-        return;
-      }
-    }
-    free_runs_[free_run_count_++] = FreeRun{start, len};
+  // Gives a large block's run back.
+  void give_back_large(std::uint32_t id) noexcept {
+    const std::uint32_t head = table_.chunk_of_id(id);
+    table_.give_back_run(head, table_[head].run_len);
   }
 
   void* give_back_and_exhaust(
       std::uint32_t id, std::size_t cls, std::size_t size, std::size_t align, bool zero,
       const char* why = "the kernel refused more guard pages (ENOMEM)") noexcept {
     if (cls == large_class()) {
-      give_back_run(id >> slot_shift_, chunks_[id >> slot_shift_].run_len);
+      give_back_large(id);
     } else {
       ClassState& cs = classes_[cls];
       std::lock_guard<ClassLock> g(cs.mu);
@@ -1465,31 +937,7 @@ class ArenaImpl final : public Arena {
   }
 
   void* exhausted(std::size_t size, std::size_t align, bool zero, const char* why) noexcept {
-    if (options_.on_exhaustion == Exhaustion::kFail || fallback_.allocate == nullptr) {
-      failed_total_.fetch_add(1, std::memory_order_relaxed);
-      return nullptr;
-    }
-    void* p = fallback_.allocate(size == 0 ? 1 : size, align < 16 ? 16 : align);
-    if (p == nullptr) {
-      failed_total_.fetch_add(1, std::memory_order_relaxed);
-      return nullptr;
-    }
-    if (!fallback_set_.insert(reinterpret_cast<std::uintptr_t>(p))) {
-      fallback_.deallocate(p);
-      failed_total_.fetch_add(1, std::memory_order_relaxed);
-      return nullptr;
-    }
-    warn_fallback_once(why);
-    if (zero) std::memset(p, 0, size);
-    fallback_total_.fetch_add(1, std::memory_order_relaxed);
-    fallback_live_.fetch_add(1, std::memory_order_relaxed);
-    return p;
-  }
-
-  void release_fallbacks() noexcept {
-    fallback_set_.drain(
-        [this](std::uintptr_t p) { fallback_.deallocate(reinterpret_cast<void*>(p)); });
-    fallback_live_ = 0;
+    return fallback_.serve(size, align, zero, why);
   }
 
   void close_slot(SlotMeta& m, std::uintptr_t slot_start) noexcept {
@@ -1510,7 +958,8 @@ class ArenaImpl final : public Arena {
   }
 
   std::size_t slot_quarantine_bytes(std::uint32_t id, std::size_t cls) const noexcept {
-    if (cls == large_class()) return std::size_t{chunks_[id >> slot_shift_].run_len} * chunk_bytes_;
+    if (cls == large_class())
+      return std::size_t{table_[table_.chunk_of_id(id)].run_len} * chunk_bytes_;
     return class_pages(cls) * page_;
   }
 
@@ -1521,109 +970,68 @@ class ArenaImpl final : public Arena {
   }
 
   void quarantine_locked(std::uint32_t id, std::size_t cls, ClassState& cs) noexcept {
-    enqueue_locked(id, cs);
-    q_blocks_.fetch_add(1, std::memory_order_relaxed);
-    q_bytes_.fetch_add(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
-    evict_over_budget_locked(cls, cs);
+    cs.quarantine.push(meta_, id);
+    quarantined_.add(1, static_cast<std::int64_t>(slot_quarantine_bytes(id, cls)));
+    evict_over_bound_locked(cls, cs);
   }
 
-  std::uint64_t quarantine_byte_bound() const noexcept {
-    if (options_.mode == Mode::kFast)
-      return std::min(options_.quarantine_bytes, options_.fast_quarantine_bytes);
-    return options_.quarantine_bytes;
-  }
-
-  void enqueue_locked(std::uint32_t id, ClassState& cs) noexcept {
-    meta_[id].next = kNoSlot;
-    if (cs.q_tail == kNoSlot) {
-      cs.q_head = id;
-    } else {
-      meta_[cs.q_tail].next = id;
-    }
-    cs.q_tail = id;
+  QuarantineBound quarantine_bound() const noexcept {
+    QuarantineBound b{options_.quarantine_slots, options_.quarantine_bytes};
+    if (options_.mode == Mode::kFast) b.bytes = std::min(b.bytes, options_.fast_quarantine_bytes);
+    return b;
   }
 
   // The budget is global; each class evicts its own oldest entries, so the
   // bound holds within one batch and no class lock is ever nested.
-  void evict_over_budget_locked(std::size_t cls, ClassState& cs) noexcept {
-    std::uint64_t blocks = q_blocks_.load(std::memory_order_relaxed);
-    std::uint64_t bytes = q_bytes_.load(std::memory_order_relaxed);
-    std::uint64_t byte_bound = quarantine_byte_bound();
-    std::uint64_t evicted = 0;
-    std::uint64_t evicted_bytes = 0;
-    while (cs.q_head != kNoSlot &&
-           (blocks - evicted > options_.quarantine_slots || bytes - evicted_bytes > byte_bound)) {
-      evicted_bytes += slot_quarantine_bytes(cs.q_head, cls);
-      ++evicted;
-      evict_one(cls, cs, false);
-    }
-    if (evicted != 0) {
-      q_blocks_.fetch_sub(evicted, std::memory_order_relaxed);
-      q_bytes_.fetch_sub(evicted_bytes, std::memory_order_relaxed);
-    }
+  void evict_over_bound_locked(std::size_t cls, ClassState& cs) noexcept {
+    quarantined_.evict_over_bound(
+        cs.quarantine, quarantine_bound(),
+        [this, cls](std::uint32_t id) { return slot_quarantine_bytes(id, cls); },
+        [this, cls, &cs] { evict_one(cls, cs, false); });
   }
 
   // Moves the oldest quarantined slot of `cls` to reuse. Caller holds cs.mu.
   void evict_one(std::size_t cls, ClassState& cs, bool count = true) noexcept {
-    std::uint32_t id = cs.q_head;
+    const std::uint32_t id = cs.quarantine.pop(meta_);
     SlotMeta& m = meta_[id];
-    cs.q_head = m.next;
-    if (cs.q_head == kNoSlot) cs.q_tail = kNoSlot;
     if (count) {
-      q_blocks_.fetch_sub(1, std::memory_order_relaxed);
-      q_bytes_.fetch_sub(slot_quarantine_bytes(id, cls), std::memory_order_relaxed);
+      quarantined_.remove(1, slot_quarantine_bytes(id, cls));
     }
     m.state.store(SlotState::kAvailable, std::memory_order_release);
     if (cls == large_class()) {
-      std::uint32_t head = id >> slot_shift_;
-      give_back_run(head, chunks_[head].run_len);
+      give_back_large(id);
       return;
     }
     push_free_locked(id, cls, cs);
   }
 
+  CanarySpan canaries_of(std::size_t open_begin, std::size_t offset, std::size_t s,
+                         std::size_t open_end) const noexcept {
+    return canary_span(open_begin, offset, s, open_end, page_, options_.mode == Mode::kFast);
+  }
+
   void write_canaries(std::uintptr_t slot_start, std::size_t open_begin, std::size_t offset,
                       std::size_t s, std::size_t open_end) noexcept {
-    // Zero-length fills are skipped on purpose: a memset of 0 bytes at the
-    // first byte of a guard page takes glibc's slow masked-store path.
-    std::size_t lead_begin = open_begin;
-    if (options_.mode == Mode::kFast && offset - lead_begin > kFastLeadCanary)
-      lead_begin = offset - kFastLeadCanary;
-    if (offset > lead_begin)
-      fill_bytes(reinterpret_cast<unsigned char*>(slot_start + lead_begin), offset - lead_begin,
-                 kCanaryByte);
-    std::size_t tail = offset + s;
-    std::size_t tail_end = std::min(open_end, round_up(tail, page_));
-    if (tail_end > tail)
-      std::memset(reinterpret_cast<void*>(slot_start + tail), kCanaryByte, tail_end - tail);
+    write_canaries_at(reinterpret_cast<unsigned char*>(slot_start),
+                      canaries_of(open_begin, offset, s, open_end), offset, s);
   }
 
   void check_canaries(const SlotMeta& m, std::uintptr_t slot_start) noexcept {
-    std::size_t s = m.size == 0 ? 1 : m.size;
-    std::size_t tail = m.offset + s;
-    std::size_t tail_end = std::min<std::size_t>(m.open_end, round_up(tail, page_));
-    auto* base = reinterpret_cast<const unsigned char*>(slot_start);
-    std::size_t bad_end =
-        tail_end > tail && !all_bytes_are(base + tail, tail_end - tail, kCanaryByte)
-            ? last_mismatch_end(base + tail, tail_end - tail, kCanaryByte)
-            : 0;
-    if (bad_end != 0) {
-      Finding r = make_finding(ErrorKind::kSlackOverflow, slot_start + tail, m, slot_start);
-      r.bad_bytes = bad_end;
+    const std::size_t s = m.size == 0 ? 1 : m.size;
+    const CanaryDamage d =
+        find_canary_damage(reinterpret_cast<const unsigned char*>(slot_start),
+                           canaries_of(m.open_begin, m.offset, s, m.open_end), m.offset, s);
+    if (d.where == CanaryDamage::Where::kAfter) {
+      Finding r = make_finding(ErrorKind::kSlackOverflow, slot_start + m.offset + s, m, slot_start);
+      r.bad_bytes = d.bad_bytes;
       r.distance = static_cast<std::int64_t>(s);
       report_finding(r);
     }
-    std::size_t lead_begin = m.open_begin;
-    if (options_.mode == Mode::kFast && m.offset - lead_begin > kFastLeadCanary)
-      lead_begin = m.offset - kFastLeadCanary;
-    std::size_t lead = m.offset - lead_begin;
-    if (all_bytes_are(base + lead_begin, lead, kCanaryByte)) return;
-    std::size_t first_bad = first_mismatch(base + lead_begin, lead, kCanaryByte);
-    if (first_bad != lead) {
-      std::size_t i = lead_begin + first_bad;
+    if (d.where == CanaryDamage::Where::kBefore) {
+      const std::size_t i = m.offset - d.bad_bytes;
       Finding r = make_finding(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
-      r.bad_bytes = m.offset - i;
-      r.distance = -static_cast<std::int64_t>(m.offset - i);
+      r.bad_bytes = d.bad_bytes;
+      r.distance = -static_cast<std::int64_t>(d.bad_bytes);
       report_finding(r);
     }
   }
@@ -1633,8 +1041,7 @@ class ArenaImpl final : public Arena {
     std::size_t s = m.size == 0 ? 1 : m.size;
     if (s > kFastPoisonLimit) return;
     auto* p = reinterpret_cast<const unsigned char*>(slot_start + m.offset);
-    if (all_bytes_are(p, s, kPoisonByte)) return;
-    std::size_t i = first_mismatch(p, s, kPoisonByte);
+    const std::size_t i = find_poison_damage(p, s);
     if (i != s) {
       Finding r =
           make_finding(ErrorKind::kWriteAfterFree, slot_start + m.offset + i, m, slot_start);
@@ -1686,33 +1093,19 @@ class ArenaImpl final : public Arena {
     report_finding(r);
   }
 
-  FallbackAllocator fallback_;
+  FallbackAllocator fallback_alloc_;
   std::size_t page_ = 0;
   std::size_t chunk_bytes_ = 0;
   std::size_t max_class_ = 0;
-  bool fast_small_ = false;      // fast mode without protect_below: see allocate_small_fast()
-  std::uint32_t max_slots_ = 0;  // power of two
-  std::uint32_t slot_shift_ = 0;
+  bool fast_small_ = false;  // fast mode without protect_below: see allocate_small_fast()
   std::uint32_t page_shift_ = 0;
-  std::uint32_t chunk_shift_ = 0;  // chunk_bytes_ is a power of two (pages are)
-  std::uint32_t stride_pages_[kMaxClasses] = {};
-  std::uint64_t stride_magic_[kMaxClasses] = {};
-  std::uint32_t slots_per_chunk_[kMaxClasses] = {};
-  std::uint32_t num_chunks_ = 0;
   SlotMeta* meta_ = nullptr;
   std::size_t meta_bytes_ = 0;
-  ChunkInfo* chunks_ = nullptr;
-  FreeRun* free_runs_ = nullptr;
-  std::size_t chunk_table_bytes_ = 0;
-  std::mutex chunk_mu_;
-  std::uint32_t next_chunk_ = 0;
-  std::uint32_t released_end_ = 0;  // chunks below it were retired by release()
-  std::uint32_t free_run_count_ = 0;
+  ChunkTable table_;
   ClassState classes_[kMaxClasses + 1];
-  FallbackSet fallback_set_;
-  std::atomic<std::uint64_t> live_blocks_{0}, live_bytes_{0}, peak_blocks_{0}, peak_bytes_{0};
-  std::atomic<std::uint64_t> guarded_total_{0}, fallback_total_{0}, failed_total_{0};
-  std::atomic<std::uint64_t> q_blocks_{0}, q_bytes_{0};
+  FallbackBlocks fallback_;
+  LiveCounters live_;
+  QuarantineCounters quarantined_;
   // Fast mode: threads whose cache belongs to this arena at this epoch.
   std::atomic<std::uint64_t> active_caches_{0};
   std::atomic<std::int64_t> open_regions_{0};
@@ -1726,10 +1119,7 @@ Arena* construct(void* storage, const Options& o, FallbackAllocator fb,
     a->~Impl();
     return nullptr;
   }
-  for (auto& slot : g_arenas) {
-    Arena* expected = nullptr;
-    if (slot.compare_exchange_strong(expected, a)) return a;
-  }
+  if (g_arenas.add(a)) return a;
   // An arena missing from the registry would run without fault reports
   // (find_owner) and, in fast mode, silently drop other threads' cached slots
   // and counters (is_current): refuse it rather than guard it half.
@@ -1788,36 +1178,18 @@ Arena* Arena::create(void* storage, const Options& o, FallbackAllocator fb,
 }
 
 Arena* Arena::find_owner(std::uintptr_t addr) noexcept {
-  for (auto& slot : g_arenas) {
-    Arena* a = slot.load(std::memory_order_acquire);
-    if (a != nullptr && a->owns(reinterpret_cast<const void*>(addr))) return a;
-  }
-  return nullptr;
+  return g_arenas.find(
+      [addr](const Arena& a) { return a.owns(reinterpret_cast<const void*>(addr)); });
 }
 
 bool Arena::is_current(const Arena* a, std::uint64_t epoch) noexcept {
-  for (auto& slot : g_arenas) {
-    if (slot.load(std::memory_order_acquire) == a) return a->epoch() == epoch;
-  }
-  return false;
+  return g_arenas.contains(a) && a->epoch() == epoch;
 }
 
 void unregister_arena(Arena* a) noexcept {
-  g_handback_lock.lock();  // no hand-back into `a` in flight
-  for (auto& slot : g_arenas) {
-    Arena* expected = a;
-    if (slot.compare_exchange_strong(expected, nullptr)) break;
-  }
-  g_handback_lock.unlock();
-}
-
-void reset_tid_cache() noexcept {
-  t_tid = 0;
-}
-
-std::uint32_t current_tid() noexcept {
-  if (t_tid == 0) t_tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
-  return t_tid;
+  handback_lock().lock();  // no hand-back into `a` in flight
+  g_arenas.remove(a);
+  handback_lock().unlock();
 }
 
 }  // namespace guardarena

@@ -19,18 +19,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "core/fallback.h"
 #include "core/finding.h"
 #include "core/metadata.h"
 #include "options/options.h"
 
 namespace guardarena {
-
-// Where unguarded fallback blocks come from when guard pages run out. The pmr
-// resource passes aligned operator new/delete, the shim glibc's allocator.
-struct FallbackAllocator {
-  void* (*allocate)(std::size_t size, std::size_t align) noexcept = nullptr;
-  void (*deallocate)(void* p) noexcept = nullptr;
-};
 
 struct ArenaStats {
   std::uint64_t live_blocks = 0;
@@ -108,13 +102,6 @@ class Arena {
   // The reservation owns() checks against.
   std::uintptr_t reservation_base() const noexcept { return base_; }
   std::uintptr_t reservation_size() const noexcept { return span_; }
-  // False while no fallback (unguarded) block is live, so that a pointer
-  // outside the reservation cannot be this arena's: the shim's free() then
-  // hands it to glibc without a lookup. Relaxed is enough: whoever frees a
-  // block was handed it after the increment.
-  bool has_fallback_blocks() const noexcept {
-    return fallback_live_.load(std::memory_order_relaxed) != 0;
-  }
   // True for pointers this arena handed out, guarded or fallback.
   virtual bool owns_block(const void* p) const noexcept = 0;
 
@@ -160,12 +147,7 @@ class Arena {
   std::uintptr_t base_ = 0;
   std::uintptr_t span_ = 0;
   std::atomic<std::uint64_t> epoch_{0};
-  std::atomic<std::uint64_t> fallback_live_{0};
 };
-
-// Small thread id (gettid), cached per thread; reset_tid_cache() after fork.
-std::uint32_t current_tid() noexcept;
-void reset_tid_cache() noexcept;
 
 // Removes an arena from the fault handler's registry (its destructor does).
 void unregister_arena(Arena* a) noexcept;

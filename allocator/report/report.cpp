@@ -14,6 +14,7 @@
 
 #include "core/hooks.h"
 #include "os/raw_writer.h"
+#include "os/thread.h"
 #include "report/stack_printer.h"
 #include "stack/stack_trace.h"
 
@@ -193,7 +194,7 @@ void write_text(const Report& r) noexcept {
       .str(" on address ")
       .ptr(reinterpret_cast<void*>(r.address))
       .str(" (thread T")
-      .dec(current_tid())
+      .dec(os::current_tid())
       .str(")\n");
   write_headline(w, r);
   const char* here =
@@ -207,10 +208,10 @@ void write_text(const Report& r) noexcept {
   static char first_frame[512];
   first_frame[0] = '\0';
   if (r.access_stack != nullptr) {
-    write_frames(w, here, current_tid(), r.access_stack, r.access_depth, r.first_frame_is_pc,
+    write_frames(w, here, os::current_tid(), r.access_stack, r.access_depth, r.first_frame_is_pc,
                  first_frame, sizeof first_frame);
   } else if (r.access_stack_id != 0) {
-    write_stack_id(w, here, current_tid(), r.access_stack_id, first_frame, sizeof first_frame);
+    write_stack_id(w, here, os::current_tid(), r.access_stack_id, first_frame, sizeof first_frame);
   }
   if (r.has_block) {
     const BlockInfo& b = r.block;
@@ -259,7 +260,7 @@ void write_json(const Report& r) noexcept {
   w.json_string(r.access == Access::kWrite  ? "WRITE"
                 : r.access == Access::kRead ? "READ"
                                             : "UNKNOWN");
-  w.str(",\"thread\":").dec(current_tid());
+  w.str(",\"thread\":").dec(os::current_tid());
   // The same human sentence the text report prints, for CI logs.
   RawWriter d(line, sizeof line - 1);
   write_headline(d, r);
