@@ -17,9 +17,11 @@
 #include <cstring>
 #include <new>
 
-#include "bootstrap.h"
+#include "init.h"
 #include "os/os_linux.h"
+#include "process_hooks.h"
 #include "report/report.h"
+#include "sampling.h"
 
 #define GUARDARENA_EXPORT extern "C" __attribute__((visibility("default")))
 #define GUARDARENA_EXPORT_CXX __attribute__((visibility("default")))
