@@ -55,6 +55,10 @@ foreach(f IN LISTS files)
       string(APPEND violations "  ${f} (${layer}) includes \"${header}\" (${target}): points up the stack\n")
     endif()
   endforeach()
+  # The public header is installed as is: standard headers only.
+  if(layer STREQUAL "include" AND includes)
+    string(APPEND violations "  ${f}: the public header includes project headers\n")
+  endif()
 endforeach()
 
 if(violations)
