@@ -15,9 +15,11 @@
 #include <mutex>
 #include <new>
 
+#include "core/address_query.h"
 #include "core/canary.h"
 #include "core/chunk_table.h"
 #include "core/fallback.h"
+#include "core/free_checks.h"
 #include "core/hooks.h"
 #include "core/metadata.h"
 #include "core/quarantine.h"
@@ -26,6 +28,7 @@
 #include "core/slot_list.h"
 #include "core/stats.h"
 #include "core/thread_cache.h"
+#include "core/vma_budget.h"
 #include "os/check.h"
 #include "os/guard_backend.h"
 #include "os/os_linux.h"
@@ -48,28 +51,11 @@ constexpr std::size_t kReadyBatch = os::kMaxBatch;
 
 Registry<Arena, kMaxArenas> g_arenas;
 
-// Process-wide count of open guarded regions on the mprotect backend, against
-// a limit derived from vm.max_map_count once: every arena shares one budget.
-std::atomic<std::int64_t> g_open_regions{0};
-std::atomic<std::int64_t> g_region_limit{-1};
-
 std::atomic<std::uint64_t> g_next_epoch{1};
 
 // The class locks are held for a thread-cache refill or a quarantine batch (a
 // few hundred ns): a waiter spins briefly instead of sleeping.
 using ClassLock = os::AdaptiveMutex;
-
-std::int64_t region_limit(std::uint64_t headroom) noexcept {
-  std::int64_t lim = g_region_limit.load(std::memory_order_acquire);
-  if (lim >= 0) return lim;
-  auto max = static_cast<std::int64_t>(os::max_map_count());
-  auto now = static_cast<std::int64_t>(os::count_mappings());
-  // An isolated read/write island splits its PROT_NONE surroundings: two
-  // more mappings per open block.
-  lim = std::max<std::int64_t>(0, (max - now - static_cast<std::int64_t>(headroom)) / 2);
-  g_region_limit.store(lim, std::memory_order_release);
-  return lim;
-}
 
 template <os::GuardBackend Backend>
 class ArenaImpl final : public Arena {
@@ -81,7 +67,7 @@ class ArenaImpl final : public Arena {
   bool init(ArenaError* error) noexcept {
     page_ = os::page_size();
     chunk_bytes_ = kChunkPages * page_;
-    fast_small_ =
+    small_fast_path_ =
         options_.mode == Mode::kFast && !options_.protect_below && page_ <= kFastPoisonLimit;
     max_class_ = class_for_pages(kChunkPages / 4);
     GUARDARENA_CHECK(max_class_ < kMaxClasses && max_class_ < ThreadCache::kClasses,
@@ -115,14 +101,14 @@ class ArenaImpl final : public Arena {
       *error = ArenaError::kNoMetadata;
       return false;
     }
-    if constexpr (Backend::kCountsVmas) region_limit(options_.vma_headroom);
+    if constexpr (Backend::kCountsVmas) vmas_.init(options_.vma_headroom);
     return true;
   }
 
   ~ArenaImpl() override {
     unregister_arena(this);
     if constexpr (Backend::kCountsVmas) {
-      g_open_regions.fetch_sub(open_regions_.load(), std::memory_order_relaxed);
+      vmas_.close_all();
     }
     os::release(reinterpret_cast<void*>(base_), span_);
     os::release(meta_, meta_bytes_);
@@ -131,26 +117,26 @@ class ArenaImpl final : public Arena {
   }
 
   void* allocate(std::size_t size, std::size_t align, AllocKind kind, bool zero) noexcept override {
-    bool lead_applied = false;
-    if (fast_small_ && size - 1 < page_ && align <= kFastPathAlign) [[likely]] {
-      if (void* p = allocate_small_fast(size, align, kind, zero, lead_applied)) return p;
+    bool evicted_ahead = false;
+    if (small_fast_path_ && size - 1 < page_ && align <= kFastPathAlign) [[likely]] {
+      if (void* p = allocate_small_fast(size, align, kind, zero, evicted_ahead)) return p;
     }
     // errno must survive a successful allocation. The short path's only
     // system calls (closing slots past the resident bound, on eviction) go
     // through os::, which keeps errno; this path also calls glibc (fallback
     // blocks), which may not.
     const int saved_errno = errno;
-    void* p = allocate_general(size, align, kind, zero, lead_applied);
+    void* p = allocate_general(size, align, kind, zero, evicted_ahead);
     if (p != nullptr) errno = saved_errno;
     return p;
   }
 
   // allocate() past the short path.
   void* allocate_general(std::size_t size, std::size_t align, AllocKind kind, bool zero,
-                         bool lead_applied) noexcept {
+                         bool evicted_ahead) noexcept {
     if (align < 1) align = 1;
     if (size > span_ || align > span_ / 4)
-      return exhausted(size, align, zero, "request larger than the arena");
+      return serve_by_exhaustion_policy(size, align, zero, "request larger than the arena");
     std::size_t need = slot_bytes_needed(size, align, page_);
     std::size_t cls = class_for_pages(need >> page_shift_);
     std::uint32_t id = kNoSlot;
@@ -158,14 +144,15 @@ class ArenaImpl final : public Arena {
     std::size_t usable = 0;
     if (cls <= max_class_) {
       if (options_.mode == Mode::kFast) {
-        id = take_cached_slot(cls, lead_applied);
+        id = take_cached_slot(cls, evicted_ahead);
       } else if (Backend::kBatchesOpen && cls == 0) {
         id = take_ready_slot(cls);
       } else {
         id = take_slot(cls);
       }
       if (id == kNoSlot)
-        return exhausted(size, align, zero, "the arena's address space is exhausted");
+        return serve_by_exhaustion_policy(size, align, zero,
+                                          "the arena's address space is exhausted");
       slot_start = slot_address(id, cls);
       usable = class_pages(cls) * page_;
     } else {
@@ -173,7 +160,8 @@ class ArenaImpl final : public Arena {
       std::size_t run = (need + 2 * page_ + chunk_bytes_ - 1) / chunk_bytes_;
       std::uint32_t first = take_run(static_cast<std::uint32_t>(run), true);
       if (first == kNoSlot)
-        return exhausted(size, align, zero, "the arena's address space is exhausted");
+        return serve_by_exhaustion_policy(size, align, zero,
+                                          "the arena's address space is exhausted");
       id = table_.slot_id(first, 0);
       slot_start = base_ + std::uintptr_t{first} * chunk_bytes_ + page_;
       usable = run * chunk_bytes_ - 2 * page_;
@@ -182,51 +170,45 @@ class ArenaImpl final : public Arena {
     Placement pl = place_block(slot_start, usable, size, align, options_.protect_below, page_);
     // Open already: a fast-mode slot recycled with its pages, or a full-mode
     // slot opened ahead in a batch (take_ready_slot).
-    bool reuse_open = m.open_end > m.open_begin;
+    bool slot_was_open = m.open_end > m.open_begin;
     bool fast = options_.mode == Mode::kFast;
-    if (reuse_open) {
-      if (fast) check_poison(m, slot_start);
+    if (slot_was_open) {
+      if (fast) check_slot_poison(m, slot_start);
       // Widen the open range to what the new block needs; never shrink it
       // in fast mode (that would cost a syscall on every reuse).
-      std::size_t ob = std::min<std::size_t>(pl.open_begin, m.open_begin);
-      std::size_t oe = std::max<std::size_t>(pl.open_end, m.open_end);
-      if (ob < m.open_begin &&
-          !Backend::open(reinterpret_cast<void*>(slot_start + ob), m.open_begin - ob)) {
-        return give_back_and_exhaust(id, cls, size, align, zero);
+      std::size_t wide_begin = std::min<std::size_t>(pl.open_begin, m.open_begin);
+      std::size_t wide_end = std::max<std::size_t>(pl.open_end, m.open_end);
+      if (wide_begin < m.open_begin &&
+          !Backend::open(reinterpret_cast<void*>(slot_start + wide_begin),
+                         m.open_begin - wide_begin)) {
+        return return_slot_and_fall_back(id, cls, size, align, zero);
       }
-      if (oe > m.open_end &&
-          !Backend::open(reinterpret_cast<void*>(slot_start + m.open_end), oe - m.open_end)) {
-        return give_back_and_exhaust(id, cls, size, align, zero);
+      if (wide_end > m.open_end &&
+          !Backend::open(reinterpret_cast<void*>(slot_start + m.open_end), wide_end - m.open_end)) {
+        return return_slot_and_fall_back(id, cls, size, align, zero);
       }
-      pl.open_begin = ob;
-      pl.open_end = oe;
+      pl.open_begin = wide_begin;
+      pl.open_end = wide_end;
     } else {
       if constexpr (Backend::kCountsVmas) {
-        if (g_open_regions.fetch_add(1, std::memory_order_relaxed) >=
-            region_limit(options_.vma_headroom)) {
-          g_open_regions.fetch_sub(1, std::memory_order_relaxed);
-          return give_back_and_exhaust(id, cls, size, align, zero,
-                                       "the vm.max_map_count budget is used up");
+        if (!vmas_.try_open(options_.vma_headroom)) {
+          return return_slot_and_fall_back(id, cls, size, align, zero,
+                                           "the vm.max_map_count budget is used up");
         }
-        open_regions_.fetch_add(1, std::memory_order_relaxed);
       }
       if (!Backend::open(reinterpret_cast<void*>(slot_start + pl.open_begin),
                          pl.open_end - pl.open_begin)) {
-        if constexpr (Backend::kCountsVmas) {
-          g_open_regions.fetch_sub(1, std::memory_order_relaxed);
-          open_regions_.fetch_sub(1, std::memory_order_relaxed);
-        }
-        return give_back_and_exhaust(id, cls, size, align, zero);
+        if constexpr (Backend::kCountsVmas) vmas_.closed();
+        return return_slot_and_fall_back(id, cls, size, align, zero);
       }
     }
     auto* p = reinterpret_cast<unsigned char*>(slot_start + pl.offset);
     std::size_t s = size == 0 ? 1 : size;
     // Full mode's open slots are fresh pages: already zero.
-    if (zero && reuse_open && fast) std::memset(p, 0, s);
+    if (zero && slot_was_open && fast) std::memset(p, 0, s);
     write_canaries(slot_start, pl.open_begin, pl.offset, s, pl.open_end);
     m.alloc_kind = static_cast<std::uint8_t>(kind);
     m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
-    m.protect_below = options_.protect_below ? 1 : 0;
     m.size = size;
     m.offset = pl.offset;
     m.block = reinterpret_cast<std::uintptr_t>(p);
@@ -252,7 +234,7 @@ class ArenaImpl final : public Arena {
   FreeResult deallocate(void* ptr, std::size_t size, std::size_t align,
                         AllocKind kind) noexcept override {
     auto a = reinterpret_cast<std::uintptr_t>(ptr);
-    if (fast_small_ && owns(ptr) && deallocate_small_fast(a, size, align, kind)) [[likely]]
+    if (small_fast_path_ && owns(ptr) && deallocate_small_fast(a, size, align, kind)) [[likely]]
       return FreeResult::kFreed;
     // As in allocate(): the general path also calls glibc.
     const int saved_errno = errno;
@@ -269,7 +251,7 @@ class ArenaImpl final : public Arena {
     }
     std::size_t cls = 0;
     std::uint32_t id = slot_of(a, cls);
-    if (id == kNoSlot) invalid_free(a, kind, nullptr);
+    if (id == kNoSlot) report_invalid_free(a, kind, nullptr, 0);
     SlotMeta& m = meta_[id];
     // The block's address as allocate() recorded it: a load instead of the
     // slot arithmetic (meaningful while the slot is live, which the state
@@ -333,67 +315,7 @@ class ArenaImpl final : public Arena {
 
   bool describe(std::uintptr_t addr, AddressInfo& out) const noexcept override {
     if (addr - base_ >= span_) return false;
-    out = AddressInfo{};
-    std::uint32_t chunk = table_.chunk_of(addr);
-    const ChunkInfo& ci = table_[chunk];
-    ChunkKind k = ci.kind.load(std::memory_order_acquire);
-    if (k == ChunkKind::kFree) return true;  // wild access inside the heap
-    if (k == ChunkKind::kReleased) {
-      out.kind = ErrorKind::kUseAfterRelease;
-      return true;
-    }
-    std::uint32_t candidates[3];
-    std::size_t cls_of[3];
-    std::size_t n = 0;
-    if (k == ChunkKind::kLarge) {
-      candidates[n] = table_.slot_id(ci.head, 0);
-      cls_of[n++] = large_class();
-    } else {
-      std::size_t cls = ci.class_index;
-      SlotGeometry g{page_, class_pages(cls)};
-      std::uintptr_t chunk_base = base_ + std::uintptr_t{chunk} * chunk_bytes_;
-      std::uintptr_t off = addr - chunk_base;
-      std::size_t idx = off < page_ ? 0 : (off - page_) / g.stride();
-      std::size_t slots = g.slots_in(chunk_bytes_);
-      for (std::size_t j = idx == 0 ? 0 : idx - 1; j <= idx + 1 && j < slots; ++j) {
-        candidates[n] = table_.slot_id(chunk, static_cast<std::uint32_t>(j));
-        cls_of[n++] = cls;
-      }
-    }
-    // Nearest block that is live or freed; inside a freed block wins.
-    std::uint64_t best = UINT64_MAX;
-    for (std::size_t i = 0; i < n; ++i) {
-      const SlotMeta& m = meta_[candidates[i]];
-      SlotState st = m.state.load(std::memory_order_acquire);
-      if (st == SlotState::kUnused) continue;
-      std::uintptr_t slot_start = slot_address(candidates[i], cls_of[i]);
-      std::uintptr_t b = slot_start + m.offset;
-      std::uint64_t s = m.size == 0 ? 1 : m.size;
-      std::uint64_t dist = addr < b ? b - addr : (addr >= b + s ? addr - (b + s) + 1 : 0);
-      bool freed = st != SlotState::kLive;
-      // Prefer live blocks over old freed ones at equal distance.
-      std::uint64_t score = dist * 2 + (freed && dist != 0 ? 1 : 0);
-      if (score >= best) continue;
-      best = score;
-      out.has_block = true;
-      out.block = b;
-      out.size = m.size;
-      out.align = std::uint64_t{1} << m.align_log2;
-      out.distance = static_cast<std::int64_t>(addr - b);
-      out.state = st;
-      out.alloc_kind = m.alloc_kind;
-      out.alloc_stack = m.alloc_stack;
-      out.free_stack = m.free_stack;
-      out.alloc_tid = m.alloc_tid;
-      out.free_tid = m.free_tid;
-      if (freed) {
-        out.kind = ErrorKind::kHeapUseAfterFree;
-      } else if (addr < b) {
-        out.kind = ErrorKind::kHeapBufferUnderflow;
-      } else {
-        out.kind = ErrorKind::kHeapBufferOverflow;
-      }
-    }
+    describe_address(table_, meta_, addr, out);
     return true;
   }
 
@@ -407,9 +329,7 @@ class ArenaImpl final : public Arena {
     os::discard(meta_, meta_bytes_);
     table_.retire_used_locked();
     for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].reset();
-    if constexpr (Backend::kCountsVmas) {
-      g_open_regions.fetch_sub(open_regions_.exchange(0), std::memory_order_relaxed);
-    }
+    if constexpr (Backend::kCountsVmas) vmas_.close_all();
     // Slot ids cached by any thread are meaningless now.
     epoch_.store(g_next_epoch.fetch_add(1), std::memory_order_release);
     live_.reset();
@@ -487,7 +407,7 @@ class ArenaImpl final : public Arena {
     s.quarantined_blocks = quarantined_.blocks();
     s.quarantined_bytes = quarantined_.bytes();
     if constexpr (Backend::kCountsVmas)
-      s.vmas_in_use = 2 * open_regions_.load(std::memory_order_relaxed);
+      s.vmas_in_use = 2 * static_cast<std::uint64_t>(vmas_.open());
     s.reserved_bytes = span_;
     s.syscalls = os::syscall_count();
     s.backend = Backend::kName;
@@ -517,41 +437,6 @@ class ArenaImpl final : public Arena {
 
   std::size_t large_class() const noexcept { return table_.large_class(); }
 
-  // A free that did not pass the compare-exchange from kLive: a double free
-  // when `a` is the recorded block of a freed slot, else an invalid free.
-  [[noreturn, gnu::noinline]] void report_failed_free(const SlotMeta& m, std::uintptr_t a,
-                                                      std::uintptr_t block,
-                                                      std::uintptr_t slot_start,
-                                                      AllocKind kind) noexcept {
-    SlotState st = m.state.load(std::memory_order_acquire);
-    if (a == block && (st == SlotState::kQuarantined || st == SlotState::kAvailable)) {
-      report_block(ErrorKind::kDoubleFree, a, m, slot_start, kind);
-    }
-    invalid_free(a, kind, st == SlotState::kLive ? &m : nullptr, slot_start);
-  }
-
-  // The free must name the block as it was allocated: same family (malloc,
-  // new, new[], ...), and the size and alignment the sized forms pass.
-  void check_free_matches(const SlotMeta& m, std::uintptr_t a, std::uintptr_t slot_start,
-                          std::size_t size, std::size_t align, AllocKind kind) noexcept {
-    auto ak = static_cast<AllocKind>(m.alloc_kind);
-    if (ak != kind && !(ak == AllocKind::kPmr || kind == AllocKind::kPmr)) [[unlikely]] {
-      Finding r = make_finding(ErrorKind::kAllocDeallocMismatch, a, m, slot_start);
-      r.dealloc_kind = static_cast<std::uint8_t>(kind);
-      report_finding(r);
-    }
-    bool size_differs = size != 0 && size != m.size;
-    bool align_differs =
-        kind == AllocKind::kPmr && align != 0 && std::countr_zero(align) != m.align_log2;
-    if (size_differs || align_differs) [[unlikely]] {
-      Finding r = make_finding(ErrorKind::kSizeMismatch, a, m, slot_start);
-      r.expected_size = size;
-      r.expected_align = align;
-      r.dealloc_kind = static_cast<std::uint8_t>(kind);
-      report_finding(r);
-    }
-  }
-
   // Fast mode's common case, on as few instructions as the checks allow: a
   // block of at most one page (class 0), default alignment, reusing an open
   // slot from the thread's free list. nullptr = take the general path, which
@@ -559,17 +444,17 @@ class ArenaImpl final : public Arena {
   // same checks.
   [[gnu::always_inline]] void* allocate_small_fast(std::size_t size, std::size_t align,
                                                    AllocKind kind, bool zero,
-                                                   bool& lead_applied) noexcept {
+                                                   bool& evicted_ahead) noexcept {
     ThreadCache& tc = t_cache;
     if (tc.owner != this || tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
       return nullptr;
-    // The lead rule of take_cached_slot(), first: in steady state the slot
+    // The evict-ahead rule of take_cached_slot(), first: in steady state the slot
     // taken is often the one it evicts. If this path then gives up, the
     // general one is told not to evict a second time.
-    if (tc.free[0].count < ThreadCache::kLead && !tc.quarantine.empty() &&
-        tc.quarantine.count + ThreadCache::kLead > tc.slot_bound) {
+    if (tc.free[0].count < ThreadCache::kEvictAhead && !tc.quarantine.empty() &&
+        tc.quarantine.count + ThreadCache::kEvictAhead > tc.slot_bound) {
       evict_from_thread(tc);
-      lead_applied = true;
+      evicted_ahead = true;
     }
     if (tc.free[0].empty()) [[unlikely]]
       return nullptr;
@@ -583,7 +468,7 @@ class ArenaImpl final : public Arena {
     // Open slots were allocated before, so the recorded block locates the
     // slot (and its poison) without the slot arithmetic.
     const std::uintptr_t slot_start = m.block - m.offset;
-    check_poison(m, slot_start);
+    check_slot_poison(m, slot_start);
     const std::size_t offset = (page_ - size) & ~(align - 1);
     auto* p = reinterpret_cast<unsigned char*>(slot_start + offset);
     if (zero) std::memset(p, 0, size);
@@ -606,14 +491,14 @@ class ArenaImpl final : public Arena {
 
   // check_canaries()'s common answer for a class-0 block in fast mode
   // (open from the slot start to the page end, at most kFastCanaryBefore bytes
-  // of lead checked): true when both canaries are intact.
+  // checked before the block): true when both canaries are intact.
   [[gnu::always_inline]] bool small_canaries_intact(const SlotMeta& m,
                                                     std::uintptr_t slot_start) const noexcept {
     const std::size_t s = m.size == 0 ? 1 : m.size;
-    const std::size_t lead = m.offset < kFastCanaryBefore ? m.offset : kFastCanaryBefore;
+    const std::size_t before = m.offset < kFastCanaryBefore ? m.offset : kFastCanaryBefore;
     const std::size_t tail = page_ - m.offset - s;
     auto* block = reinterpret_cast<const unsigned char*>(slot_start + m.offset);
-    return (lead == 0 || all_bytes_are(block - lead, lead, kCanaryByte)) &&
+    return (before == 0 || all_bytes_are(block - before, before, kCanaryByte)) &&
            (tail == 0 || all_bytes_are(block + s, tail, kCanaryByte));
   }
 
@@ -718,14 +603,14 @@ class ArenaImpl final : public Arena {
   // Fast mode: a slot from the calling thread's free list (slots this thread
   // freed, back from its quarantine), refilled from the class, one lock per
   // kRefill slots, only when the thread allocates more than it frees.
-  // `lead_applied`: allocate_small_fast() applied the lead rule for this
+  // `evicted_ahead`: allocate_small_fast() applied the evict-ahead rule for this
   // allocation already (one eviction per allocation, whichever path takes it).
-  std::uint32_t take_cached_slot(std::size_t cls, bool lead_applied = false) noexcept {
+  std::uint32_t take_cached_slot(std::size_t cls, bool evicted_ahead = false) noexcept {
     ThreadCache& tc = my_cache();
-    // The lead rule: once the quarantine is within kLead of its bound, it
-    // gives up its oldest slot a little early (ThreadCache::kLead).
-    if (!lead_applied && tc.free[cls].count < ThreadCache::kLead && !tc.quarantine.empty() &&
-        tc.quarantine.count + ThreadCache::kLead > tc.slot_bound)
+    // The evict-ahead rule: once the quarantine is within kEvictAhead of its
+    // bound, it gives up its oldest slot a little early.
+    if (!evicted_ahead && tc.free[cls].count < ThreadCache::kEvictAhead && !tc.quarantine.empty() &&
+        tc.quarantine.count + ThreadCache::kEvictAhead > tc.slot_bound)
       evict_from_thread(tc);
     if (tc.free[cls].empty()) [[unlikely]] {
       {
@@ -766,7 +651,7 @@ class ArenaImpl final : public Arena {
   // This thread's share of the bounds, recomputed only when the number of
   // threads changes (divisions stay off the free path). The slot bound also
   // counts the byte bound in one-page slots (the common case), so that the
-  // lead rule in take_cached_slot() sees whichever bound applies.
+  // evict-ahead rule in take_cached_slot() sees whichever bound applies.
   void share_bounds(ThreadCache& tc, std::uint64_t threads) noexcept {
     const QuarantineBound share = share_of(quarantine_bound(), threads, page_);
     tc.bound_threads = threads;
@@ -789,7 +674,7 @@ class ArenaImpl final : public Arena {
     tc.quarantined_bytes -= static_cast<std::int64_t>(bytes);
     m.state.store(SlotState::kAvailable, std::memory_order_release);
     if (m.open_end > m.open_begin) {
-      // Reused soon (often by the very next allocation: see ThreadCache::kLead);
+      // Reused soon (often by the very next allocation: see ThreadCache::kEvictAhead);
       // its poison check then reads the old block, which left the cache and
       // the TLB during the quarantine: start those loads now (a prefetch never
       // faults).
@@ -908,7 +793,7 @@ class ArenaImpl final : public Arena {
       if (table_[c].prepared) continue;
       // prepare_chunk fails only on ENOMEM (page tables, commit limit).
       if (!Backend::prepare_chunk(reinterpret_cast<void*>(table_.chunk_base(c)), chunk_bytes_)) {
-        table_.give_back_run(start, len);
+        table_.free_run(start, len);
         return kNoSlot;
       }
       table_[c].prepared = 1;
@@ -918,25 +803,26 @@ class ArenaImpl final : public Arena {
   }
 
   // Gives a large block's run back.
-  void give_back_large(std::uint32_t id) noexcept {
+  void free_large_run(std::uint32_t id) noexcept {
     const std::uint32_t head = table_.chunk_of_id(id);
-    table_.give_back_run(head, table_[head].run_len);
+    table_.free_run(head, table_[head].run_len);
   }
 
-  void* give_back_and_exhaust(
+  void* return_slot_and_fall_back(
       std::uint32_t id, std::size_t cls, std::size_t size, std::size_t align, bool zero,
       const char* why = "the kernel refused more guard pages (ENOMEM)") noexcept {
     if (cls == large_class()) {
-      give_back_large(id);
+      free_large_run(id);
     } else {
       ClassState& cs = classes_[cls];
       std::lock_guard<ClassLock> g(cs.mu);
       push_free_locked(id, cls, cs);
     }
-    return exhausted(size, align, zero, why);
+    return serve_by_exhaustion_policy(size, align, zero, why);
   }
 
-  void* exhausted(std::size_t size, std::size_t align, bool zero, const char* why) noexcept {
+  void* serve_by_exhaustion_policy(std::size_t size, std::size_t align, bool zero,
+                                   const char* why) noexcept {
     return fallback_.serve(size, align, zero, why);
   }
 
@@ -951,10 +837,7 @@ class ArenaImpl final : public Arena {
       return;
     }
     m.open_begin = m.open_end = 0;
-    if constexpr (Backend::kCountsVmas) {
-      g_open_regions.fetch_sub(1, std::memory_order_relaxed);
-      open_regions_.fetch_sub(1, std::memory_order_relaxed);
-    }
+    if constexpr (Backend::kCountsVmas) vmas_.closed();
   }
 
   std::size_t slot_quarantine_bytes(std::uint32_t id, std::size_t cls) const noexcept {
@@ -999,7 +882,7 @@ class ArenaImpl final : public Arena {
     }
     m.state.store(SlotState::kAvailable, std::memory_order_release);
     if (cls == large_class()) {
-      give_back_large(id);
+      free_large_run(id);
       return;
     }
     push_free_locked(id, cls, cs);
@@ -1010,94 +893,21 @@ class ArenaImpl final : public Arena {
     return canary_span(open_begin, offset, s, open_end, page_, options_.mode == Mode::kFast);
   }
 
+  void check_canaries(const SlotMeta& m, std::uintptr_t slot_start) noexcept {
+    check_slot_canaries(m, slot_start, page_, options_.mode == Mode::kFast);
+  }
+
   void write_canaries(std::uintptr_t slot_start, std::size_t open_begin, std::size_t offset,
                       std::size_t s, std::size_t open_end) noexcept {
     write_canaries_at(reinterpret_cast<unsigned char*>(slot_start),
                       canaries_of(open_begin, offset, s, open_end), offset, s);
   }
 
-  void check_canaries(const SlotMeta& m, std::uintptr_t slot_start) noexcept {
-    const std::size_t s = m.size == 0 ? 1 : m.size;
-    const CanaryDamage d =
-        find_canary_damage(reinterpret_cast<const unsigned char*>(slot_start),
-                           canaries_of(m.open_begin, m.offset, s, m.open_end), m.offset, s);
-    if (d.where == CanaryDamage::Where::kAfter) {
-      Finding r = make_finding(ErrorKind::kSlackOverflow, slot_start + m.offset + s, m, slot_start);
-      r.bad_bytes = d.bad_bytes;
-      r.distance = static_cast<std::int64_t>(s);
-      report_finding(r);
-    }
-    if (d.where == CanaryDamage::Where::kBefore) {
-      const std::size_t i = m.offset - d.bad_bytes;
-      Finding r = make_finding(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
-      r.bad_bytes = d.bad_bytes;
-      r.distance = -static_cast<std::int64_t>(d.bad_bytes);
-      report_finding(r);
-    }
-  }
-
-  // Fast mode: a freed block was poisoned; any change means a write after free.
-  void check_poison(const SlotMeta& m, std::uintptr_t slot_start) noexcept {
-    std::size_t s = m.size == 0 ? 1 : m.size;
-    if (s > kFastPoisonLimit) return;
-    auto* p = reinterpret_cast<const unsigned char*>(slot_start + m.offset);
-    const std::size_t i = find_poison_damage(p, s);
-    if (i != s) {
-      Finding r =
-          make_finding(ErrorKind::kWriteAfterFree, slot_start + m.offset + i, m, slot_start);
-      r.distance = static_cast<std::int64_t>(i);
-      report_finding(r);
-    }
-  }
-
-  void fill_block(BlockInfo& b, const SlotMeta& m, std::uintptr_t slot_start) const noexcept {
-    b.block = slot_start + m.offset;
-    b.size = m.size;
-    b.align = std::uint64_t{1} << m.align_log2;
-    b.alloc_kind = m.alloc_kind;
-    b.alloc_stack = m.alloc_stack;
-    b.free_stack = m.free_stack;
-    b.alloc_tid = m.alloc_tid;
-    b.free_tid = m.free_tid;
-  }
-
-  Finding make_finding(ErrorKind k, std::uintptr_t addr, const SlotMeta& m,
-                       std::uintptr_t slot_start) const noexcept {
-    Finding r;
-    r.kind = k;
-    r.address = addr;
-    r.has_block = true;
-    fill_block(r.block, m, slot_start);
-    r.distance = static_cast<std::int64_t>(addr - r.block.block);
-    return r;
-  }
-
-  [[noreturn]] void report_block(ErrorKind k, std::uintptr_t a, const SlotMeta& m,
-                                 std::uintptr_t slot_start, AllocKind kind) noexcept {
-    Finding r = make_finding(k, a, m, slot_start);
-    r.dealloc_kind = static_cast<std::uint8_t>(kind);
-    report_finding(r);
-  }
-
-  [[noreturn]] void invalid_free(std::uintptr_t a, AllocKind kind, const SlotMeta* m,
-                                 std::uintptr_t slot_start = 0) noexcept {
-    Finding r;
-    r.kind = ErrorKind::kInvalidFree;
-    r.address = a;
-    r.dealloc_kind = static_cast<std::uint8_t>(kind);
-    if (m != nullptr) {
-      r.has_block = true;
-      fill_block(r.block, *m, slot_start);
-      r.distance = static_cast<std::int64_t>(a - r.block.block);
-    }
-    report_finding(r);
-  }
-
   FallbackAllocator fallback_alloc_;
   std::size_t page_ = 0;
   std::size_t chunk_bytes_ = 0;
   std::size_t max_class_ = 0;
-  bool fast_small_ = false;  // fast mode without protect_below: see allocate_small_fast()
+  bool small_fast_path_ = false;  // fast mode without protect_below: see allocate_small_fast()
   std::uint32_t page_shift_ = 0;
   SlotMeta* meta_ = nullptr;
   std::size_t meta_bytes_ = 0;
@@ -1108,7 +918,7 @@ class ArenaImpl final : public Arena {
   QuarantineCounters quarantined_;
   // Fast mode: threads whose cache belongs to this arena at this epoch.
   std::atomic<std::uint64_t> active_caches_{0};
-  std::atomic<std::int64_t> open_regions_{0};
+  VmaBudget vmas_;  // mprotect backend only
 };
 
 template <class Impl>

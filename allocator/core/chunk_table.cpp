@@ -104,7 +104,7 @@ void ChunkTable::recycle_released_locked() noexcept {
   released_end_ = 0;
 }
 
-void ChunkTable::give_back_run(std::uint32_t start, std::uint32_t len) noexcept {
+void ChunkTable::free_run(std::uint32_t start, std::uint32_t len) noexcept {
   std::lock_guard<std::mutex> g(mu_);
   for (std::uint32_t c = start; c < start + len; ++c)
     chunks_[c].kind.store(ChunkKind::kFree, std::memory_order_release);

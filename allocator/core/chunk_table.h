@@ -8,7 +8,7 @@
 // SlotGeometry says ([g][u pages][g]...); a large block's run of chunks
 // holds one slot whose id is its head chunk's.
 //
-// Thread safety: take_run(), give_back_run(), retire_used() and
+// Thread safety: take_run(), free_run(), retire_used() and
 // lock()/unlock() are serialised by the table's mutex; the address
 // arithmetic and chunk kinds are read lock-free (kind is published with a
 // release store after the rest of the entry), including by the fault
@@ -60,6 +60,7 @@ class ChunkTable {
   void unmap() noexcept;
 
   std::size_t large_class() const noexcept { return max_class_ + 1; }
+  std::size_t page() const noexcept { return page_; }
   std::uint32_t num_chunks() const noexcept { return num_chunks_; }
   // Chunks handed out at least once since creation or the last release.
   std::uint32_t used() const noexcept { return next_chunk_; }
@@ -119,7 +120,7 @@ class ChunkTable {
   void publish_class(std::uint32_t c, std::size_t cls) noexcept;
   // Chunks back to the free runs (a large block left quarantine, or a run
   // that could not be prepared).
-  void give_back_run(std::uint32_t start, std::uint32_t len) noexcept;
+  void free_run(std::uint32_t start, std::uint32_t len) noexcept;
   // release(): every chunk handed out becomes kReleased and unprepared.
   // Caller holds the table's lock.
   void retire_used_locked() noexcept;

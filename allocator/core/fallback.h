@@ -58,12 +58,12 @@ class FallbackSet {
       if (slots_[i] == 0) return false;
       if (slots_[i] == p) break;
     }
-    // Backward-shift deletion (Knuth's Algorithm R) instead of tombstones:
-    // with tombstones every distinct address ever inserted used up an empty
-    // slot for good, and after ~cap_ distinct fallback addresses a lookup of a
-    // foreign pointer (owns_block, free of a glibc block) never found one and
-    // spun forever. Each entry after the hole moves back into it unless its
-    // home slot lies cyclically in (hole, its position].
+    // Backward-shift deletion (Knuth's Algorithm R), no tombstones: an
+    // erased entry leaves an empty slot, so the table never fills with dead
+    // entries and every lookup of an absent pointer (owns_block, free of a
+    // glibc block) ends at an empty slot. Each entry after the hole moves
+    // back into it unless its home slot lies cyclically in (hole, its
+    // position].
     for (std::size_t j = i;;) {
       j = (j + 1) & (cap_ - 1);
       if (slots_[j] == 0) break;

@@ -16,14 +16,14 @@ os::SharedSpinLock g_handback_lock;
 pthread_key_t g_cache_key;
 pthread_once_t g_cache_key_once = PTHREAD_ONCE_INIT;
 
-void hand_back_at_thread_exit(void* p) {
+void return_cache_at_thread_exit(void* p) {
   auto* tc = static_cast<ThreadCache*>(p);
-  hand_back(*tc);
+  return_cache_to_owner(*tc);
   tc->owner = nullptr;
 }
 
 void create_cache_key() {
-  pthread_key_create(&g_cache_key, hand_back_at_thread_exit);
+  pthread_key_create(&g_cache_key, return_cache_at_thread_exit);
 }
 
 }  // namespace
@@ -32,7 +32,7 @@ os::SharedSpinLock& handback_lock() noexcept {
   return g_handback_lock;
 }
 
-void hand_back(ThreadCache& tc) noexcept {
+void return_cache_to_owner(ThreadCache& tc) noexcept {
   if (tc.owner == nullptr) return;
   g_handback_lock.lock_shared();
   if (Arena::is_current(tc.owner, tc.epoch)) tc.owner->absorb_thread_cache(tc);
@@ -40,7 +40,7 @@ void hand_back(ThreadCache& tc) noexcept {
 }
 
 void attach(ThreadCache& tc, Arena* owner, std::uint64_t epoch) noexcept {
-  hand_back(tc);
+  return_cache_to_owner(tc);
   for (SlotFifo& f : tc.free) f.clear();
   tc.quarantine.clear();
   tc.q_bytes = 0;

@@ -23,10 +23,11 @@ struct ThreadCache {
   static constexpr std::uint32_t kFreeCap = 64;
   // Slots taken from the class per refill (one lock).
   static constexpr std::uint32_t kRefill = 16;
-  // The quarantine starts giving up its oldest slot (one per allocation)
-  // once it is within kLead slots of its bound. In steady state the slot
-  // reused is then often the one just evicted (design.md, fast mode).
-  static constexpr std::uint32_t kLead = 8;
+  // The quarantine evicts ahead: it gives up its oldest slot (one per
+  // allocation) once it is within kEvictAhead slots of its bound. In steady
+  // state the slot reused is then often the one just evicted (design.md,
+  // fast mode).
+  static constexpr std::uint32_t kEvictAhead = 8;
 
   Arena* owner = nullptr;
   std::uint64_t epoch = 0;  // owner's epoch when this cache was filled
@@ -66,12 +67,12 @@ os::SharedSpinLock& handback_lock() noexcept;
 
 // Gives `tc` back to its owner if that is still current; a no-op for a
 // cache with no owner or a stale one. Leaves tc's fields as they are.
-void hand_back(ThreadCache& tc) noexcept;
+void return_cache_to_owner(ThreadCache& tc) noexcept;
 
 // Hands `tc` back, then makes it `owner`'s at `epoch`, empty (whatever was
 // left belongs to a released or destroyed arena and is dropped), and makes
 // sure the calling thread's exit hands it back (a pthread key whose
-// destructor runs hand_back; keys below 32 live inside glibc's struct
+// destructor runs return_cache_to_owner; keys below 32 live inside glibc's struct
 // pthread, so setting ours never allocates).
 void attach(ThreadCache& tc, Arena* owner, std::uint64_t epoch) noexcept;
 

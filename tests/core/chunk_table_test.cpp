@@ -48,8 +48,8 @@ TEST_F(ChunkTableTest, LargeRunRecordsItsHeadAndLength) {
 
 TEST_F(ChunkTableTest, RunsGivenBackAreMergedAndReused) {
   for (std::uint32_t i = 0; i < kChunks; ++i) ASSERT_EQ(t_.take_run(1, false), i);
-  t_.give_back_run(2, 1);
-  t_.give_back_run(3, 2);  // adjacent: merged into [2, 5)
+  t_.free_run(2, 1);
+  t_.free_run(3, 2);  // adjacent: merged into [2, 5)
   EXPECT_EQ(t_[3].kind.load(), ChunkKind::kFree);
   EXPECT_EQ(t_.take_run(3, true), 2u);
   EXPECT_EQ(t_.take_run(1, false), kNoSlot);

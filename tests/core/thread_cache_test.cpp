@@ -65,7 +65,7 @@ TEST(ThreadCacheTest, HandBackMovesCountsIntoTheOwner) {
     void* p = h.arena->allocate(64, 16, AllocKind::kMalloc, false);
     h.arena->deallocate(p, 0, 0, AllocKind::kMalloc);
     (void)h.arena->allocate(64, 16, AllocKind::kMalloc, false);
-    hand_back(t_cache);
+    return_cache_to_owner(t_cache);
     EXPECT_EQ(t_cache.live_blocks, 0) << "deltas folded into the arena";
     EXPECT_TRUE(t_cache.quarantine.empty());
     t_cache.owner = nullptr;  // handed back: thread exit has nothing left to give
