@@ -81,9 +81,10 @@ void guarded_resource::init(const options& opts) {
   Options checked = o;
   if (!parse_options(nullptr, checked, error, sizeof error)) throw std::invalid_argument(error);
   {
-    // The report configuration and the stack depot are process-wide, and
-    // configure() is not thread-safe: two resources constructed at once on
-    // two threads raced on it (TSan), and could both size the depot.
+    // The report configuration and the stack depot are process-wide and
+    // configure() is not thread-safe: resources constructed at once on
+    // several threads configure one after the other, and only the first
+    // sizes the depot.
     static std::mutex configure_mu;
     std::lock_guard<std::mutex> lock(configure_mu);
     report::configure(o);
