@@ -1,9 +1,6 @@
 # Installation: `cmake --install build --prefix P` puts into P
 #
-#   include/guardarena/guardarena.hpp  the public header, plus the internal
-#   include/guardarena/{options,core,report}/...  headers it includes, with
-#                                     their includes rewritten to <guardarena/...>
-#                                     so consumers need only -IP/include
+#   include/guardarena/guardarena.hpp  the public header (self-contained)
 #   lib/libguardarena.a               the pmr library, static (guardarena::guardarena,
 #   lib/libguardarena_core.a          guardarena.pc); the core archive it needs
 #   lib/libguardarena_pmr.so*         the pmr library, shared, core inside and hidden
@@ -59,19 +56,9 @@ target_compile_features(guardarena_shared INTERFACE cxx_std_17)
 target_include_directories(guardarena INTERFACE $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 
 # --- Headers ----------------------------------------------------------------
-# The public header includes "options/options.h" and "core/arena.h", which
-# include further internal headers by paths relative to allocator/. Rather
-# than ask consumers for -Iprefix/include/guardarena (where "core/arena.h"
-# could collide with their own files), the install step copies the public
-# header and every header it reaches, rewriting each quoted include to
-# <guardarena/...>. Run at install time, so the set follows the sources.
-install(CODE "
-  set(GUARDARENA_HEADER_SOURCE_ROOTS \"${PROJECT_SOURCE_DIR}/allocator/include/guardarena;${PROJECT_SOURCE_DIR}/allocator\")
-  set(GUARDARENA_HEADER_ENTRY \"guardarena.hpp\")
-  set(GUARDARENA_HEADER_STAGING \"${PROJECT_BINARY_DIR}/cmake/staged-include\")
-  set(GUARDARENA_HEADER_DEST \"${CMAKE_INSTALL_INCLUDEDIR}\")
-  include(\"${PROJECT_SOURCE_DIR}/cmake/install_headers.cmake\")
-" COMPONENT development)
+# The public header is self-contained (standard headers only): installed as is.
+install(FILES ${PROJECT_SOURCE_DIR}/allocator/include/guardarena/guardarena.hpp
+  DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/guardarena COMPONENT development)
 
 # --- Libraries, launcher, package -------------------------------------------
 install(TARGETS guardarena guardarena_core

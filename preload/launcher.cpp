@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "options/options.h"
+#include "os/raw_writer.h"
 #include "os/secure_execution.h"
-#include "report/raw_writer.h"
 
 #ifndef GUARDARENA_VERSION
 #define GUARDARENA_VERSION "unknown"

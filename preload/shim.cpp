@@ -13,13 +13,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <new>
 
-#include "bootstrap.h"
+#include "init.h"
 #include "os/os_linux.h"
+#include "process_hooks.h"
 #include "report/report.h"
+#include "sampling.h"
 
 #define GUARDARENA_EXPORT extern "C" __attribute__((visibility("default")))
 #define GUARDARENA_EXPORT_CXX __attribute__((visibility("default")))
@@ -36,10 +39,6 @@ constexpr std::size_t kMallocAlign = 16;
 // The alignment malloc, calloc, realloc and plain new ask for: none of their
 // own, so the `alignment` option (16 by default; 1 = byte-exact) decides.
 constexpr std::size_t kDefaultAlign = 1;
-
-bool is_pow2(std::size_t v) noexcept {
-  return v != 0 && (v & (v - 1)) == 0;
-}
 
 // Before glibc is asked, not after it answered: take_unguarded() relies on
 // the flag being set once this thread was sent to glibc by the sampler, even
@@ -296,7 +295,7 @@ void* aligned(std::size_t align, std::size_t size) noexcept {
 
 // operator new: like libstdc++, call the new_handler until it gives up.
 void* new_impl(std::size_t size, std::size_t align, AllocKind kind) {
-  if (!is_pow2(align)) throw std::bad_alloc();
+  if (!std::has_single_bit(align)) throw std::bad_alloc();
   for (;;) {
     if (void* p = allocate(size, align, kind, false)) return p;
     std::new_handler handler = std::get_new_handler();
@@ -367,7 +366,7 @@ GUARDARENA_EXPORT void* reallocarray(void* p, std::size_t n, std::size_t size) n
 }
 
 GUARDARENA_EXPORT int posix_memalign(void** out, std::size_t align, std::size_t size) noexcept {
-  if (align < sizeof(void*) || !is_pow2(align)) return EINVAL;
+  if (align < sizeof(void*) || !std::has_single_bit(align)) return EINVAL;
   int saved_errno = errno;  // POSIX: the result is the return value; errno is left alone
   void* p = aligned(align, size);
   errno = saved_errno;
@@ -379,7 +378,7 @@ GUARDARENA_EXPORT int posix_memalign(void** out, std::size_t align, std::size_t 
 // C11 allows an implementation to reject an alignment that is not a power of
 // two (DR 460); glibc does from 2.38 on. Rejecting it is the useful answer.
 GUARDARENA_EXPORT void* aligned_alloc(std::size_t align, std::size_t size) noexcept {
-  if (!is_pow2(align)) {
+  if (!std::has_single_bit(align)) {
     errno = EINVAL;
     return nullptr;
   }
@@ -393,7 +392,7 @@ GUARDARENA_EXPORT void* memalign(std::size_t align, std::size_t size) noexcept {
     errno = EINVAL;
     return nullptr;
   }
-  if (!is_pow2(align)) align = std::size_t{1} << (64 - __builtin_clzll(align));
+  if (!std::has_single_bit(align)) align = std::size_t{1} << (64 - __builtin_clzll(align));
   return aligned(align, size);
 }
 

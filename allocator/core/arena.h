@@ -10,26 +10,21 @@
 // async-signal-safe, for the fault handler.
 //
 // Failure: allocate() returns nullptr (never aborts) when the configured
-// exhaustion policy says fail; bugs found in deallocate() are reported and
-// abort through report/report.h.
+// exhaustion policy says fail; bugs found in deallocate() are described as a
+// Finding and handed to the reporter hook (core/hooks.h), which does not
+// return.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 
+#include "core/fallback.h"
+#include "core/finding.h"
 #include "core/metadata.h"
 #include "options/options.h"
-#include "report/error_kind.h"
 
 namespace guardarena {
-
-// Where unguarded fallback blocks come from when guard pages run out. The pmr
-// resource passes aligned operator new/delete, the shim glibc's allocator.
-struct FallbackAllocator {
-  void* (*allocate)(std::size_t size, std::size_t align) noexcept = nullptr;
-  void (*deallocate)(void* p) noexcept = nullptr;
-};
 
 struct ArenaStats {
   std::uint64_t live_blocks = 0;
@@ -61,26 +56,26 @@ struct AddressInfo {
   std::uint32_t alloc_stack = 0, free_stack = 0, alloc_tid = 0, free_tid = 0;
 };
 
-// Everything a free-time report needs about one block.
-struct BlockInfo {
-  std::uintptr_t block = 0;
-  std::uint64_t size = 0;
-  std::uint64_t align = 0;
-  std::uint8_t alloc_kind = 0;
-  std::uint32_t alloc_stack = 0, free_stack = 0, alloc_tid = 0, free_tid = 0;
+// Why Arena::create() refused; arena_error_message() words it for users.
+enum class ArenaError : std::uint8_t {
+  kNone,
+  kBackendUnavailable,  // backend=guard on a kernel without MADV_GUARD_INSTALL
+  kNoAddressSpace,      // the reservation failed even at its smallest size
+  kNoMetadata,          // the metadata mappings failed
+  kRegistryFull,        // 256 arenas are alive already
 };
+const char* arena_error_message(ArenaError e) noexcept;
 
 class Arena {
  public:
   virtual ~Arena() = default;
 
-  // Creates an arena in `storage` (at least arena_storage_size() bytes,
-  // aligned to 64) with the backend chosen by options.backend. Returns nullptr
-  // and sets `error` when no backend can be used (backend=guard on a kernel
-  // without MADV_GUARD_INSTALL), no address space can be reserved, or 256
-  // arenas are alive already (the fault handler's registry is full).
+  // Creates an arena in `storage` (at least storage_size() bytes, aligned to
+  // 64) with the backend chosen by options.backend. Returns nullptr and sets
+  // `*error` (when not null) when no backend can be used, no address space
+  // or metadata can be mapped, or the registry of arenas is full.
   static Arena* create(void* storage, const Options& options, FallbackAllocator fallback,
-                       const char** error) noexcept;
+                       ArenaError* error) noexcept;
   static std::size_t storage_size() noexcept;
 
   // A block of `size` bytes aligned to `align` (power of two), or nullptr with
@@ -107,13 +102,6 @@ class Arena {
   // The reservation owns() checks against.
   std::uintptr_t reservation_base() const noexcept { return base_; }
   std::uintptr_t reservation_size() const noexcept { return span_; }
-  // False while no fallback (unguarded) block is live, so that a pointer
-  // outside the reservation cannot be this arena's: the shim's free() then
-  // hands it to glibc without a lookup. Relaxed is enough: whoever frees a
-  // block was handed it after the increment.
-  bool has_fallback_blocks() const noexcept {
-    return fallback_live_.load(std::memory_order_relaxed) != 0;
-  }
   // True for pointers this arena handed out, guarded or fallback.
   virtual bool owns_block(const void* p) const noexcept = 0;
 
@@ -159,17 +147,7 @@ class Arena {
   std::uintptr_t base_ = 0;
   std::uintptr_t span_ = 0;
   std::atomic<std::uint64_t> epoch_{0};
-  std::atomic<std::uint64_t> fallback_live_{0};
 };
-
-// Stack capture hook used at allocation and free. Set once by whoever owns
-// the stack depot (report layer); returns a depot id or 0.
-using StackCaptureFn = std::uint32_t (*)(std::size_t depth) noexcept;
-void set_stack_capture(StackCaptureFn fn) noexcept;
-
-// Small thread id (gettid), cached per thread; reset_tid_cache() after fork.
-std::uint32_t current_tid() noexcept;
-void reset_tid_cache() noexcept;
 
 // Removes an arena from the fault handler's registry (its destructor does).
 void unregister_arena(Arena* a) noexcept;

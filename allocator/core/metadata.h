@@ -25,7 +25,7 @@ struct alignas(64) SlotMeta {
   std::atomic<SlotState> state;
   std::uint8_t alloc_kind;  // AllocKind
   std::uint8_t align_log2;
-  std::uint8_t protect_below;
+  std::uint8_t unused_;      // keeps `next` 4-aligned with no implicit padding
   std::uint32_t next;        // free-list / quarantine link (slot id)
   std::uint64_t size;        // requested bytes
   std::uint64_t offset;      // user pointer - slot start

@@ -32,9 +32,6 @@ constexpr std::size_t class_for_pages(std::size_t pages) noexcept {
 constexpr std::size_t round_up(std::size_t v, std::size_t to) noexcept {
   return (v + to - 1) & ~(to - 1);
 }
-constexpr bool is_pow2(std::size_t v) noexcept {
-  return v != 0 && (v & (v - 1)) == 0;
-}
 
 struct SlotGeometry {
   std::size_t page = 0;

@@ -10,6 +10,9 @@
 
 #include <cstdint>
 
+#include "core/slot_list.h"
+#include "os/thread.h"
+
 namespace guardarena {
 
 class Arena;
@@ -20,10 +23,11 @@ struct ThreadCache {
   static constexpr std::uint32_t kFreeCap = 64;
   // Slots taken from the class per refill (one lock).
   static constexpr std::uint32_t kRefill = 16;
-  // The quarantine starts giving up its oldest slot (one per allocation)
-  // once it is within kLead slots of its bound. In steady state the slot
-  // reused is then often the one just evicted (design.md, fast mode).
-  static constexpr std::uint32_t kLead = 8;
+  // The quarantine evicts ahead: it gives up its oldest slot (one per
+  // allocation) once it is within kEvictAhead slots of its bound. In steady
+  // state the slot reused is then often the one just evicted (design.md,
+  // fast mode).
+  static constexpr std::uint32_t kEvictAhead = 8;
 
   Arena* owner = nullptr;
   std::uint64_t epoch = 0;  // owner's epoch when this cache was filled
@@ -34,15 +38,10 @@ struct ThreadCache {
   std::uint64_t allocations = 0;
   std::int64_t quarantined_blocks = 0;
   std::int64_t quarantined_bytes = 0;
-  // Free lists, oldest first (head and tail valid only while the count is
-  // non-zero).
-  std::uint32_t free_head[kClasses] = {};
-  std::uint32_t free_tail[kClasses] = {};
-  std::uint32_t free_count[kClasses] = {};
-  // Quarantine FIFO of every class, oldest first.
-  std::uint32_t q_head = 0;
-  std::uint32_t q_tail = 0;
-  std::uint32_t q_count = 0;
+  // Free slots per class, oldest first.
+  SlotFifo free[kClasses];
+  // Quarantine of every class, oldest first.
+  SlotFifo quarantine;
   std::uint64_t q_bytes = 0;
   // This thread's share of the quarantine bounds, for bound_threads threads
   // (0 = not computed yet).
@@ -50,5 +49,31 @@ struct ThreadCache {
   std::uint64_t slot_bound = 0;
   std::uint64_t byte_bound = 0;
 };
+
+// The calling thread's cache. Hidden, initial-exec: one TLS access, no call.
+extern constinit __attribute__((tls_model("initial-exec"),
+                                visibility("hidden"))) thread_local ThreadCache t_cache;
+
+// The hand-back protocol. A thread gives its cache back to the cache's arena
+// (Arena::absorb_thread_cache) when it switches arenas or exits, if that
+// arena is still registered at the cache's epoch. Check and hand-back run
+// under the read side of handback_lock(); destroying an arena
+// (unregister_arena) and resetting one (release(), fork: Arena::lock_all)
+// take the write side, so a cache is never absorbed into an arena while or
+// after it is destroyed or reset. Lock order: this lock, then the arena's
+// class locks. The write side may be released by a thread other than the one
+// that took it (a fork() child's): os::SharedSpinLock records no owner.
+os::SharedSpinLock& handback_lock() noexcept;
+
+// Gives `tc` back to its owner if that is still current; a no-op for a
+// cache with no owner or a stale one. Leaves tc's fields as they are.
+void return_cache_to_owner(ThreadCache& tc) noexcept;
+
+// Hands `tc` back, then makes it `owner`'s at `epoch`, empty (whatever was
+// left belongs to a released or destroyed arena and is dropped), and makes
+// sure the calling thread's exit hands it back (a pthread key whose
+// destructor runs return_cache_to_owner; keys below 32 live inside glibc's struct
+// pthread, so setting ours never allocates).
+void attach(ThreadCache& tc, Arena* owner, std::uint64_t epoch) noexcept;
 
 }  // namespace guardarena

@@ -55,6 +55,8 @@ struct OptionInfo {
 const OptionInfo* option_table() noexcept;
 // The default value of option `index` rendered as text (e.g. "256M", "full").
 void format_default(std::size_t index, RawWriter& out) noexcept;
+// The value of option `index` in `o`, rendered as format_default() does.
+void format_value(const Options& o, std::size_t index, RawWriter& out) noexcept;
 
 // Parses `text` ("name=value" pairs separated by ':' or ',', whitespace
 // ignored around them) on top of `out`. On error returns false, leaves `out`

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "options/options.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 namespace guardarena {
 namespace {
@@ -219,16 +219,20 @@ const OptionInfo* option_table() noexcept {
   return kTable;
 }
 
-void format_default(std::size_t index, RawWriter& out) noexcept {
-  static const Options kDefaults{};
+void format_value(const Options& o, std::size_t index, RawWriter& out) noexcept {
   std::size_t i = 0;
 #define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) \
   if (i++ == index) {                                            \
-    format_field(kDefaults.name, out, #kind);                    \
+    format_field(o.name, out, #kind);                            \
     return;                                                      \
   }
 #include "options/options.inc"
 #undef GUARDARENA_OPTION
+}
+
+void format_default(std::size_t index, RawWriter& out) noexcept {
+  static const Options kDefaults{};
+  format_value(kDefaults, index, out);
 }
 
 bool parse_options(const char* text, Options& out, char* error, std::size_t error_cap) noexcept {

@@ -5,7 +5,7 @@
 #include <type_traits>
 
 #include "options/options.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 namespace guardarena {
 

@@ -13,7 +13,7 @@
 #include <atomic>
 #include <cerrno>
 
-#include "core/check.h"
+#include "os/check.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102

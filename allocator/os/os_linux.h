@@ -22,9 +22,6 @@ namespace guardarena::os {
 // the first call (a relaxed atomic load).
 std::size_t page_size() noexcept;
 
-inline std::uintptr_t page_floor(std::uintptr_t a) noexcept {
-  return a & ~(page_size() - 1);
-}
 inline std::uintptr_t page_ceil(std::uintptr_t a) noexcept {
   return (a + page_size() - 1) & ~(page_size() - 1);
 }

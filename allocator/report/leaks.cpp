@@ -23,7 +23,7 @@
 #include <cstring>
 
 #include "os/os_linux.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 #include "report/report.h"
 #include "report/stack_printer.h"
 

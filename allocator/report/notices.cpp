@@ -2,7 +2,7 @@
 #include "report/notices.h"
 
 #include "os/os_linux.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 namespace guardarena::report {
 

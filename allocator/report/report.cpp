@@ -12,29 +12,14 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/check.h"
+#include "core/hooks.h"
+#include "os/raw_writer.h"
 #include "os/secure_execution.h"
-#include "report/raw_writer.h"
+#include "os/thread.h"
 #include "report/stack_printer.h"
 #include "stack/stack_trace.h"
 
-namespace guardarena {
-
-[[noreturn]] void check_failed(const char* file, int line, const char* msg) noexcept {
-  char buf[512];
-  RawWriter w(buf, sizeof buf);
-  w.str("guardarena: internal check failed: ")
-      .str(msg)
-      .str(" (")
-      .str(file)
-      .ch(':')
-      .dec(static_cast<std::uint64_t>(line))
-      .str(")\n");
-  w.flush_to(2);
-  ::abort();
-}
-
-namespace report {
+namespace guardarena::report {
 namespace {
 
 struct Config {
@@ -53,8 +38,10 @@ Config g_config;
 int g_saved_stderr = -1;
 std::atomic<bool> g_reporting{false};
 
+// `first_frame`: see StackPrintOptions.
 void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std::uintptr_t* pcs,
-                  std::size_t n, bool first_is_pc) noexcept {
+                  std::size_t n, bool first_is_pc, char* first_frame = nullptr,
+                  std::size_t first_frame_cap = 0) noexcept {
   w.str(title);
   if (tid != 0) w.str(" by thread T").dec(tid);
   w.str(" here:\n");
@@ -68,13 +55,16 @@ void write_frames(RawWriter& w, const char* title, std::uint32_t tid, const std:
       g_config.symbolizer_path.empty() ? nullptr : g_config.symbolizer_path.c_str();
   po.first_is_pc = first_is_pc;
   po.hide_addresses = g_config.secure;
+  po.first_frame = first_frame;
+  po.first_frame_cap = first_frame_cap;
   print_frames(w, pcs, n, po);
 }
 
-void write_stack_id(RawWriter& w, const char* title, std::uint32_t tid, std::uint32_t id) noexcept {
+void write_stack_id(RawWriter& w, const char* title, std::uint32_t tid, std::uint32_t id,
+                    char* first_frame = nullptr, std::size_t first_frame_cap = 0) noexcept {
   std::uintptr_t pcs[64];
   std::size_t n = id != 0 ? load_stack(id, pcs, 64) : 0;
-  write_frames(w, title, tid, pcs, n, false);
+  write_frames(w, title, tid, pcs, n, false, first_frame, first_frame_cap);
 }
 
 void describe_location(RawWriter& w, const Report& r) noexcept {
@@ -205,7 +195,7 @@ void write_text(const Report& r) noexcept {
       .str(" on address ")
       .address(r.address)
       .str(" (thread T")
-      .dec(current_tid())
+      .dec(os::current_tid())
       .str(")\n");
   write_headline(w, r);
   const char* here =
@@ -215,10 +205,14 @@ void write_text(const Report& r) noexcept {
           ? "deallocated"
       : r.kind == ErrorKind::kWriteAfterFree ? "reused"
                                              : "accessed";
+  // The SUMMARY line names where the program was: frame #0 of this stack.
+  static char first_frame[512];
+  first_frame[0] = '\0';
   if (r.access_stack != nullptr) {
-    write_frames(w, here, current_tid(), r.access_stack, r.access_depth, r.first_frame_is_pc);
+    write_frames(w, here, os::current_tid(), r.access_stack, r.access_depth, r.first_frame_is_pc,
+                 first_frame, sizeof first_frame);
   } else if (r.access_stack_id != 0) {
-    write_stack_id(w, here, current_tid(), r.access_stack_id);
+    write_stack_id(w, here, os::current_tid(), r.access_stack_id, first_frame, sizeof first_frame);
   }
   if (r.has_block) {
     const BlockInfo& b = r.block;
@@ -232,6 +226,7 @@ void write_text(const Report& r) noexcept {
   }
   w.str("SUMMARY: guardarena: ").str(error_kind_name(r.kind));
   if (r.has_block) w.str(" (").dec(r.block.size).str("-byte block)");
+  if (first_frame[0] != '\0') w.str(" in ").str(first_frame);
   w.ch('\n').str("==").dec(pid).str("==ABORTING\n");
   w.flush_to(g_config.fd);
 }
@@ -268,7 +263,7 @@ void write_json(const Report& r) noexcept {
   w.json_string(r.access == Access::kWrite  ? "WRITE"
                 : r.access == Access::kRead ? "READ"
                                             : "UNKNOWN");
-  w.str(",\"thread\":").dec(current_tid());
+  w.str(",\"thread\":").dec(os::current_tid());
   // The same human sentence the text report prints, for CI logs.
   RawWriter d(line, sizeof line - 1);
   d.hide_addresses(g_config.secure);
@@ -305,6 +300,16 @@ void write_json(const Report& r) noexcept {
   w.flush_to(g_config.fd);
 }
 
+[[noreturn]] void report_finding_and_abort(const Finding& f) noexcept {
+  Report r;
+  static_cast<Finding&>(r) = f;
+  report_and_abort(r);
+}
+
+void write_warning_line(const char* text, std::size_t len) noexcept {
+  write_all(report_fd(), text, len);
+}
+
 }  // namespace
 
 void configure(const Options& o) noexcept {
@@ -327,6 +332,8 @@ void configure(const Options& o) noexcept {
   // a copy, used only when fd 2 is gone, so exit-time reports (leaks) are not
   // lost.
   if (g_saved_stderr < 0) g_saved_stderr = ::fcntl(2, F_DUPFD_CLOEXEC, 100);
+  set_finding_reporter(report_finding_and_abort);
+  set_warning_writer(write_warning_line);
 }
 
 int report_fd() noexcept {
@@ -367,10 +374,12 @@ void write_report(const Report& r) noexcept {
   // or a fault inside the report) goes straight to abort.
   if (!g_reporting.exchange(true)) {
     if (r.access_stack == nullptr && r.access_stack_id == 0 && g_config.depth > 0) {
-      // Free-time errors: the deallocation site is the current stack.
+      // Free-time errors: the deallocation site is the current stack, from
+      // the program's side (guardarena's own frames are not part of it).
       std::uintptr_t pcs[64];
       Report with_stack = r;
-      with_stack.access_depth = stack::capture(pcs, g_config.depth > 64 ? 64 : g_config.depth, 0);
+      with_stack.access_depth =
+          capture_program_stack(pcs, g_config.depth > 64 ? 64 : g_config.depth);
       with_stack.access_stack = pcs;
       write_report(with_stack);
     } else {
@@ -393,5 +402,4 @@ std::size_t configured_depth() noexcept {
   return g_config.depth;
 }
 
-}  // namespace report
-}  // namespace guardarena
+}  // namespace guardarena::report

@@ -16,14 +16,16 @@
 #include <cstdint>
 
 #include "core/arena.h"
+#include "core/finding.h"
 #include "options/options.h"
-#include "report/error_kind.h"
 #include "stack/stack_trace.h"
 
 namespace guardarena::report {
 
 // Takes the report-related options (log_path, report_format, exitcode,
-// stack_depth, symbolizer). Call once at start-up; later calls replace it.
+// stack_depth, symbolizer) and installs the core's finding reporter and
+// warning writer (core/hooks.h). Call once at start-up; later calls replace
+// it.
 void configure(const Options& options) noexcept;
 
 // Sets up stack capture (stack_depth, depot_size): the depot and the
@@ -33,17 +35,10 @@ void configure_stacks(const Options& options) noexcept;
 
 enum class Access : std::uint8_t { kUnknown, kRead, kWrite };
 
-struct Report {
-  ErrorKind kind = ErrorKind::kWildAccess;
-  std::uintptr_t address = 0;  // faulting or freed address
+// A finding (core/finding.h) and how the access was made: what the report
+// layer prints.
+struct Report : Finding {
   Access access = Access::kUnknown;
-  bool has_block = false;
-  BlockInfo block;
-  std::int64_t distance = 0;        // address - block (for faults)
-  std::uint64_t bad_bytes = 0;      // canary: how many bytes were damaged
-  std::uint64_t expected_size = 0;  // size/alignment mismatch: what the caller said
-  std::uint64_t expected_align = 0;
-  std::uint8_t dealloc_kind = 0;                 // mismatch: AllocKind of the deallocation call
   const std::uintptr_t* access_stack = nullptr;  // fault pc + frames, or free-site frames
   std::size_t access_depth = 0;
   std::uint32_t access_stack_id = 0;  // depot id instead of raw frames
@@ -55,6 +50,13 @@ void write_report(const Report& r) noexcept;
 
 // Free-time error: write the report, then abort() (or _exit(exitcode)).
 [[noreturn]] void report_and_abort(const Report& r) noexcept;
+
+// The calling thread's stack as the program sees it, for free-time reports:
+// walked from the allocator entry frame when one is marked
+// (stack::t_allocator_entry), else with guardarena's own innermost frames
+// dropped (when it lives in a shared object of its own), so that frame #0 is
+// the program's call into the allocator. Async-signal-safe.
+std::size_t capture_program_stack(std::uintptr_t* pcs, std::size_t max_depth) noexcept;
 
 // Stack depot access for reports and leak listings; nullptr when disabled.
 std::uint32_t capture_stack(std::size_t skip) noexcept;

@@ -3,7 +3,7 @@
 #include "report/secure_options.h"
 
 #include "os/secure_execution.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 namespace guardarena::report {
 

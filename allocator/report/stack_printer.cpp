@@ -3,7 +3,7 @@
 // fallback, no malloc). This file only formats.
 #include "report/stack_printer.h"
 
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 #include "report/symbolizer.h"
 
 namespace guardarena {
@@ -14,11 +14,41 @@ struct PrintContext {
   bool json;
   bool hide_addresses;
   std::size_t printed;
+  char* first_frame;
+  std::size_t first_frame_cap;
 };
+
+// The public entry points a program calls (inlined into its frame or not)
+// that can start a stack: std::pmr::memory_resource's allocate/deallocate.
+// The shim's exported functions never appear: stacks start at their caller.
+bool is_entry_point(const char* function) noexcept {
+  constexpr char kMemoryResource[] = "std::pmr::memory_resource::";
+  for (std::size_t i = 0; i + 1 < sizeof kMemoryResource; ++i) {
+    if (function[i] != kMemoryResource[i]) return false;
+  }
+  return true;
+}
+
+void describe_first_frame(const report::SymbolizedFrame& f, char* out, std::size_t cap) noexcept {
+  RawWriter w(out, cap - 1);
+  if (f.function[0] != '\0') w.str(f.function);
+  if (f.location[0] != '\0') {
+    if (w.size() != 0) w.ch(' ');
+    w.str(f.location);
+  } else if (f.module[0] != '\0') {
+    if (w.size() != 0) w.ch(' ');
+    w.ch('(').str(f.module).ch('+').hex(f.module_offset).ch(')');
+  }
+  out[w.size()] = '\0';
+}
 
 void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
   auto* pc = static_cast<PrintContext*>(ctx);
   RawWriter& w = *pc->w;
+  if (pc->first_frame != nullptr && pc->first_frame_cap > 0 && !is_entry_point(f.function)) {
+    describe_first_frame(f, pc->first_frame, pc->first_frame_cap);
+    pc->first_frame = nullptr;
+  }
   if (pc->json) {
     if (pc->printed != 0) w.ch(',');
     w.str("{\"frame\":").dec(f.number).str(",\"pc\":\"");
@@ -55,7 +85,7 @@ void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
   report::SymbolizerConfig config;
   // symbolize=0: no child process, names from dladdr and module+offset only.
   config.path = o.symbolize ? o.symbolizer_path : "";
-  PrintContext ctx{&w, o.json, o.hide_addresses, 0};
+  PrintContext ctx{&w, o.json, o.hide_addresses, 0, o.first_frame, o.first_frame_cap};
   // Secure execution: dladdr names and module+offset only, never a child.
   if (o.hide_addresses) config.path = "";
   report::symbolize_stack(pcs, n, config, o.first_is_pc, visit_frame, &ctx);

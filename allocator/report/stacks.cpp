@@ -6,7 +6,7 @@
 
 #include <algorithm>
 
-#include "core/arena.h"
+#include "core/hooks.h"
 #include "report/report.h"
 #include "stack/stack_cache.h"
 #include "stack/stack_trace.h"
@@ -91,6 +91,25 @@ void configure_stacks(const Options& o) noexcept {
   // same ids.
   stack::init_thread_stack_caches();
   set_stack_capture(capture_for_arena);
+}
+
+[[gnu::noinline]] std::size_t capture_program_stack(std::uintptr_t* pcs,
+                                                    std::size_t max_depth) noexcept {
+  // Reports are rare: trim as many of guardarena's frames as there are.
+  constexpr std::size_t kMaxTrimmedInReport = 64;
+  const stack::CodeRange self{g_self_lo.load(std::memory_order_relaxed),
+                              g_self_hi.load(std::memory_order_relaxed)};
+  std::uint64_t hash = 0;
+  const auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
+  std::size_t n = 0;
+  if (const std::uintptr_t entry = stack::t_allocator_entry; entry > fp) {
+    n = stack::walk_trimmed(entry, stack::stack_top_of(entry), pcs, max_depth, 0, self,
+                            kMaxTrimmedInReport, &hash, nullptr);
+  } else {
+    n = stack::capture_trimmed(pcs, max_depth, 0, self, kMaxTrimmedInReport, &hash);
+  }
+  asm volatile("" ::: "memory");  // no tail call: the walks read this frame
+  return n;
 }
 
 std::uint32_t capture_stack(std::size_t skip) noexcept {

@@ -19,7 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 namespace guardarena::report {
 

@@ -63,6 +63,23 @@ inline constexpr std::size_t kMaxCapture = 64;
 extern constinit __attribute__((
     tls_model("initial-exec"), visibility("hidden"))) thread_local std::uintptr_t t_allocator_entry;
 
+// Marks `frame` (the public entry point's __builtin_frame_address(0)) as the
+// calling thread's allocator entry for the scope, restoring the previous mark
+// on the way out. The destructor's store also keeps the entry function from
+// tail-calling out of the marked frame.
+class EntryFrameScope {
+ public:
+  explicit EntryFrameScope(void* frame) noexcept : was_(t_allocator_entry) {
+    t_allocator_entry = reinterpret_cast<std::uintptr_t>(frame);
+  }
+  ~EntryFrameScope() { t_allocator_entry = was_; }
+  EntryFrameScope(const EntryFrameScope&) = delete;
+  EntryFrameScope& operator=(const EntryFrameScope&) = delete;
+
+ private:
+  std::uintptr_t was_;
+};
+
 // The allocator's capture: capture_trimmed(pcs, max_depth, skip, trim,
 // max_trim) from this function's frame (or, when t_allocator_entry is set,
 // from that frame with no skip: the trim drops the entry's own frames), then

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "options/options.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 int main(int argc, char** argv) {
   static char buf[65536];

@@ -67,11 +67,15 @@ TYPED_TEST(PmrDeathTest, UseAfterFreeFaultsOnFirstTouch) {
   guarded_resource r{this->opts()};
   void* p = r.allocate(200, 8);
   r.deallocate(p, 200, 8);
-  EXPECT_EXIT(read_byte(p, 10), ::testing::KilledBySignal(SIGSEGV),
-              "heap-use-after-free.*\nREAD at .*\n.* 10 bytes inside the freed 200-byte block.*"
-              "accessed by .*read_byte.*pmr_death_test.cpp.*"
-              "freed by thread T[0-9]+ here:\n.*do_deallocate.*pmr_death_test.cpp:[0-9]+.*"
-              "allocated by thread T[0-9]+ here:\n.*do_allocate.*pmr_death_test.cpp:[0-9]+");
+  EXPECT_EXIT(
+      read_byte(p, 10), ::testing::KilledBySignal(SIGSEGV),
+      "heap-use-after-free.*\nREAD at .*\n.* 10 bytes inside the freed 200-byte block.*"
+      "accessed by .*read_byte.*pmr_death_test.cpp.*"
+      // Stacks start at the public entry point the test called.
+      "freed by thread T[0-9]+ here:\n"
+      "    #0 0x[0-9a-f]+ in std::pmr::memory_resource::deallocate.*pmr_death_test.cpp:[0-9]+.*"
+      "allocated by thread T[0-9]+ here:\n"
+      "    #0 0x[0-9a-f]+ in std::pmr::memory_resource::allocate.*pmr_death_test.cpp:[0-9]+");
 }
 
 TYPED_TEST(PmrDeathTest, LargeBlockOverflowFaults) {
@@ -110,6 +114,28 @@ TYPED_TEST(PmrDeathTest, DoubleFreeIsReported) {
                "deallocated by thread T[0-9]+ here:.*"
                "first freed by thread T[0-9]+ here:\n.*pmr_death_test.cpp.*"
                "allocated by thread T[0-9]+ here:\n.*pmr_death_test.cpp");
+}
+
+// Optimised (memory_resource::deallocate inlines here) but not inlined into
+// the test, so that it is a frame of its own: the program's frame the report
+// must start at.
+[[gnu::noinline]] void deallocate_twice(std::pmr::memory_resource& r, void* p) {
+  r.deallocate(p, 64, 16);
+  r.deallocate(p, 64, 16);
+  asm volatile("" ::: "memory");  // not a tail call: this frame stays on the stack
+}
+
+TYPED_TEST(PmrDeathTest, FreeTimeReportStartsAtTheProgramsFrame) {
+  guarded_resource r{this->opts()};
+  void* p = r.allocate(64, 16);
+  // #0 is the entry point the program called, inlined into its frame; the
+  // SUMMARY names the program's own function. (POSIX regex: '.' spans lines.)
+  EXPECT_DEATH(deallocate_twice(r, p),
+               "deallocated by thread T[0-9]+ here:\n"
+               "    #0 0x[0-9a-f]+ in std::pmr::memory_resource::deallocate\\(.*\n"
+               "    #1 0x[0-9a-f]+ in guardarena::.*deallocate_twice.*"
+               "SUMMARY: guardarena: double-free \\(64-byte block\\) in "
+               "guardarena::.*::deallocate_twice[(].*pmr_death_test.cpp:[0-9]+\n");
 }
 
 TYPED_TEST(PmrDeathTest, ForeignPointerIsReported) {

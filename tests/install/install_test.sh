@@ -58,13 +58,13 @@ step_install() {
     rm -f "$manifest"
   fi
   mv "$GA_WORK_DIR/staging" "$prefix"
-  for f in include/guardarena/guardarena.hpp include/guardarena/core/arena.h \
-           include/guardarena/options/options.h include/guardarena/options/options.inc; do
-    [ -f "$prefix/$f" ] || fail "$f not installed"
-  done
-  # Installed headers include each other as <guardarena/...> only.
-  if grep -rn '#[[:space:]]*include[[:space:]]*"' "$prefix/include"; then
-    fail "quoted includes left in the installed headers"
+  [ -f "$prefix/include/guardarena/guardarena.hpp" ] || fail "guardarena.hpp not installed"
+  # The public header is self-contained: the only header installed, and it
+  # includes standard headers only.
+  local headers; headers=$(find "$prefix/include" -type f | wc -l)
+  [ "$headers" -eq 1 ] || fail "$headers headers installed, expected guardarena.hpp alone"
+  if grep -n '#[[:space:]]*include[[:space:]]*"' "$prefix/include/guardarena/guardarena.hpp"; then
+    fail "the installed header includes project headers"
   fi
   local lib; lib=$(libdir)
   for f in libguardarena.a libguardarena_core.a libguardarena_pmr.so "libguardarena_pmr.so.${GA_VERSION%%.*}" \

@@ -5,7 +5,7 @@
 
 #include "guardarena/guardarena.hpp"
 #include "options/options.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 namespace guardarena {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "options/options.h"
-#include "report/raw_writer.h"
+#include "os/raw_writer.h"
 
 namespace guardarena {
 namespace {

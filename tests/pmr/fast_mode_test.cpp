@@ -165,7 +165,7 @@ TYPED_TEST(FastModeTest, ThreadsReuseTheirOwnSlots) {
 }
 
 // One thread has the whole budget: a freed block is not handed out again
-// before quarantine_slots - ThreadCache::kLead other frees.
+// before quarantine_slots - ThreadCache::kEvictAhead other frees.
 TYPED_TEST(FastModeTest, OneThreadGetsTheWholeQuarantine) {
   guarded_resource r{this->opts("quarantine_slots=64")};
   void* first = r.allocate(64, 16);

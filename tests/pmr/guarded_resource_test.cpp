@@ -289,11 +289,28 @@ TEST(GuardedResourceOptionsTest, BadOptionStringThrowsNamingTheKey) {
   }
 }
 
-TEST(GuardedResourceOptionsTest, ConstructsFromAnOptionsStruct) {
+TEST(GuardedResourceOptionsTest, ConstructsFromAnOptionsObject) {
   options o;
-  o.protect_below = true;
+  o.set("protect_below=1");
   guarded_resource r{o};
-  EXPECT_TRUE(r.get_options().protect_below);
+  EXPECT_EQ(r.get_options().get("protect_below"), "1");
+  EXPECT_EQ(r.get_options().get("mode"), "full");
+}
+
+TEST(GuardedResourceOptionsTest, OptionsReadBackAsText) {
+  options o{"mode=fast:quarantine_bytes=1M"};
+  EXPECT_EQ(o.get("mode"), "fast");
+  EXPECT_EQ(o.get("quarantine_bytes"), "1M");
+  options copy = o;
+  copy.set("mode=full");
+  EXPECT_EQ(o.get("mode"), "fast") << "copies are independent";
+  EXPECT_THROW(o.get("no_such_option"), std::invalid_argument);
+}
+
+TEST(GuardedResourceOptionsTest, BadSetLeavesTheOptionsAsTheyWere) {
+  options o{"mode=fast"};
+  EXPECT_THROW(o.set("mode=full:backend=quantum"), std::invalid_argument);
+  EXPECT_EQ(o.get("mode"), "fast");
 }
 
 }  // namespace

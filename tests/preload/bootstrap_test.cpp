@@ -1,7 +1,9 @@
-// Unit tests of preload/bootstrap.cpp, linked into this binary directly (the
+// Unit tests of preload/init.cpp and preload/sampling.cpp, linked into this binary directly (the
 // binary keeps glibc's malloc): the static bootstrap buffer, the lazy
 // initialisation with and without `environ`, and the sampler.
-#include "bootstrap.h"
+#include "init.h"
+#include "process_hooks.h"
+#include "sampling.h"
 
 #include <unistd.h>
 

@@ -370,16 +370,24 @@ TEST_P(BugTest, DiesAtTheBuggyStatementWithAReport) {
     EXPECT_TRUE(contains(r.err, pattern)) << "stderr lacks /" << pattern << "/\n" << r.describe();
   }
   EXPECT_EQ(count_lines_with(r.err, kError), 1u) << "one report per bug\n" << r.describe();
-  if (c.faults && (c.signal == SIGSEGV || c.exit_code == 100 + SIGSEGV)) {
-    // The faulting instruction is in the program itself (not in libc).
-    EXPECT_TRUE(contains(r.err, "#0 0x[0-9a-f]+ .*/" + std::string(c.program) + "\\+0x"))
-        << "frame #0 is not in the program\n"
-        << r.describe();
-  }
+  // Every report starts at the program: frame #0 of the first stack (the
+  // access, or the call that freed) is the program's, never guardarena's.
+  EXPECT_TRUE(contains(r.err, "here:\n +#0 0x[0-9a-f]+ .*/" + std::string(c.program) + "\\+0x"))
+      << "frame #0 of the first stack is not in the program\n"
+      << r.describe();
+  EXPECT_FALSE(contains(r.err, "#[0-9]+ 0x[0-9a-f]+ in [^\n]*guardarena::"))
+      << "a guardarena frame in a stack\n"
+      << r.describe();
   // The report names the file and line of the bug (the programs are built
   // with -g and a symbolizer is part of the test environment).
   auto [file, line] = bug_line(c.program);
   ASSERT_FALSE(file.empty()) << "no BUG marker in " << c.program;
+  const std::string file_re = std::regex_replace(file, std::regex("\\."), "\\.");
+  // As ASan's: SUMMARY names frame #0 as "function file:line".
+  EXPECT_TRUE(
+      contains(r.err, "\nSUMMARY: guardarena: [^\n]* in [^ \n]+ [^\n]*/" + file_re + ":[0-9]+\n"))
+      << "SUMMARY does not name the program's frame\n"
+      << r.describe();
   if (c.faults) {
     EXPECT_NE(r.err.find(file + ":" + std::to_string(line)), std::string::npos)
         << "the report does not name " << file << ":" << line << "\n"

@@ -11,23 +11,72 @@
 //
 // Thread safety: guarded_resource may be used from any number of threads.
 // unsynchronized_guarded_resource has the same API for single-threaded use.
+//
+// Self-contained: standard headers only, and no layout of guardarena's own
+// (options and the arena are held by pointer), so the library can change
+// without breaking programs built against this header.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <memory_resource>
+#include <string>
 #include <string_view>
-
-#include "core/arena.h"
-#include "options/options.h"
 
 namespace guardarena {
 
-using options = Options;
-using arena_stats = ArenaStats;
+class Arena;  // the library's own; opaque here
+struct Options;
+
+// The options of a resource: every option at its default until set() says
+// otherwise. The names and values are those of GUARDARENA_OPTIONS (help=1,
+// or docs/options.md, lists them).
+class options {
+ public:
+  options();
+  // options().set(text).
+  explicit options(std::string_view text);
+  options(const options& other);
+  options& operator=(const options& other);
+  ~options();
+
+  // Applies "name=value" pairs separated by ':' or ',' on top of the current
+  // values, then checks the rules between options. Throws
+  // std::invalid_argument naming the key on an unknown name, a bad value or
+  // a broken rule (the options are then left as they were).
+  options& set(std::string_view text);
+  // The value of option `name` as text ("fast", "1", "256M", ...). Throws
+  // std::invalid_argument for an unknown name.
+  std::string get(std::string_view name) const;
+
+ private:
+  friend class guarded_resource;
+  std::unique_ptr<Options> values_;
+};
 
 // Parses an options string ("protect_below=1:backend=mprotect:quarantine_bytes=1M")
 // on top of the defaults; throws std::invalid_argument naming the bad key.
 options parse_options(std::string_view text);
+
+// A resource's counters (a snapshot; other threads' fast-mode counts arrive
+// at their next refill, flush or exit).
+struct arena_stats {
+  std::uint64_t live_blocks = 0;
+  std::uint64_t live_bytes = 0;
+  std::uint64_t peak_live_blocks = 0;
+  std::uint64_t peak_live_bytes = 0;
+  std::uint64_t guarded_allocations = 0;   // total, since creation or release()
+  std::uint64_t fallback_allocations = 0;  // total unguarded (exhaustion)
+  std::uint64_t fallback_live = 0;
+  std::uint64_t failed_allocations = 0;  // nullptr returned (on_exhaustion=fail)
+  std::uint64_t quarantined_blocks = 0;
+  std::uint64_t quarantined_bytes = 0;
+  std::uint64_t vmas_in_use = 0;  // mprotect backend: estimated mappings for live blocks
+  std::uint64_t reserved_bytes = 0;
+  std::uint64_t syscalls = 0;  // made by guardarena's OS layer, all threads
+  const char* backend = "";    // "guard" or "mprotect"
+};
 
 class guarded_resource : public std::pmr::memory_resource {
  public:
@@ -61,6 +110,7 @@ class guarded_resource : public std::pmr::memory_resource {
 
  private:
   void init(const options& o);
+  options options_;
   unsigned char* storage_ = nullptr;
   Arena* arena_ = nullptr;
 };

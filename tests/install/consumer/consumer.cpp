@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   guardarena::options o = guardarena::parse_options("mode=fast:protect_below=1");
   guardarena::unsynchronized_guarded_resource local{o};
   void* p = local.allocate(100, 8);
-  const bool local_ok = local.owns(p) && local.get_options().protect_below;
+  const bool local_ok = local.owns(p) && local.get_options().get("protect_below") == "1";
   local.deallocate(p, 100, 8);
   local.release();
 

@@ -1,9 +1,12 @@
 // GUARDARENA_CHECK: invariants that must hold in every build. A failed check
-// prints one line through the raw writer and aborts; it never allocates, so it
-// is usable from the OS layer, the shim and the fault handler alike.
+// writes one line to stderr with write(2) and aborts; it never allocates or
+// locks, so every layer (the OS layer, the core, the shim and the fault
+// handler alike) may use it.
 #pragma once
 
 namespace guardarena {
+// Writes "guardarena: internal check failed: <msg> (<file>:<line>)" to fd 2
+// and aborts. Async-signal-safe.
 [[noreturn]] void check_failed(const char* file, int line, const char* msg) noexcept;
 }  // namespace guardarena
 
@@ -11,11 +14,3 @@ namespace guardarena {
   do {                                                                                     \
     if (__builtin_expect(!(cond), 0)) ::guardarena::check_failed(__FILE__, __LINE__, msg); \
   } while (0)
-
-#ifndef NDEBUG
-#define GUARDARENA_DCHECK(cond, msg) GUARDARENA_CHECK(cond, msg)
-#else
-#define GUARDARENA_DCHECK(cond, msg) \
-  do {                               \
-  } while (0)
-#endif

@@ -1,5 +1,8 @@
-// The kinds of error guardarena reports, and their one name each. Shared by
-// the fault handler and every free-time check, so all reports agree.
+// What the core finds, as values: the kinds of error (and their one name
+// each, shared by the fault handler and every free-time check, so all reports
+// agree), the block a finding is about and the finding itself. The core never
+// prints: it hands a Finding to the reporter the layer above installs
+// (core/hooks.h).
 #pragma once
 
 #include <cstdint>
@@ -80,5 +83,29 @@ constexpr const char* dealloc_kind_name(AllocKind k) noexcept {
   }
   return "?";
 }
+
+// Everything a report needs about one block.
+struct BlockInfo {
+  std::uintptr_t block = 0;
+  std::uint64_t size = 0;
+  std::uint64_t align = 0;
+  std::uint8_t alloc_kind = 0;
+  std::uint32_t alloc_stack = 0, free_stack = 0, alloc_tid = 0, free_tid = 0;
+};
+
+// One error found by the core (free-time checks) or by the fault handler's
+// query of the core: the kind, the address it concerns, the block nearest to
+// it and the numbers the report quotes.
+struct Finding {
+  ErrorKind kind = ErrorKind::kWildAccess;
+  std::uintptr_t address = 0;  // faulting or freed address
+  bool has_block = false;
+  BlockInfo block;
+  std::int64_t distance = 0;        // address - block
+  std::uint64_t bad_bytes = 0;      // canary: how many bytes were damaged
+  std::uint64_t expected_size = 0;  // size/alignment mismatch: what the caller said
+  std::uint64_t expected_align = 0;
+  std::uint8_t dealloc_kind = 0;  // AllocKind of the deallocation call
+};
 
 }  // namespace guardarena

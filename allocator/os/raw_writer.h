@@ -3,11 +3,11 @@
 // and every report, so it must never allocate, lock or call stdio.
 #pragma once
 
+#include <unistd.h>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <unistd.h>
-#include <cerrno>
 
 namespace guardarena {
 

@@ -1,9 +1,9 @@
 // Process-wide state of the preload library: the one arena (in static
 // storage, never destroyed), its options, the one-time initialisation, the
 // static bootstrap buffer that serves allocations made before the arena can
-// exist, the per-thread re-entrancy guard and the sampler that decides which
-// allocations are guarded. shim.cpp maps the C and C++ entry points onto
-// these; nothing here is exported.
+// exist, the per-thread re-entrancy guard and free()'s shortcut to glibc.
+// shim.cpp maps the C and C++ entry points onto these (and onto the sampler,
+// sampling.h); nothing here is exported.
 //
 // Everything here runs inside malloc, possibly before libc has finished
 // starting up: no malloc, no stdio, no getenv, no general-dynamic TLS.
@@ -51,7 +51,10 @@ extern SharedCounter g_delegated_count;
 // served by glibc or the bootstrap buffer instead of recursing into the arena.
 // It is stack::t_allocator_entry, the entry frame stack captures walk from:
 // one initial-exec TLS word (glibc's manual requires initial-exec of a malloc
-// replacement; general-dynamic TLS may itself call malloc).
+// replacement; general-dynamic TLS may itself call malloc). The word lives in
+// the stack layer because the stack walker reads it on every capture (and
+// the pmr resource marks its entry frames with it too); one word serving both
+// roles keeps the shim's fast path to a single TLS store per call.
 [[gnu::always_inline]] inline bool busy() noexcept {
   return stack::t_allocator_entry != 0;
 }
@@ -60,18 +63,7 @@ extern SharedCounter g_delegated_count;
 // function the call came through (pass __builtin_frame_address(0) from it, or
 // from an always_inline helper it calls), else of the scope's own function:
 // allocation and free stacks are walked from there.
-class BusyScope {
- public:
-  explicit BusyScope(void* entry) noexcept : was_(stack::t_allocator_entry) {
-    stack::t_allocator_entry = reinterpret_cast<std::uintptr_t>(entry);
-  }
-  ~BusyScope() { stack::t_allocator_entry = was_; }
-  BusyScope(const BusyScope&) = delete;
-  BusyScope& operator=(const BusyScope&) = delete;
-
- private:
-  std::uintptr_t was_;
-};
+using BusyScope = stack::EntryFrameScope;
 
 Arena* init_slow() noexcept;
 
@@ -106,43 +98,6 @@ inline bool is_bootstrap(const void* p) noexcept {
 std::size_t bootstrap_size(const void* p) noexcept;
 std::uint64_t bootstrap_count() noexcept;
 
-// True when this allocation of `size` bytes should be guarded, by the options
-// sample_rate, sample_after, min_size and max_size. Thread-safe; the sampling
-// state is per thread.
-bool should_guard_slow(std::size_t size) noexcept;
-// Set at init: every allocation is guarded (no sampling option is in use).
-extern bool g_guard_all;
-inline bool should_guard(std::size_t size) noexcept {
-  return g_guard_all || should_guard_slow(size);
-}
-
-// The sampled-out fast path (see take_unguarded()). Set at init, before the
-// arena is published, when sample_rate alone decides: sample_rate > 1 and no
-// min_size, max_size, sample_after or print_stats (which counts every
-// unguarded allocation). Never cleared in the library.
-extern std::atomic<bool> g_sampling_fast_path;
-// This thread's allocations left before the next guarded one; 0 = draw anew
-// (a new thread, before init). Only should_guard_slow()
-// draws it.
-extern constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_countdown;
-
-// True when the sampler leaves this allocation to glibc and the caller may
-// call __libc_malloc/calloc/realloc itself, skipping allocate(): the countdown
-// is consumed exactly as should_guard_slow() would consume it. False sends
-// the caller to the slow path, which initialises the arena, draws the next
-// countdown or guards the block.
-//
-// Why the slow path's other duties may be skipped: a countdown above 1 means
-// this thread already ran should_guard_slow() to a "not guarded" answer, so
-// the arena is ready and g_delegated is set (libc_allocate() sets it before
-// asking glibc); re-entrant calls (busy()) go to glibc on either path.
-inline bool take_unguarded() noexcept {
-  std::uint64_t left = t_countdown;
-  if (left <= 1 || !g_sampling_fast_path.load(std::memory_order_relaxed)) return false;
-  t_countdown = left - 1;
-  return true;
-}
-
 // free()'s shortcut to glibc: a pointer outside [g_guarded_lo, g_guarded_lo +
 // g_guarded_span) and outside the bootstrap buffer is glibc's. The span
 // covers everything (the shortcut is closed) until open_free_shortcut() finds
@@ -169,10 +124,6 @@ inline bool is_glibc_block(const void* p) noexcept {
 // Called on the slow path when a block went back to glibc; cheap when the
 // shortcut is open already or must stay closed.
 void open_free_shortcut() noexcept;
-
-// Writes the allocator statistics (print_stats=1, malloc_stats()) to the
-// report fd.
-void write_stats() noexcept;
 
 #ifdef GUARDARENA_PRELOAD_FOR_TESTING
 // Destroys the arena and returns every piece of state here to its initial

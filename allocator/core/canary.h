@@ -1,0 +1,131 @@
+// Canaries and poison: the byte patterns around and inside blocks that catch
+// what guard pages cannot (an overflow into the slack before the next page,
+// fast mode's writes to a freed block). This unit fills and scans bytes and
+// says what it found; it reports nothing itself (the arena turns its answers
+// into findings).
+//
+// Layout of a block in its slot (offsets from the slot start):
+//   [canary_begin, offset)        canary before the block
+//   [offset, offset + s)          the block (s = size, 0 counted as 1)
+//   [offset + s, canary_end)      canary after the block, up to the end of
+//                                 its page or of the open range
+// Fast mode writes and checks at most kFastCanaryBefore bytes before the
+// block: the rest of the page is rewritten on every reuse and its cost must
+// stay near glibc's.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "core/slot.h"
+
+namespace guardarena {
+
+inline constexpr unsigned char kCanaryByte = 0xca;
+inline constexpr unsigned char kPoisonByte = 0xfd;
+inline constexpr std::size_t kFastCanaryBefore = 64;
+// Fast mode poisons blocks up to this size on free; bigger ones are closed
+// like full mode (their syscall is cheap next to touching that much memory).
+inline constexpr std::size_t kFastPoisonLimit = 64 * 1024;
+
+// Index of the first byte in [p, p+n) that is not `byte`, or n.
+std::size_t first_mismatch(const unsigned char* p, std::size_t n, unsigned char byte) noexcept;
+// One past the last byte in [p, p+n) that is not `byte`, or 0.
+std::size_t last_mismatch_end(const unsigned char* p, std::size_t n, unsigned char byte) noexcept;
+
+// True when [p, p+n) holds only `byte`: the answer of nearly every check,
+// found for n <= 64 (poison of small blocks, fast mode's canary before the
+// block) with a few overlapping 16-byte loads and no loop exit per word; the
+// position of a bad byte is looked for only once one is known to be there.
+using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
+[[gnu::always_inline]] inline Bytes16 load16(const unsigned char* p) noexcept {
+  Bytes16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+[[gnu::always_inline]] inline bool all_zero(Bytes16 v) noexcept {
+  std::uint64_t halves[2];
+  std::memcpy(halves, &v, sizeof halves);
+  return (halves[0] | halves[1]) == 0;
+}
+[[gnu::always_inline]] inline bool all_bytes_are(const unsigned char* p, std::size_t n,
+                                                 unsigned char byte) noexcept {
+  Bytes16 pattern = {};
+  pattern += byte;
+  if (n == kFastCanaryBefore) {  // fast mode's canary before, and 64-byte blocks: unrolled
+    return all_zero((load16(p) ^ pattern) | (load16(p + 16) ^ pattern) |
+                    (load16(p + 32) ^ pattern) | (load16(p + 48) ^ pattern));
+  }
+  if (n >= 16 && n <= 64) {
+    Bytes16 diff = load16(p + n - 16) ^ pattern;
+    for (std::size_t i = 0; i + 16 < n; i += 16) diff |= load16(p + i) ^ pattern;
+    return all_zero(diff);
+  }
+  return first_mismatch(p, n, byte) == n;
+}
+
+// memset() for fast mode's 64-byte runs (every canary before a block, and
+// the poison of 64-byte blocks): four 16-byte stores instead of a call.
+[[gnu::always_inline]] inline void fill_bytes(unsigned char* p, std::size_t n,
+                                              unsigned char byte) noexcept {
+  if (n == kFastCanaryBefore) {
+    Bytes16 pattern = {};
+    pattern += byte;
+    std::memcpy(p, &pattern, sizeof pattern);
+    std::memcpy(p + 16, &pattern, sizeof pattern);
+    std::memcpy(p + 32, &pattern, sizeof pattern);
+    std::memcpy(p + 48, &pattern, sizeof pattern);
+    return;
+  }
+  std::memset(p, byte, n);
+}
+
+// Where the canaries of a block lie (see the layout above).
+struct CanarySpan {
+  std::size_t begin = 0;  // canary before: [begin, offset)
+  std::size_t end = 0;    // canary after: [offset + s, end)
+};
+[[gnu::always_inline]] inline CanarySpan canary_span(std::size_t open_begin, std::size_t offset,
+                                                     std::size_t s, std::size_t open_end,
+                                                     std::size_t page, bool fast) noexcept {
+  CanarySpan c;
+  c.begin = open_begin;
+  if (fast && offset - c.begin > kFastCanaryBefore) c.begin = offset - kFastCanaryBefore;
+  c.end = std::min(open_end, round_up(offset + s, page));
+  return c;
+}
+
+// Fills both canaries of the block at `offset` in the slot at `slot`.
+// Zero-length fills are skipped on purpose: a memset of 0 bytes at the first
+// byte of a guard page takes glibc's slow masked-store path.
+[[gnu::always_inline]] inline void write_canaries_at(unsigned char* slot, CanarySpan c,
+                                                     std::size_t offset, std::size_t s) noexcept {
+  if (offset > c.begin) fill_bytes(slot + c.begin, offset - c.begin, kCanaryByte);
+  const std::size_t after = offset + s;
+  if (c.end > after) std::memset(slot + after, kCanaryByte, c.end - after);
+}
+
+// What find_canary_damage() found.
+struct CanaryDamage {
+  enum class Where : std::uint8_t { kNone, kAfter, kBefore };
+  Where where = Where::kNone;
+  // kAfter: bytes from the block's end to one past the last changed byte.
+  // kBefore: bytes from the first changed byte to the block's start.
+  std::size_t bad_bytes = 0;
+};
+
+// Checks both canaries of the block at `offset` (the one after first).
+CanaryDamage find_canary_damage(const unsigned char* slot, CanarySpan c, std::size_t offset,
+                                std::size_t s) noexcept;
+
+// Index of the first byte of the freed block [block, block + s) whose poison
+// changed, or s when it is intact.
+[[gnu::always_inline]] inline std::size_t find_poison_damage(const unsigned char* block,
+                                                             std::size_t s) noexcept {
+  if (all_bytes_are(block, s, kPoisonByte)) return s;
+  return first_mismatch(block, s, kPoisonByte);
+}
+
+}  // namespace guardarena
