@@ -78,12 +78,12 @@ void close_free_shortcut() noexcept {
   g_guarded_span.exchange(kShortcutClosed, std::memory_order_acq_rel);
 }
 
-void* fallback_allocate(std::size_t size, std::size_t align) noexcept {
+void* fallback_allocate(void*, std::size_t size, std::size_t align) noexcept {
   // Before the block exists: whoever frees it was handed it after this store.
   close_free_shortcut();
   return __libc_memalign(align, size);
 }
-void fallback_deallocate(void* p) noexcept {
+void fallback_deallocate(void*, void* p) noexcept {
   __libc_free(p);
 }
 

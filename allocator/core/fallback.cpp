@@ -42,13 +42,13 @@ void* FallbackBlocks::serve(std::size_t size, std::size_t align, bool zero,
     failed_.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
-  void* p = alloc_.allocate(size == 0 ? 1 : size, align < 16 ? 16 : align);
+  void* p = alloc_.allocate(alloc_.context, size == 0 ? 1 : size, align < 16 ? 16 : align);
   if (p == nullptr) {
     failed_.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
   if (!set_.insert(reinterpret_cast<std::uintptr_t>(p))) {
-    alloc_.deallocate(p);
+    alloc_.deallocate(alloc_.context, p);
     failed_.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
@@ -60,12 +60,13 @@ void* FallbackBlocks::serve(std::size_t size, std::size_t align, bool zero,
 
 bool FallbackBlocks::free_if_ours(std::uintptr_t p) noexcept {
   if (!set_.erase(p)) return false;
-  alloc_.deallocate(reinterpret_cast<void*>(p));
+  alloc_.deallocate(alloc_.context, reinterpret_cast<void*>(p));
   return true;
 }
 
 void FallbackBlocks::release_all() noexcept {
-  set_.drain([this](std::uintptr_t p) { alloc_.deallocate(reinterpret_cast<void*>(p)); });
+  set_.drain(
+      [this](std::uintptr_t p) { alloc_.deallocate(alloc_.context, reinterpret_cast<void*>(p)); });
 }
 
 }  // namespace guardarena

@@ -19,11 +19,13 @@
 
 namespace guardarena {
 
-// Where unguarded fallback blocks come from when guard pages run out. The pmr
-// resource passes aligned operator new/delete, the shim glibc's allocator.
+// Where unguarded fallback blocks come from when guard pages run out: the
+// shim passes glibc's allocator, the pmr resource its upstream resource.
+// `context` is handed back to both functions unchanged.
 struct FallbackAllocator {
-  void* (*allocate)(std::size_t size, std::size_t align) noexcept = nullptr;
-  void (*deallocate)(void* p) noexcept = nullptr;
+  void* (*allocate)(void* context, std::size_t size, std::size_t align) noexcept = nullptr;
+  void (*deallocate)(void* context, void* p) noexcept = nullptr;
+  void* context = nullptr;
 };
 
 // Open-addressing set of fallback pointers, so deallocate() can tell an

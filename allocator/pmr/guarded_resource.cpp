@@ -1,11 +1,15 @@
 // std::pmr adapter over the arena: translation only (allocate, deallocate,
 // identity), no policy. The only layer that throws, because
 // std::pmr::memory_resource requires std::bad_alloc on failure.
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <random>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include "core/arena.h"
 #include "guardarena/guardarena.hpp"
@@ -19,16 +23,71 @@
 namespace guardarena {
 namespace {
 
-void* fallback_allocate(std::size_t size, std::size_t align) noexcept {
-  void* p = nullptr;
-  if (align < sizeof(void*)) align = sizeof(void*);
-  return ::posix_memalign(&p, align, size) == 0 ? p : nullptr;
-}
-void fallback_deallocate(void* p) noexcept {
-  std::free(p);
+// splitmix64's finaliser: which allocations a sampling resource guards is a
+// hash of their sequence number, so the chosen ones never fall into step
+// with a program's own allocation pattern (every second block, ...).
+std::uint64_t mix(std::uint64_t x) noexcept {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
 }
 
 }  // namespace
+
+// The blocks this resource took from its upstream, with the size and
+// alignment the upstream must get back, and the sampler's state.
+struct guarded_resource::upstream_blocks {
+  std::pmr::memory_resource* upstream;
+  std::mutex mu;
+  std::unordered_map<void*, std::pair<std::size_t, std::size_t>> out;
+  std::atomic<std::uint64_t> seen{0};
+  std::uint64_t seed;
+
+  void* allocate(std::size_t size, std::size_t align) {
+    void* p = upstream->allocate(size, align);
+    try {
+      std::lock_guard<std::mutex> lock(mu);
+      out.emplace(p, std::pair{size, align});
+    } catch (...) {
+      upstream->deallocate(p, size, align);
+      throw;
+    }
+    return p;
+  }
+  // False when `p` is not one of them.
+  bool deallocate(void* p) noexcept {
+    std::pair<std::size_t, std::size_t> block;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = out.find(p);
+      if (it == out.end()) return false;
+      block = it->second;
+      out.erase(it);
+    }
+    upstream->deallocate(p, block.first, block.second);
+    return true;
+  }
+  void release_all() noexcept {
+    std::unordered_map<void*, std::pair<std::size_t, std::size_t>> taken;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      taken.swap(out);
+    }
+    for (const auto& [p, block] : taken) upstream->deallocate(p, block.first, block.second);
+  }
+
+  // The core's exhaustion fallback: the same upstream, the same records.
+  static void* fallback_allocate(void* self, std::size_t size, std::size_t align) noexcept {
+    try {
+      return static_cast<upstream_blocks*>(self)->allocate(size, align);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+  static void fallback_deallocate(void* self, void* p) noexcept {
+    static_cast<upstream_blocks*>(self)->deallocate(p);
+  }
+};
 
 options::options() : values_(std::make_unique<Options>()) {}
 options::options(std::string_view text) : options() {
@@ -66,14 +125,19 @@ options parse_options(std::string_view text) {
   return options(text);
 }
 
-guarded_resource::guarded_resource() {
-  init(options{});
-}
-guarded_resource::guarded_resource(const options& o) {
+guarded_resource::guarded_resource() : guarded_resource(options{}, nullptr) {}
+guarded_resource::guarded_resource(const options& o) : guarded_resource(o, nullptr) {}
+guarded_resource::guarded_resource(std::string_view text)
+    : guarded_resource(guardarena::parse_options(text), nullptr) {}
+guarded_resource::guarded_resource(std::string_view text, std::pmr::memory_resource* upstream)
+    : guarded_resource(guardarena::parse_options(text), upstream) {}
+guarded_resource::guarded_resource(const options& o, std::pmr::memory_resource* upstream)
+    : upstream_(upstream != nullptr ? upstream : std::pmr::get_default_resource()),
+      upstream_blocks_(std::make_unique<upstream_blocks>()) {
+  upstream_blocks_->upstream = upstream_;
+  upstream_blocks_->seed = mix(reinterpret_cast<std::uintptr_t>(this) ^
+                               static_cast<std::uint64_t>(std::random_device{}()));
   init(o);
-}
-guarded_resource::guarded_resource(std::string_view text) {
-  init(guardarena::parse_options(text));
 }
 
 void guarded_resource::init(const options& opts) {
@@ -99,8 +163,11 @@ void guarded_resource::init(const options& opts) {
   storage_ =
       static_cast<unsigned char*>(::operator new (Arena::storage_size(), std::align_val_t{64}));
   ArenaError why = ArenaError::kNone;
-  arena_ = Arena::create(storage_, checked,
-                         FallbackAllocator{fallback_allocate, fallback_deallocate}, &why);
+  arena_ =
+      Arena::create(storage_, checked,
+                    FallbackAllocator{upstream_blocks::fallback_allocate,
+                                      upstream_blocks::fallback_deallocate, upstream_blocks_.get()},
+                    &why);
   if (arena_ == nullptr) {
     ::operator delete (storage_, std::align_val_t{64});
     storage_ = nullptr;
@@ -116,10 +183,21 @@ void guarded_resource::init(const options& opts) {
 guarded_resource::~guarded_resource() {
   if (arena_ != nullptr) arena_->~Arena();
   ::operator delete (storage_, std::align_val_t{64});
+  upstream_blocks_->release_all();
 }
 
 void guarded_resource::release() noexcept {
   arena_->release_all();
+  upstream_blocks_->release_all();
+}
+
+bool guarded_resource::should_guard(std::size_t bytes) noexcept {
+  const Options& o = *options_.values_;
+  if (bytes < o.min_size || (o.max_size != 0 && bytes > o.max_size)) return false;
+  if (o.sample_rate <= 1 && o.sample_after == 0) return true;
+  const std::uint64_t n = upstream_blocks_->seen.fetch_add(1, std::memory_order_relaxed);
+  if (n < o.sample_after) return false;
+  return o.sample_rate <= 1 || mix(n ^ upstream_blocks_->seed) % o.sample_rate == 0;
 }
 // The public counters mirror the core's field for field.
 static_assert(sizeof(arena_stats) == sizeof(ArenaStats));
@@ -155,6 +233,7 @@ void* guarded_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
   // placement math assumes one: anything else (0, 24, ...) is refused rather
   // than answered with a block that cannot honour it.
   if (alignment == 0 || (alignment & (alignment - 1)) != 0) throw std::bad_alloc();
+  if (!should_guard(bytes)) return upstream_blocks_->allocate(bytes, alignment);
   // Stacks start at the caller of memory_resource::allocate.
   stack::EntryFrameScope entry(__builtin_frame_address(0));
   void* p = arena_->allocate(bytes, alignment, AllocKind::kPmr, false);
@@ -165,7 +244,8 @@ void* guarded_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
 void guarded_resource::do_deallocate(void* p, std::size_t bytes, std::size_t alignment) {
   // Stacks, reports' included, start at the caller of memory_resource::deallocate.
   stack::EntryFrameScope entry(__builtin_frame_address(0));
-  if (arena_->deallocate(p, bytes, alignment, AllocKind::kPmr) == Arena::FreeResult::kNotOurs) {
+  if (arena_->deallocate(p, bytes, alignment, AllocKind::kPmr) == Arena::FreeResult::kNotOurs &&
+      !upstream_blocks_->deallocate(p)) {
     report::Report r;
     r.kind = ErrorKind::kInvalidFree;
     r.address = reinterpret_cast<std::uintptr_t>(p);

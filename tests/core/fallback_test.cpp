@@ -12,16 +12,16 @@ namespace {
 
 int g_allocated = 0;
 int g_freed = 0;
-void* counting_allocate(std::size_t size, std::size_t align) noexcept {
+void* counting_allocate(void*, std::size_t size, std::size_t align) noexcept {
   ++g_allocated;
   void* p = nullptr;
   return ::posix_memalign(&p, align, size) == 0 ? p : nullptr;
 }
-void counting_deallocate(void* p) noexcept {
+void counting_deallocate(void*, void* p) noexcept {
   ++g_freed;
   std::free(p);
 }
-void* refusing_allocate(std::size_t, std::size_t) noexcept {
+void* refusing_allocate(void*, std::size_t, std::size_t) noexcept {
   return nullptr;
 }
 

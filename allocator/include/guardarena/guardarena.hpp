@@ -78,6 +78,11 @@ struct arena_stats {
   const char* backend = "";    // "guard" or "mprotect"
 };
 
+// Like the standard resources, a guarded_resource sits on an upstream
+// resource: the allocations its options leave unguarded (sample_rate,
+// sample_after, min_size, max_size, and with on_exhaustion=fallback those no
+// guard page is left for) come from the upstream and go back to it. Without
+// one, the upstream is std::pmr::get_default_resource() at construction.
 class guarded_resource : public std::pmr::memory_resource {
  public:
   guarded_resource();
@@ -86,14 +91,19 @@ class guarded_resource : public std::pmr::memory_resource {
   // no address space can be reserved or 256 resources are alive already,
   // std::runtime_error when the requested backend is unavailable.
   explicit guarded_resource(std::string_view options_text);
+  guarded_resource(const options& o, std::pmr::memory_resource* upstream);
+  guarded_resource(std::string_view options_text, std::pmr::memory_resource* upstream);
   ~guarded_resource() override;
 
   guarded_resource(const guarded_resource&) = delete;
   guarded_resource& operator=(const guarded_resource&) = delete;
 
   // Frees everything this resource handed out, in one step. Pointers into
-  // the arena become inaccessible (touching one faults).
+  // the arena become inaccessible (touching one faults); blocks from the
+  // upstream go back to it.
   void release() noexcept;
+
+  std::pmr::memory_resource* upstream_resource() const noexcept { return upstream_; }
 
   arena_stats stats() const noexcept;
   const options& get_options() const noexcept;
@@ -109,8 +119,12 @@ class guarded_resource : public std::pmr::memory_resource {
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override;
 
  private:
+  struct upstream_blocks;  // the blocks out from the upstream, and the sampler
   void init(const options& o);
+  bool should_guard(std::size_t bytes) noexcept;
   options options_;
+  std::pmr::memory_resource* upstream_ = nullptr;
+  std::unique_ptr<upstream_blocks> upstream_blocks_;
   unsigned char* storage_ = nullptr;
   Arena* arena_ = nullptr;
 };
@@ -121,6 +135,25 @@ class guarded_resource : public std::pmr::memory_resource {
 class unsynchronized_guarded_resource : public guarded_resource {
  public:
   using guarded_resource::guarded_resource;
+};
+
+// Makes `resource` the default memory resource
+// (std::pmr::get_default_resource()) for the rest of the scope and restores
+// the one before it at the end:
+//   guardarena::guarded_resource guarded;
+//   guardarena::scoped_default_resource scope{&guarded};
+//   std::pmr::vector<int> v;  // guarded
+class scoped_default_resource {
+ public:
+  explicit scoped_default_resource(std::pmr::memory_resource* resource) noexcept
+      : previous_(std::pmr::set_default_resource(resource)) {}
+  ~scoped_default_resource() { std::pmr::set_default_resource(previous_); }
+  scoped_default_resource(const scoped_default_resource&) = delete;
+  scoped_default_resource& operator=(const scoped_default_resource&) = delete;
+  std::pmr::memory_resource* previous() const noexcept { return previous_; }
+
+ private:
+  std::pmr::memory_resource* previous_;
 };
 
 }  // namespace guardarena
