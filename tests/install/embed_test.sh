@@ -9,7 +9,8 @@
 set -euo pipefail
 : "${GA_SOURCE_DIR:?}" "${GA_WORK_DIR:?}" "${GA_CXX:?}"
 how=${1:?usage: embed_test.sh subdirectory|fetchcontent}
-b=$GA_WORK_DIR/embed-$how
+# A sibling of the install tests' directory, which their first step deletes.
+b=$GA_WORK_DIR-embed-$how
 fail() { echo "FAIL: $*" >&2; exit 1; }
 rm -rf "$b"
 mkdir -p "$b"
