@@ -11,7 +11,6 @@
 #include <iterator>
 #include <random>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #include "guardarena/guardarena.hpp"
@@ -86,40 +85,38 @@ TYPED_TEST(FastModeTest, FullModeUsesAtMostTwoSyscallsPerPair) {
   EXPECT_LE(run.syscalls, 2000u) << run.describe();
 }
 
-// Guard backend: one-page slots are opened 16 at a time (two syscalls for
-// the batch, pages committed), so a pair costs the MADV_GUARD_INSTALL at free
-// plus 1/8 of a syscall, and no page fault. Where the kernel has no
+// Full mode on the guard backend (the mprotect backend has no batch): one-
+// page slots are opened 16 at a time (two syscalls for the batch, pages
+// committed), so a pair costs the MADV_GUARD_INSTALL at free plus 1/8 of a
+// syscall, and no page fault. Where the kernel has no
 // process_madvise(PIDFD_SELF) (before 6.15; uname and a direct call must
 // agree) there is nothing to batch with.
-TYPED_TEST(FastModeTest, FullModeOpensOnePageSlotsInBatches) {
-  if constexpr (!std::is_same_v<TypeParam, testing::GuardBackendParam>) {
-    GTEST_SKIP() << "the mprotect backend opens islands one at a time: no batch to check";
-  } else {
-    const testing::KernelFact& batch = testing::batched_guard_remove();
-    ASSERT_TRUE(batch.agree()) << "kernel version and direct probe disagree: " << batch.describe();
-    if (!batch.present()) GTEST_SKIP() << "nothing to batch with here: " << batch.describe();
-    REQUIRE_PTRACE();
-    constexpr int kPairs = 1600;
-    testing::TracedRun run = testing::trace_child([&] {
-      guarded_resource r{with_backend<TypeParam>("quarantine_slots=64")};
-      for (int i = 0; i < 200; ++i) r.deallocate(r.allocate(64, 16), 64, 16);
-      int dirty = 0;
-      testing::begin_counting();
-      for (int i = 0; i < kPairs; ++i) {
-        auto* p = static_cast<unsigned char*>(r.allocate(64, 16));
-        dirty += p[0] != 0;  // a batch-opened slot is a fresh page
-        std::memset(p, 0x11, 64);
-        r.deallocate(p, 64, 16);
-      }
-      testing::end_counting();
-      return dirty == 0 ? 0 : 3;
-    });
-    ASSERT_TRUE(run.exited_ok()) << "exit 3: a reused slot was not zero\n" << run.describe();
-    EXPECT_LE(run.syscalls, kPairs + 2u * (kPairs / 16) + 2) << run.describe();
-    // Committed by the batch: no page fault per slot on first touch.
-    if (run.faults_counted) {
-      EXPECT_LT(run.minor_faults, kPairs / 16u) << run.describe();
+TEST(FullModeBatchTest, GuardBackendOpensOnePageSlotsInBatches) {
+  GUARDARENA_REQUIRE_GUARD_MARKERS();
+  const testing::KernelFact& batch = testing::batched_guard_remove();
+  ASSERT_TRUE(batch.agree()) << "kernel version and direct probe disagree: " << batch.describe();
+  if (!batch.present()) GTEST_SKIP() << "nothing to batch with here: " << batch.describe();
+  REQUIRE_PTRACE();
+  constexpr int kPairs = 1600;
+  testing::TracedRun run = testing::trace_child([&] {
+    guarded_resource r{"backend=guard:quarantine_slots=64"};
+    for (int i = 0; i < 200; ++i) r.deallocate(r.allocate(64, 16), 64, 16);
+    int dirty = 0;
+    testing::begin_counting();
+    for (int i = 0; i < kPairs; ++i) {
+      auto* p = static_cast<unsigned char*>(r.allocate(64, 16));
+      dirty += p[0] != 0;  // a batch-opened slot is a fresh page
+      std::memset(p, 0x11, 64);
+      r.deallocate(p, 64, 16);
     }
+    testing::end_counting();
+    return dirty == 0 ? 0 : 3;
+  });
+  ASSERT_TRUE(run.exited_ok()) << "exit 3: a reused slot was not zero\n" << run.describe();
+  EXPECT_LE(run.syscalls, kPairs + 2u * (kPairs / 16) + 2) << run.describe();
+  // Committed by the batch: no page fault per slot on first touch.
+  if (run.faults_counted) {
+    EXPECT_LT(run.minor_faults, kPairs / 16u) << run.describe();
   }
 }
 

@@ -31,14 +31,16 @@ constexpr std::size_t kDepth = 16;
 int g_leaf_line = 0;
 int g_outer_line = 0;
 
-[[gnu::noinline]] std::size_t symbolizer_test_leaf(std::uintptr_t* pcs, std::size_t max) {
+[[gnu::noinline]] std::size_t symbolizer_test_leaf(std::uintptr_t *pcs,
+                                                   std::size_t max) {
   g_leaf_line = __LINE__ + 1;
   const std::size_t n = stack::capture(pcs, max, 0);
   asm volatile("" ::: "memory");
   return n;
 }
 
-[[gnu::noinline]] std::size_t symbolizer_test_outer(std::uintptr_t* pcs, std::size_t max) {
+[[gnu::noinline]] std::size_t symbolizer_test_outer(std::uintptr_t *pcs,
+                                                    std::size_t max) {
   g_outer_line = __LINE__ + 1;
   const std::size_t n = symbolizer_test_leaf(pcs, max);
   asm volatile("" ::: "memory");
@@ -48,11 +50,13 @@ int g_outer_line = 0;
 std::string exe_path() {
   char buf[4096];
   const ssize_t len = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  return len > 0 ? std::string(buf, static_cast<std::size_t>(len)) : std::string();
+  return len > 0 ? std::string(buf, static_cast<std::size_t>(len))
+                 : std::string();
 }
 
 // Runs print_stack into a memory buffer and returns the text.
-std::string print(const std::uintptr_t* pcs, std::size_t n, const SymbolizerConfig& config,
+std::string print(const std::uintptr_t *pcs, std::size_t n,
+                  const SymbolizerConfig &config,
                   bool first_is_fault_pc = false) {
   std::vector<char> buf(256 * 1024);
   RawWriter out(buf.data(), buf.size());
@@ -60,16 +64,17 @@ std::string print(const std::uintptr_t* pcs, std::size_t n, const SymbolizerConf
   return std::string(out.data(), out.size());
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
+std::vector<std::string> lines_of(const std::string &text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  for (std::string line; std::getline(in, line);)
+    lines.push_back(line);
   return lines;
 }
 
 // POSIX extended regex search (std::regex trips GCC 12 warnings in sanitizer
 // builds).
-bool matches(const std::string& text, const std::string& pattern) {
+bool matches(const std::string &text, const std::string &pattern) {
   regex_t re;
   if (regcomp(&re, pattern.c_str(), REG_EXTENDED | REG_NOSUB) != 0) {
     ADD_FAILURE() << "bad pattern " << pattern;
@@ -80,58 +85,85 @@ bool matches(const std::string& text, const std::string& pattern) {
   return found;
 }
 
-bool contains(const std::string& haystack, const std::string& needle) {
+bool contains(const std::string &haystack, const std::string &needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
 // A temporary directory with executable scripts, removed afterwards.
 class ScriptDir {
- public:
+public:
   ScriptDir() {
     char tmpl[] = "/tmp/guardarena_symbolizer_test.XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    if (dir != nullptr) dir_ = dir;
+    const char *dir = mkdtemp(tmpl);
+    if (dir != nullptr)
+      dir_ = dir;
   }
   ~ScriptDir() {
-    for (const auto& f : files_) unlink(f.c_str());
-    if (!dir_.empty()) rmdir(dir_.c_str());
+    for (const auto &f : files_)
+      unlink(f.c_str());
+    if (!dir_.empty())
+      rmdir(dir_.c_str());
   }
-  std::string write(const std::string& name, const std::string& body) {
+  std::string write(const std::string &name, const std::string &body) {
     const std::string path = dir_ + "/" + name;
     std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
     chmod(path.c_str(), 0755);
     files_.push_back(path);
     return path;
   }
-  std::string file(const std::string& name) {
+  std::string file(const std::string &name) {
     files_.push_back(dir_ + "/" + name);
     return files_.back();
   }
 
- private:
+private:
   std::string dir_;
   std::vector<std::string> files_;
 };
 
 std::size_t open_fd_count() {
   std::size_t n = 0;
-  if (DIR* d = opendir("/proc/self/fd")) {
-    while (readdir(d) != nullptr) ++n;
+  if (DIR *d = opendir("/proc/self/fd")) {
+    while (readdir(d) != nullptr)
+      ++n;
     closedir(d);
   }
   return n;
 }
 
-void expect_symbolized(const std::string& text) {
+void expect_symbolized(const std::string &text) {
   EXPECT_TRUE(contains(text, "symbolizer_test_leaf")) << text;
-  EXPECT_TRUE(contains(text, "symbolizer_test.cpp:" + std::to_string(g_leaf_line))) << text;
+  EXPECT_TRUE(
+      contains(text, "symbolizer_test.cpp:" + std::to_string(g_leaf_line)))
+      << text;
   EXPECT_TRUE(contains(text, "symbolizer_test_outer")) << text;
-  EXPECT_TRUE(contains(text, "symbolizer_test.cpp:" + std::to_string(g_outer_line))) << text;
+  EXPECT_TRUE(
+      contains(text, "symbolizer_test.cpp:" + std::to_string(g_outer_line)))
+      << text;
   EXPECT_TRUE(contains(text, "(" + exe_path() + "+0x")) << text;
 }
 
+// Whether this machine has a symbolizer, decided without the library's own
+// search; where it has one, the library must find it.
+bool symbolizer_installed() {
+  for (const char *path : {"/usr/bin/llvm-symbolizer", "/usr/bin/addr2line"}) {
+    if (access(path, X_OK) == 0)
+      return true;
+  }
+  return false;
+}
+
+#define REQUIRE_SYMBOLIZER()                                                   \
+  do {                                                                         \
+    if (!symbolizer_installed())                                               \
+      GTEST_SKIP() << "neither /usr/bin/llvm-symbolizer nor "                  \
+                      "/usr/bin/addr2line is here";                            \
+    ASSERT_TRUE(symbolizer_available(SymbolizerConfig{}))                      \
+        << "a symbolizer is installed but the library finds none";             \
+  } while (0)
+
 TEST(SymbolizerTest, AutoSymbolizerNamesFunctionsFilesAndLines) {
-  if (!symbolizer_available(SymbolizerConfig{})) GTEST_SKIP() << "no symbolizer installed";
+  REQUIRE_SYMBOLIZER();
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
   ASSERT_GE(n, 2u);
@@ -145,26 +177,29 @@ TEST(SymbolizerTest, AutoSymbolizerNamesFunctionsFilesAndLines) {
 }
 
 TEST(SymbolizerTest, LlvmSymbolizerByPath) {
-  const char* path = "/usr/bin/llvm-symbolizer";
-  if (access(path, X_OK) != 0) GTEST_SKIP() << path << " not installed";
+  const char *path = "/usr/bin/llvm-symbolizer";
+  if (access(path, X_OK) != 0)
+    GTEST_SKIP() << path << " not installed";
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
   expect_symbolized(print(pcs, n, SymbolizerConfig{path, 5000}));
 }
 
 TEST(SymbolizerTest, Addr2lineByPath) {
-  const char* path = "/usr/bin/addr2line";
-  if (access(path, X_OK) != 0) GTEST_SKIP() << path << " not installed";
+  const char *path = "/usr/bin/addr2line";
+  if (access(path, X_OK) != 0)
+    GTEST_SKIP() << path << " not installed";
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
   expect_symbolized(print(pcs, n, SymbolizerConfig{path, 5000}));
 }
 
 TEST(SymbolizerTest, FaultPcIsLookedUpAsIsAndReturnAddressesAtPcMinusOne) {
-  if (!symbolizer_available(SymbolizerConfig{})) GTEST_SKIP() << "no symbolizer installed";
+  REQUIRE_SYMBOLIZER();
   // The first byte of a function: as a faulting pc it is that function; as a
   // return address, pc - 1 belongs to whatever precedes it.
-  const std::uintptr_t pcs[] = {reinterpret_cast<std::uintptr_t>(&symbolizer_test_leaf)};
+  const std::uintptr_t pcs[] = {
+      reinterpret_cast<std::uintptr_t>(&symbolizer_test_leaf)};
   const std::string as_fault = print(pcs, 1, SymbolizerConfig{}, true);
   const std::string as_return = print(pcs, 1, SymbolizerConfig{}, false);
   EXPECT_TRUE(contains(as_fault, "symbolizer_test_leaf")) << as_fault;
@@ -178,26 +213,27 @@ struct CollectedFrame {
   bool from_dladdr;
 };
 
-void collect(const SymbolizedFrame& f, void* context) noexcept {
-  static_cast<std::vector<CollectedFrame>*>(context)->push_back(
-      {f.number, f.index, f.pc, f.module_offset, f.function, f.location, f.module,
-       f.function_from_dladdr});
+void collect(const SymbolizedFrame &f, void *context) noexcept {
+  static_cast<std::vector<CollectedFrame> *>(context)->push_back(
+      {f.number, f.index, f.pc, f.module_offset, f.function, f.location,
+       f.module, f.function_from_dladdr});
 }
 
 TEST(SymbolizerTest, SymbolizeStackHandsOutStructuredFrames) {
-  if (!symbolizer_available(SymbolizerConfig{})) GTEST_SKIP() << "no symbolizer installed";
+  REQUIRE_SYMBOLIZER();
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
   std::vector<CollectedFrame> frames;
   symbolize_stack(pcs, n, SymbolizerConfig{}, false, collect, &frames);
   ASSERT_GE(frames.size(), n);
-  const CollectedFrame& leaf = frames[0];
+  const CollectedFrame &leaf = frames[0];
   EXPECT_EQ(leaf.number, 0u);
   EXPECT_EQ(leaf.index, 0u);
   EXPECT_EQ(leaf.pc, pcs[0]);
   EXPECT_TRUE(contains(leaf.function, "symbolizer_test_leaf")) << leaf.function;
   EXPECT_FALSE(leaf.from_dladdr);
-  EXPECT_TRUE(contains(leaf.location, "symbolizer_test.cpp:" + std::to_string(g_leaf_line)))
+  EXPECT_TRUE(contains(leaf.location,
+                       "symbolizer_test.cpp:" + std::to_string(g_leaf_line)))
       << leaf.location;
   EXPECT_EQ(leaf.module, exe_path());
   EXPECT_LT(leaf.module_offset, leaf.pc);
@@ -235,7 +271,8 @@ TEST(SymbolizerTest, MissingSymbolizerFallsBackToModuleOffsets) {
   const std::string text = print(pcs, n, config);
   const auto lines = lines_of(text);
   ASSERT_EQ(lines.size(), n) << text;
-  for (const auto& line : lines) EXPECT_TRUE(contains(line, "+0x")) << line;
+  for (const auto &line : lines)
+    EXPECT_TRUE(contains(line, "+0x")) << line;
   EXPECT_TRUE(contains(lines[0], "(" + exe_path() + "+0x")) << text;
 }
 
@@ -254,8 +291,9 @@ TEST(SymbolizerTest, DladdrNamesExportedFunctionsWhenNothingElseWorks) {
   // exported, so dladdr names it.
   const std::uintptr_t pcs[] = {reinterpret_cast<std::uintptr_t>(&::write) + 1};
   const std::string text = print(pcs, 1, SymbolizerConfig{"", 0});
-  EXPECT_TRUE(matches(lines_of(text).at(0),
-                      R"(in [a-z_]*write[a-z_]*\+0x0 \(/[^ ]+\.so[.0-9]*\+0x[0-9a-f]+\)$)"))
+  EXPECT_TRUE(matches(
+      lines_of(text).at(0),
+      R"(in [a-z_]*write[a-z_]*\+0x0 \(/[^ ]+\.so[.0-9]*\+0x[0-9a-f]+\)$)"))
       << text;
 }
 
@@ -267,14 +305,15 @@ TEST(SymbolizerTest, AddressesOutsideAnyModuleStillPrint) {
 
 TEST(SymbolizerTest, ParsesLlvmOutputWithInlinedFrames) {
   ScriptDir dir;
-  const std::string script =
-      dir.write("fake-llvm-symbolizer",
-                "while read -r line; do printf "
-                "'inner_fn\\n/f/a.cc:1:2\\nouter_fn\\n/f/b.cc:3:4\\n\\n'; done");
+  const std::string script = dir.write(
+      "fake-llvm-symbolizer",
+      "while read -r line; do printf "
+      "'inner_fn\\n/f/a.cc:1:2\\nouter_fn\\n/f/b.cc:3:4\\n\\n'; done");
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
   ASSERT_GE(n, 2u);
-  const auto lines = lines_of(print(pcs, 2, SymbolizerConfig{script.c_str(), 5000}));
+  const auto lines =
+      lines_of(print(pcs, 2, SymbolizerConfig{script.c_str(), 5000}));
   ASSERT_EQ(lines.size(), 4u);
   const std::string inner =
       R"(^    #[0-9] 0x[0-9a-f]+ in inner_fn /f/a\.cc:1 \(.+\+0x[0-9a-f]+\)$)";
@@ -289,12 +328,13 @@ TEST(SymbolizerTest, ParsesLlvmOutputWithInlinedFrames) {
 TEST(SymbolizerTest, ParsesAddr2lineOutput) {
   ScriptDir dir;
   const std::string script = dir.write(
-      "fake-addr2line",
-      "while read -r line; do printf 'fn_%s\\n/f/c.cc:5 (discriminator 2)\\n' \"$line\"; done");
+      "fake-addr2line", "while read -r line; do printf 'fn_%s\\n/f/c.cc:5 "
+                        "(discriminator 2)\\n' \"$line\"; done");
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
   ASSERT_GE(n, 2u);
-  const auto lines = lines_of(print(pcs, 2, SymbolizerConfig{script.c_str(), 5000}));
+  const auto lines =
+      lines_of(print(pcs, 2, SymbolizerConfig{script.c_str(), 5000}));
   ASSERT_EQ(lines.size(), 2u);
   const std::string frame =
       R"(^    #[0-9] 0x[0-9a-f]+ in fn_0x[0-9a-f]+ /f/c\.cc:5 \(.+\+0x[0-9a-f]+\)$)";
@@ -305,9 +345,11 @@ TEST(SymbolizerTest, ParsesAddr2lineOutput) {
 TEST(SymbolizerTest, UnknownAnswersFallBackPerFrame) {
   ScriptDir dir;
   const std::string script =
-      dir.write("fake-llvm-symbolizer", "while read -r line; do printf '??\\n??:0:0\\n\\n'; done");
+      dir.write("fake-llvm-symbolizer",
+                "while read -r line; do printf '??\\n??:0:0\\n\\n'; done");
   const std::uintptr_t pcs[] = {reinterpret_cast<std::uintptr_t>(&::write) + 1};
-  const std::string text = print(pcs, 1, SymbolizerConfig{script.c_str(), 5000});
+  const std::string text =
+      print(pcs, 1, SymbolizerConfig{script.c_str(), 5000});
   EXPECT_FALSE(contains(text, "??")) << text;
   EXPECT_TRUE(contains(text, "write")) << text;
 }
@@ -315,8 +357,8 @@ TEST(SymbolizerTest, UnknownAnswersFallBackPerFrame) {
 TEST(SymbolizerTest, ChildEnvironmentHasNoPreloadOrOptions) {
   ScriptDir dir;
   const std::string env_file = dir.file("env.txt");
-  const std::string script =
-      dir.write("fake-llvm-symbolizer", "env > '" + env_file + "'; exec cat > /dev/null");
+  const std::string script = dir.write(
+      "fake-llvm-symbolizer", "env > '" + env_file + "'; exec cat > /dev/null");
   setenv("LD_PRELOAD", "/nonexistent/libguardarena-test.so", 1);
   setenv("GUARDARENA_OPTIONS", "help=1", 1);
   setenv("LLVM_SYMBOLIZER_OPTS", "--output-style=JSON", 1);
@@ -332,7 +374,8 @@ TEST(SymbolizerTest, ChildEnvironmentHasNoPreloadOrOptions) {
   unsetenv("SYMBOLIZER_TEST_KEPT");
 
   std::ifstream in(env_file);
-  const std::string env((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string env((std::istreambuf_iterator<char>(in)),
+                        std::istreambuf_iterator<char>());
   EXPECT_TRUE(contains(env, "SYMBOLIZER_TEST_KEPT=yes")) << env;
   EXPECT_FALSE(contains(env, "LD_PRELOAD")) << env;
   EXPECT_FALSE(contains(env, "GUARDARENA_")) << env;
@@ -385,7 +428,8 @@ TEST(SymbolizerTest, SymbolizerThatDiesAtOnceIsHarmless) {
   const std::string script = dir.write("fake-llvm-symbolizer", "exit 3");
   std::uintptr_t pcs[kDepth];
   const std::size_t n = symbolizer_test_outer(pcs, kDepth);
-  const std::string text = print(pcs, n, SymbolizerConfig{script.c_str(), 5000});
+  const std::string text =
+      print(pcs, n, SymbolizerConfig{script.c_str(), 5000});
   EXPECT_EQ(lines_of(text).size(), n);
   EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
 }
@@ -396,35 +440,35 @@ sigjmp_buf g_jump;
 char g_report[64 * 1024];
 std::size_t g_report_len = 0;
 
-void report_fault(int, siginfo_t*, void* ctx) {
+void report_fault(int, siginfo_t *, void *ctx) {
   std::uintptr_t pcs[kDepth];
-  const std::size_t n = stack::capture_from_context(static_cast<const ucontext_t*>(ctx), pcs,
-                                                    kDepth, stack::Unwinder::kLibgcc);
+  const std::size_t n =
+      stack::capture_from_context(static_cast<const ucontext_t *>(ctx), pcs,
+                                  kDepth, stack::Unwinder::kLibgcc);
   RawWriter out(g_report, sizeof(g_report));
   print_stack(out, -1, pcs, n, SymbolizerConfig{}, /*first_is_fault_pc=*/true);
   g_report_len = out.size();
   siglongjmp(g_jump, 1);
 }
 
-[[gnu::noinline]] void opaque() {
-  asm volatile("" ::: "memory");
-}
+[[gnu::noinline]] void opaque() { asm volatile("" ::: "memory"); }
 
 // The line of the faulting load below (a store to a global would be
 // scheduled after the load, so the line is counted at compile time).
 constexpr int kFaultLine = __LINE__ + 4;
 
-[[gnu::noinline]] int symbolizer_test_faulting_read(volatile int* p) {
+[[gnu::noinline]] int symbolizer_test_faulting_read(volatile int *p) {
   opaque();
-  const int v = *p;  // kFaultLine
+  const int v = *p; // kFaultLine
   opaque();
   return v;
 }
 
 TEST(SymbolizerTest, PrintsFromASegvHandlerOnAnAltStack) {
-  if (!symbolizer_available(SymbolizerConfig{})) GTEST_SKIP() << "no symbolizer installed";
+  REQUIRE_SYMBOLIZER();
   const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-  void* guard = mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *guard =
+      mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(guard, MAP_FAILED);
   alignas(16) static char alt[32 * 1024];
   stack_t ss{};
@@ -439,7 +483,8 @@ TEST(SymbolizerTest, PrintsFromASegvHandlerOnAnAltStack) {
   sigemptyset(&sa.sa_mask);
   ASSERT_EQ(sigaction(SIGSEGV, &sa, &old_sa), 0);
   g_report_len = 0;
-  if (sigsetjmp(g_jump, 1) == 0) symbolizer_test_faulting_read(static_cast<volatile int*>(guard));
+  if (sigsetjmp(g_jump, 1) == 0)
+    symbolizer_test_faulting_read(static_cast<volatile int *>(guard));
   sigaction(SIGSEGV, &old_sa, nullptr);
   sigaltstack(&old_ss, nullptr);
   munmap(guard, page);
@@ -448,9 +493,11 @@ TEST(SymbolizerTest, PrintsFromASegvHandlerOnAnAltStack) {
   const auto lines = lines_of(text);
   ASSERT_GE(lines.size(), 2u) << text;
   EXPECT_TRUE(contains(lines[0], "symbolizer_test_faulting_read")) << text;
-  EXPECT_TRUE(contains(lines[0], "symbolizer_test.cpp:" + std::to_string(kFaultLine))) << text;
+  EXPECT_TRUE(
+      contains(lines[0], "symbolizer_test.cpp:" + std::to_string(kFaultLine)))
+      << text;
   EXPECT_TRUE(contains(lines[1], "PrintsFromASegvHandlerOnAnAltStack")) << text;
 }
 
-}  // namespace
-}  // namespace guardarena::report
+} // namespace
+} // namespace guardarena::report
