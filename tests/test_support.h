@@ -11,11 +11,24 @@
 
 // Skips the current test, with the reason, on a kernel without guard
 // markers; fails it when the kernel version and a direct probe disagree.
-#define GUARDARENA_REQUIRE_GUARD_MARKERS()                    \
-  do {                                                        \
-    if (!::guardarena::testing::guard_markers_here())         \
-      GTEST_SKIP() << ::guardarena::testing::kNoGuardMarkers; \
+#define GUARDARENA_REQUIRE_GUARD_MARKERS()                               \
+  do {                                                                   \
+    if (!::guardarena::testing::guard_markers_here())                    \
+      GTEST_SKIP() << ::guardarena::testing::kNoGuardMarkers << ": "     \
+                   << ::guardarena::testing::guard_markers().describe(); \
   } while (0)
+
+// A cross build whose tests run under a user-mode emulator (qemu-user, the
+// arm64 step of scripts/test): what the emulator cannot model is skipped,
+// with the reason.
+#ifdef GUARDARENA_TEST_EMULATOR
+#define GUARDARENA_SKIP_UNDER_EMULATOR(why) \
+  GTEST_SKIP() << "under the emulator " GUARDARENA_TEST_EMULATOR ": " << (why)
+#else
+#define GUARDARENA_SKIP_UNDER_EMULATOR(why) \
+  do {                                      \
+  } while (0)
+#endif
 
 namespace guardarena::testing {
 

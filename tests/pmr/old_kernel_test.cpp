@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <string>
 
+#include "support/old_kernel.h"
+
 namespace guardarena {
 namespace {
 
@@ -28,6 +30,7 @@ Output run_fresh(const char* child_case) {
 }
 
 TEST(OldKernelTest, BackendGuardThrowsNamingTheMissingFeature) {
+  if (std::string why; !testing::can_fake_guard_markers(&why)) GTEST_SKIP() << why;
   Output o = run_fresh("GuardBackendWithoutGuardMarkers");
   ASSERT_TRUE(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0) << o.status << ": " << o.text;
   EXPECT_EQ(o.text,
@@ -36,6 +39,7 @@ TEST(OldKernelTest, BackendGuardThrowsNamingTheMissingFeature) {
 }
 
 TEST(OldKernelTest, BackendAutoFallsBackToMprotect) {
+  if (std::string why; !testing::can_fake_guard_markers(&why)) GTEST_SKIP() << why;
   Output o = run_fresh("AutoBackendWithoutGuardMarkers");
   ASSERT_TRUE(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0) << o.status << ": " << o.text;
   EXPECT_EQ(o.text, "constructed: backend mprotect\n");

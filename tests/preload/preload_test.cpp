@@ -1201,6 +1201,7 @@ TEST(OptionsTest, HandleSegvOffLeavesThePlainSignal) {
 // backend=guard stops the program with one line and status 1 rather than
 // run it unguarded; backend=auto (the default) runs it on mprotect.
 TEST(OldKernelTest, BackendGuardExitsWithStatus1) {
+  if (std::string why; !guardarena::testing::can_fake_guard_markers(&why)) GTEST_SKIP() << why;
   Result r = run({.argv = {program("clean_c_workload")},
                   .options = "backend=guard",
                   .without_guard_markers = true});
@@ -1211,6 +1212,7 @@ TEST(OldKernelTest, BackendGuardExitsWithStatus1) {
 }
 
 TEST(OldKernelTest, BackendAutoRunsOnMprotectAndStillCatchesOverflows) {
+  if (std::string why; !guardarena::testing::can_fake_guard_markers(&why)) GTEST_SKIP() << why;
   Result stats = run({.argv = {program("clean_c_workload")},
                       .options = "print_stats=1",
                       .without_guard_markers = true});

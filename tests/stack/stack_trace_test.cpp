@@ -279,6 +279,10 @@ void on_segv(int, siginfo_t*, void* ctx) {
 // A leaf: GCC tears the frame down before the load, as in memcpy-like code.
 [[gnu::noinline]] int faulting_read_leaf(volatile int* p, std::uintptr_t* ra) {
   *ra = ra_of(__builtin_return_address(0));
+  // The store must happen before the faulting load (AArch64 compilers sink
+  // it past the volatile load otherwise); an empty asm is no call, so the
+  // function stays a leaf.
+  asm volatile("" ::: "memory");
   return *p;
 }
 

@@ -70,6 +70,7 @@ KernelFact probe_guard_markers() {
     f.detail = failed("madvise(MADV_GUARD_INSTALL)");
   } else if (kernel_can_read(page.get())) {
     f.detail = "MADV_GUARD_INSTALL succeeded but the page is still readable";
+    f.ignored = true;
   } else if (errno != EFAULT) {
     f.detail = failed("reading the guarded page");
   } else if (!page.advise(kMadvGuardRemove)) {
@@ -86,6 +87,8 @@ KernelFact probe_guard_markers() {
 KernelFact probe_batched_guard_remove() {
   KernelFact f;
   f.by_version = kernel_version().at_least(6, 15);
+  // Nothing to batch where the markers themselves are not enforced.
+  f.ignored = guard_markers().ignored;
   ScratchPage page;
   iovec iov{page.get(), page.size()};
   if (!page.ok()) {

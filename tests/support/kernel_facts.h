@@ -12,9 +12,12 @@ namespace guardarena::testing {
 struct KernelFact {
   bool by_version = false;  // the release the feature appeared in, or later
   bool by_probe = false;    // the direct call worked and did what it should
-  std::string detail;       // what the probe saw, for messages
+  // The call succeeded and did nothing: an emulator (qemu-user) or a sandbox
+  // between the program and the kernel, whose version then says nothing.
+  bool ignored = false;
+  std::string detail;  // what the probe saw, for messages
 
-  bool agree() const { return by_version == by_probe; }
+  bool agree() const { return ignored || by_version == by_probe; }
   bool present() const { return by_version && by_probe; }
   std::string describe() const;
 };
@@ -33,6 +36,7 @@ const KernelFact& batched_guard_remove();
 // with kNoGuardMarkers when it returns false.
 bool guard_markers_here();
 inline constexpr const char* kNoGuardMarkers =
-    "this kernel has no MADV_GUARD_INSTALL (Linux 6.13+; version and a direct madvise agree)";
+    "no working MADV_GUARD_INSTALL here (Linux 6.13+, not accepted-and-ignored as under "
+    "qemu-user)";
 
 }  // namespace guardarena::testing

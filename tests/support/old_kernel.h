@@ -17,7 +17,8 @@ bool hide_guard_markers(std::string* why_not) noexcept;
 // installs nothing: the same calls return success without running.
 bool fake_guard_markers(std::string* why_not) noexcept;
 
-// Whether fake_guard_markers() works here, tried in a throwaway child.
+// Whether seccomp filters, and so fake_guard_markers() and
+// hide_guard_markers(), work here: tried in a throwaway child.
 bool can_fake_guard_markers(std::string* why_not);
 
 }  // namespace guardarena::testing
