@@ -280,14 +280,16 @@ namespace {
 
 // Whether a syscall can read the byte at `p`: it reports EFAULT for a page
 // that is really inaccessible, where a load from user space would fault.
-// Proves a guard without taking a signal. Raw syscalls: a preloaded library
-// that wraps write() would read the buffer itself, from user space.
+// Proves a guard without taking a signal. The write is a raw system call:
+// write() may be wrapped by the program or another preloaded library, and a
+// wrapper that reads the buffer itself (to copy or log it) would fault on
+// the guard this probes.
 bool kernel_can_read(const void* p) noexcept {
   int fds[2];
-  if (::syscall(SYS_pipe2, fds, O_CLOEXEC | O_NONBLOCK) != 0) return false;
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return false;
   const long n = ::syscall(SYS_write, fds[1], p, 1);
-  ::syscall(SYS_close, fds[0]);
-  ::syscall(SYS_close, fds[1]);
+  ::close(fds[0]);
+  ::close(fds[1]);
   return n == 1;
 }
 
