@@ -18,18 +18,6 @@
                    << ::guardarena::testing::guard_markers().describe(); \
   } while (0)
 
-// A cross build whose tests run under a user-mode emulator (qemu-user, the
-// arm64 step of scripts/test): what the emulator cannot model is skipped,
-// with the reason.
-#ifdef GUARDARENA_TEST_EMULATOR
-#define GUARDARENA_SKIP_UNDER_EMULATOR(why) \
-  GTEST_SKIP() << "under the emulator " GUARDARENA_TEST_EMULATOR ": " << (why)
-#else
-#define GUARDARENA_SKIP_UNDER_EMULATOR(why) \
-  do {                                      \
-  } while (0)
-#endif
-
 namespace guardarena::testing {
 
 struct GuardBackendParam {

@@ -16,6 +16,9 @@ struct PrintContext {
   std::size_t printed;
   char* first_frame;
   std::size_t first_frame_cap;
+  // first_frame holds the first frame of a system library (libc's strcpy,
+  // ...) until a frame of the program itself replaces it.
+  bool system_frame_held;
 };
 
 // The public entry points a program calls (inlined into its frame or not)
@@ -27,6 +30,20 @@ bool is_entry_point(const char* function) noexcept {
     if (function[i] != kMemoryResource[i]) return false;
   }
   return true;
+}
+
+bool starts_with(const char* s, const char* prefix) noexcept {
+  while (*prefix != '\0') {
+    if (*s++ != *prefix++) return false;
+  }
+  return true;
+}
+
+// A system library (libc, libstdc++, ...): the bug is in its caller, as
+// "strcpy" in frame #0 of an overflow by the program's strcpy call.
+bool is_system_module(const char* module) noexcept {
+  return starts_with(module, "/lib/") || starts_with(module, "/lib64/") ||
+         starts_with(module, "/usr/lib/") || starts_with(module, "/usr/lib64/");
 }
 
 void describe_first_frame(const report::SymbolizedFrame& f, char* out, std::size_t cap) noexcept {
@@ -46,8 +63,14 @@ void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
   auto* pc = static_cast<PrintContext*>(ctx);
   RawWriter& w = *pc->w;
   if (pc->first_frame != nullptr && pc->first_frame_cap > 0 && !is_entry_point(f.function)) {
-    describe_first_frame(f, pc->first_frame, pc->first_frame_cap);
-    pc->first_frame = nullptr;
+    // The first frame of the program; failing one, the stack's first frame.
+    if (!is_system_module(f.module)) {
+      describe_first_frame(f, pc->first_frame, pc->first_frame_cap);
+      pc->first_frame = nullptr;
+    } else if (!pc->system_frame_held) {
+      describe_first_frame(f, pc->first_frame, pc->first_frame_cap);
+      pc->system_frame_held = true;
+    }
   }
   if (pc->json) {
     if (pc->printed != 0) w.ch(',');
@@ -85,7 +108,7 @@ void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
   report::SymbolizerConfig config;
   // symbolize=0: no child process, names from dladdr and module+offset only.
   config.path = o.symbolize ? o.symbolizer_path : "";
-  PrintContext ctx{&w, o.json, o.hide_addresses, 0, o.first_frame, o.first_frame_cap};
+  PrintContext ctx{&w, o.json, o.hide_addresses, 0, o.first_frame, o.first_frame_cap, false};
   // Secure execution: dladdr names and module+offset only, never a child.
   if (o.hide_addresses) config.path = "";
   report::symbolize_stack(pcs, n, config, o.first_is_pc, visit_frame, &ctx);

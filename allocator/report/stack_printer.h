@@ -16,8 +16,9 @@ struct StackPrintOptions {
   bool json = false;                      // JSON array elements instead of text lines
   bool hide_addresses = false;            // secure execution: module+offset only, no pcs
   // When not null: receives the first frame that is the program's own (not
-  // a public entry point such as memory_resource::deallocate inlined into it)
-  // as "function file:line" (or what of it is known, else
+  // a public entry point such as memory_resource::deallocate inlined into it,
+  // nor a system library's, such as libc's strcpy; failing one, the first
+  // frame) as "function file:line" (or what of it is known, else
   // "(module+0xoffset)"), NUL-terminated, for SUMMARY lines.
   char* first_frame = nullptr;
   std::size_t first_frame_cap = 0;

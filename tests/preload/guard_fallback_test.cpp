@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 class GuardFallbackTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    if (std::string why; !testing::can_fake_guard_markers(&why)) GTEST_SKIP() << why;
     char templ[] = "/tmp/guardarena-fallback-XXXXXX";
     ASSERT_NE(::mkdtemp(templ), nullptr);
     dir_ = templ;

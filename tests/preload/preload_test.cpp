@@ -1197,6 +1197,21 @@ TEST(OptionsTest, HandleSegvOffLeavesThePlainSignal) {
   EXPECT_EQ(r.err, "");
 }
 
+// A fault inside libc (strcpy): frame #0 is libc's, and the SUMMARY line
+// names the program's frame that called it, where the bug is.
+TEST(ReportTest, SummaryNamesTheProgramsFrameNotTheSystemLibrarys) {
+  Result r = run({.argv = {program("overflow_strcpy")}});
+  EXPECT_TRUE(r.signaled(SIGSEGV)) << r.describe();
+  EXPECT_TRUE(contains(r.err, R"(here:\n +#0 0x[0-9a-f]+ in [^\n]*\((/usr)?/lib[^\n]*libc\.so)"))
+      << r.describe();
+  auto [file, line] = bug_line("overflow_strcpy");
+  EXPECT_TRUE(contains(r.err,
+                       "\nSUMMARY: guardarena: heap-buffer-overflow \\(16-byte block\\) in copy "
+                       "[^\n]*/" +
+                           file + ":" + std::to_string(line) + "\n"))
+      << r.describe();
+}
+
 // A kernel without guard markers (before 6.13), simulated with seccomp:
 // backend=guard stops the program with one line and status 1 rather than
 // run it unguarded; backend=auto (the default) runs it on mprotect.
