@@ -2,6 +2,7 @@
 // identity), no policy. The only layer that throws, because
 // std::pmr::memory_resource requires std::bad_alloc on failure.
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -44,6 +45,10 @@ struct guarded_resource::upstream_blocks {
   std::uint64_t seed;
 
   void* allocate(std::size_t size, std::size_t align) {
+    // No object is larger than PTRDIFF_MAX; and libstdc++'s aligned operator
+    // new (under new_delete_resource) rounds such a size up past SIZE_MAX and
+    // returns a tiny block for it.
+    if (size > static_cast<std::size_t>(PTRDIFF_MAX) - align) throw std::bad_alloc();
     void* p = upstream->allocate(size, align);
     try {
       std::lock_guard<std::mutex> lock(mu);

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory_resource>
+#include <new>
 #include <utility>
 #include <vector>
 
@@ -123,6 +125,15 @@ TEST(UpstreamTest, ExhaustionFallbackComesFromTheUpstream) {
   EXPECT_TRUE(up.live.empty());
   EXPECT_EQ(up.bad_deallocations, 0u);
   EXPECT_EQ(r.stats().fallback_live, 0u);
+}
+
+// Sizes no object can have never reach the upstream: libstdc++'s aligned
+// operator new, under new_delete_resource, wraps them to a tiny block.
+TEST(UpstreamTest, ImpossibleSizesThrowBadAlloc) {
+  guarded_resource r{"max_size=1K", std::pmr::new_delete_resource()};
+  for (std::size_t size : {SIZE_MAX, SIZE_MAX - 8, std::size_t{1} << 63}) {
+    EXPECT_THROW((void)r.allocate(size, 16), std::bad_alloc) << size;
+  }
 }
 
 TEST(UpstreamTest, TheUpstreamIsTheDefaultResourceUnlessGiven) {
