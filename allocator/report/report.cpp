@@ -166,6 +166,17 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .address(b.block)
           .str(" changed (poison checked when the slot was reused)\n");
       break;
+    case ErrorKind::kSegvUnknownAddress:
+    case ErrorKind::kBusUnknownAddress:
+    case ErrorKind::kStackOverflow:
+      w.str(r.access == Access::kWrite  ? "WRITE"
+            : r.access == Access::kRead ? "READ"
+                                        : "UNKNOWN")
+          .str(" memory access at ")
+          .address(r.address);
+      if (r.hint != nullptr) w.str("; hint: ").str(r.hint);
+      w.ch('\n');
+      break;
     default:
       w.str(r.access == Access::kWrite  ? "WRITE"
             : r.access == Access::kRead ? "READ"
@@ -192,7 +203,9 @@ void write_text(const Report& r) noexcept {
       .dec(pid)
       .str("==ERROR: guardarena: ")
       .str(error_kind_name(r.kind))
-      .str(" on address ")
+      .str(r.kind == ErrorKind::kSegvUnknownAddress || r.kind == ErrorKind::kBusUnknownAddress
+               ? " on unknown address "
+               : " on address ")
       .address(r.address)
       .str(" (thread T")
       .dec(os::current_tid())
@@ -264,6 +277,10 @@ void write_json(const Report& r) noexcept {
                 : r.access == Access::kRead ? "READ"
                                             : "UNKNOWN");
   w.str(",\"thread\":").dec(os::current_tid());
+  if (r.hint != nullptr) {
+    w.str(",\"hint\":");
+    w.json_string(r.hint);
+  }
   // The same human sentence the text report prints, for CI logs.
   RawWriter d(line, sizeof line - 1);
   d.hide_addresses(g_config.secure);

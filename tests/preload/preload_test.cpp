@@ -269,6 +269,7 @@ std::vector<BugCase> bug_cases() {
   std::string ovf = std::string(kError) + "heap-buffer-overflow";
   std::string unf = std::string(kError) + "heap-buffer-underflow";
   std::string uaf = std::string(kError) + "heap-use-after-free";
+  std::string segv = std::string(kError) + "SEGV";
   return {
       {"overflow_write_malloc", "overflow_write_malloc", "", SIGSEGV, 0, true,
        V{ovf, "WRITE at ", "is located 0 bytes after the 64-byte block", "allocated with malloc"}},
@@ -332,6 +333,27 @@ std::vector<BugCase> bug_cases() {
        V{ovf, "1 bytes written past the end of the 13-byte block"}},
       {"slack_overflow_alignment_1", "slack_overflow", "alignment=1", SIGSEGV, 0, true,
        V{ovf, "WRITE at ", "0 bytes after the 13-byte block .*\\(alignment 1,"}},
+      // Faults outside every arena.
+      {"wild_write", "wild_write", "", SIGSEGV, 0, true,
+       V{segv + " on unknown address 0x0*1234 \\(thread T[0-9]+\\)",
+         "\nWRITE memory access at 0x0*1234; hint: address is in the lowest 64 KiB, never "
+         "mapped: a null pointer plus an offset\\?\n",
+         "\nSUMMARY: guardarena: SEGV in main "}},
+      {"wild_read", "wild_read", "", SIGSEGV, 0, true,
+       V{segv + " on unknown address 0x[0-9a-f]+ ", "\nREAD memory access at 0x[0-9a-f]+\n"}},
+      {"null_deref", "null_deref", "", SIGSEGV, 0, true,
+       V{segv + " on unknown address 0x0+ ",
+         "\nREAD memory access at 0x0+; hint: address points to the zero page\n"}},
+      {"stack_overflow_main", "stack_overflow_main", "", SIGSEGV, 0, true,
+       V{std::string(kError) + "stack-overflow on address 0x[0-9a-f]+ ",
+         "\nWRITE memory access at 0x[0-9a-f]+; hint: address is in the guard region below "
+         "the thread's stack\n",
+         "\nSUMMARY: guardarena: stack-overflow in depth "}},
+      {"stack_overflow_thread", "stack_overflow_thread", "", SIGSEGV, 0, true,
+       V{std::string(kError) + "stack-overflow on address 0x[0-9a-f]+ ",
+         "\nWRITE memory access at 0x[0-9a-f]+; hint: address is in the guard region below "
+         "the thread's stack\n",
+         "\nSUMMARY: guardarena: stack-overflow in depth "}},
   };
 }
 
@@ -1165,6 +1187,8 @@ TEST(JsonReportTest, EveryKindOfReportParsesAsJson) {
       {{program("mismatch_sized_delete")}, "", "dealloc-size-mismatch\n"},
       {{program("slack_overflow")}, "", "heap-buffer-overflow\n"},
       {{program("warm_bugs"), "write_after_free"}, "mode=fast", "heap-use-after-free\n"},
+      {{program("wild_write")}, "", "SEGV\n"},
+      {{program("stack_overflow_thread")}, "", "stack-overflow\n"},
       {{program("leaks")},
        "detect_leaks=1",
        "memory-leak\nmemory-leak\nmemory-leak\nleak-summary\n"},
@@ -1195,6 +1219,20 @@ TEST(OptionsTest, HandleSegvOffLeavesThePlainSignal) {
   Result r = run({.argv = {program("overflow_write_malloc")}, .options = "handle_segv=0"});
   EXPECT_TRUE(r.signaled(SIGSEGV)) << r.describe();
   EXPECT_EQ(r.err, "");
+}
+
+TEST(OptionsTest, HandleSegvOffLeavesFaultsOutsideTheArenaAlone) {
+  for (const char* name : {"wild_write", "stack_overflow_thread"}) {
+    Result r = run({.argv = {program(name)}, .options = "handle_segv=0"});
+    EXPECT_TRUE(r.signaled(SIGSEGV)) << name << "\n" << r.describe();
+    EXPECT_EQ(r.err, "") << name;
+  }
+}
+
+TEST(OptionsTest, ExitcodeAppliesToFaultsOutsideTheArena) {
+  Result r = run({.argv = {program("wild_write")}, .options = "exitcode=42"});
+  EXPECT_TRUE(r.exited(42)) << r.describe();
+  EXPECT_TRUE(contains(r.err, "ERROR: guardarena: SEGV on unknown address")) << r.describe();
 }
 
 // A kernel without guard markers (before 6.13), simulated with seccomp:
@@ -1300,6 +1338,8 @@ TEST(ExportsTest, NothingElseIsExported) {
   std::set<std::string> want = expected_exports();
   for (const Symbol& s : dynamic_symbols(kLibrary)) {
     if (starts_with(s.name, "guardarena_")) continue;
+    // Interposed so that every thread gets an alternate signal stack.
+    if (s.name == "pthread_create") continue;
     EXPECT_TRUE(want.count(s.name) != 0)
         << "unexpected export: " << s.name << " (" << s.type << ")";
   }
