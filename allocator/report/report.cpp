@@ -147,7 +147,13 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .dec(b.size)
           .str("-byte block at ")
           .address(b.block)
-          .str(" (slack canary damaged, found at deallocation)\n");
+          .str(" (slack canary damaged, ")
+          .str(r.found_when != nullptr ? r.found_when : "found at deallocation")
+          .str("; damaged offsets ")
+          .dec(b.size == 0 ? 1 : b.size)
+          .str(" to ")
+          .dec((b.size == 0 ? 1 : b.size) + r.bad_bytes - 1)
+          .str(")\n");
       break;
     case ErrorKind::kSlackUnderflow:
       w.dec(r.bad_bytes)
@@ -155,7 +161,11 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .dec(b.size)
           .str("-byte block at ")
           .address(b.block)
-          .str(" (slack canary damaged, found at deallocation)\n");
+          .str(" (slack canary damaged, ")
+          .str(r.found_when != nullptr ? r.found_when : "found at deallocation")
+          .str("; damaged offsets -")
+          .dec(r.bad_bytes)
+          .str(" to -1)\n");
       break;
     case ErrorKind::kWriteAfterFree:
       w.str("write after free: byte ")
@@ -164,7 +174,9 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .dec(b.size)
           .str("-byte block at ")
           .address(b.block)
-          .str(" changed (poison checked when the slot was reused)\n");
+          .str(" changed (")
+          .str(r.found_when != nullptr ? r.found_when : "poison checked when the slot was reused")
+          .str(")\n");
       break;
     case ErrorKind::kSegvUnknownAddress:
     case ErrorKind::kBusUnknownAddress:
@@ -235,7 +247,12 @@ void write_text(const Report& r) noexcept {
       write_stack_id(w, r.kind == ErrorKind::kDoubleFree ? "first freed" : "freed", b.free_tid,
                      b.free_stack);
     }
-    write_stack_id(w, "allocated", b.alloc_tid, b.alloc_stack);
+    // No access or free stack (a heap check): SUMMARY names the allocation.
+    if (first_frame[0] == '\0') {
+      write_stack_id(w, "allocated", b.alloc_tid, b.alloc_stack, first_frame, sizeof first_frame);
+    } else {
+      write_stack_id(w, "allocated", b.alloc_tid, b.alloc_stack);
+    }
   }
   w.str("SUMMARY: guardarena: ").str(error_kind_name(r.kind));
   if (r.has_block) w.str(" (").dec(r.block.size).str("-byte block)");

@@ -46,6 +46,9 @@ struct Report : Finding {
   // Faults outside every arena: what the address looks like ("address
   // points to the zero page"), or nullptr. A string literal.
   const char* hint = nullptr;
+  // Canary and poison findings: when the damage was seen ("found at exit");
+  // nullptr: at deallocation or reuse. A string literal.
+  const char* found_when = nullptr;
 };
 
 // Writes the report (text or JSON per configuration) to the log fd.
@@ -74,6 +77,13 @@ int report_fd() noexcept;
 // True when reports are JSON (report_format=json): every kind, exit-time
 // ones included, is then written as one JSON object per line.
 bool json_reports() noexcept;
+
+// Heap check (Arena::check_heap): reports every damaged block of `arena`,
+// live blocks' canaries and fast mode's quarantined poison, each with its
+// size, the damaged offsets and its allocation stack; `when` ("found at
+// exit") goes into each report. Returns the number of damaged blocks; ends
+// nothing (the caller decides). Allocation-free; not async-signal-safe.
+std::size_t check_heap(const Arena& arena, const char* when) noexcept;
 
 // Installs the SIGSEGV/SIGBUS handler on an alternate stack (idempotent).
 // Faults outside every arena go to the previous handler unchanged.

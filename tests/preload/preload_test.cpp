@@ -689,11 +689,13 @@ class LeakTest : public BothBackends {};
 class ForkTest : public BothBackends {};
 class SignalTest : public BothBackends {};
 class DlopenTest : public BothBackends {};
+class HeapCheckTest : public BothBackends {};
 INSTANTIATE_TEST_SUITE_P(Backends, SamplingTest, ::testing::ValuesIn(kBackends), backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, LeakTest, ::testing::ValuesIn(kBackends), backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, ForkTest, ::testing::ValuesIn(kBackends), backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, SignalTest, ::testing::ValuesIn(kBackends), backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, DlopenTest, ::testing::ValuesIn(kBackends), backend_name);
+INSTANTIATE_TEST_SUITE_P(Backends, HeapCheckTest, ::testing::ValuesIn(kBackends), backend_name);
 
 // ---- sampling and the size band ---------------------------------------------
 
@@ -1012,6 +1014,96 @@ TEST(StackTest, WarmMallocAndFreeFromOneFunctionKeepTheirOwnStacks) {
         contains(r.err, "allocated by thread T[0-9]+ " + frame0 + std::to_string(alloc_line)))
         << options << "\n"
         << r.describe();
+  }
+}
+
+// ---- heap check (check_heap_at_exit, guardarena_check_heap) --------------
+
+// The report of a damaged block found by a heap check: its kind, when it was
+// found, and the allocation stack naming the program's ALLOC line.
+void expect_heap_check_report(const Result& r, const std::string& program_name,
+                              const std::string& kind, const std::string& headline) {
+  const std::string file = program_name + ".c";
+  const int alloc_line = marker_line(file, "ALLOC */");
+  ASSERT_GT(alloc_line, 0) << file;
+  EXPECT_TRUE(contains(r.err, std::string(kError) + kind + " on address 0x[0-9a-f]+ "))
+      << r.describe();
+  EXPECT_TRUE(contains(r.err, headline)) << headline << "\n" << r.describe();
+  EXPECT_TRUE(
+      contains(r.err, "allocated by thread T[0-9]+ here:\n +#0 0x[0-9a-f]+ in main [^\n]*/" +
+                          program_name + "\\.c:" + std::to_string(alloc_line) + " "))
+      << r.describe();
+  EXPECT_TRUE(contains(r.err, "\nSUMMARY: guardarena: " + kind +
+                                  " \\([0-9]+-byte block\\) in main "
+                                  "[^\n]*/" +
+                                  program_name + "\\.c:" + std::to_string(alloc_line) + "\n"))
+      << r.describe();
+}
+
+TEST_P(HeapCheckTest, UnderWriteIntoABlockLiveAtExitIsReportedAtExit) {
+  Result r = run({.argv = {program("heap_underwrite_live")}, .options = opts()});
+  EXPECT_TRUE(r.signaled(SIGABRT)) << r.describe();
+  EXPECT_EQ(r.out, "reached the statement\nafter the statement\n");
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  expect_heap_check_report(
+      r, "heap_underwrite_live", "heap-buffer-underflow",
+      "\n4 bytes written before the start of the 100-byte block at 0x[0-9a-f]+ "
+      "\\(slack canary damaged, found at exit; damaged offsets -4 to -1\\)\n");
+}
+
+TEST_P(HeapCheckTest, OverWriteInsideTheSlackOfABlockLiveAtExitIsReportedAtExit) {
+  Result r = run({.argv = {program("heap_overwrite_live")}, .options = opts()});
+  EXPECT_TRUE(r.signaled(SIGABRT)) << r.describe();
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  expect_heap_check_report(r, "heap_overwrite_live", "heap-buffer-overflow",
+                           "\n2 bytes written past the end of the 13-byte block at 0x[0-9a-f]+ "
+                           "\\(slack canary damaged, found at exit; damaged offsets 13 to 14\\)\n");
+}
+
+TEST_P(HeapCheckTest, ExitStatusFollowsExitcode) {
+  Result r = run({.argv = {program("heap_underwrite_live")}, .options = opts("exitcode=42")});
+  EXPECT_TRUE(r.exited(42)) << r.describe();
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+}
+
+TEST_P(HeapCheckTest, OffLeavesTheDamageUnreported) {
+  Result r =
+      run({.argv = {program("heap_underwrite_live")}, .options = opts("check_heap_at_exit=0")});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_P(HeapCheckTest, FastModeQuarantinedBlockDamageIsReportedAtExit) {
+  Result r = run({.argv = {program("quarantine_damage")}, .options = opts("mode=fast")});
+  EXPECT_TRUE(r.signaled(SIGABRT)) << r.describe();
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  expect_heap_check_report(r, "quarantine_damage", "heap-use-after-free",
+                           "\nwrite after free: byte 5 of the freed 32-byte block at 0x[0-9a-f]+ "
+                           "changed \\(found at exit\\)\n");
+  EXPECT_TRUE(contains(r.err,
+                       "freed by thread T[0-9]+ here:\n +#0 0x[0-9a-f]+ in main [^\n]*/"
+                       "quarantine_damage\\.c:"))
+      << r.describe();
+}
+
+TEST_P(HeapCheckTest, CheckHeapMidRunReportsAndLetsTheProgramGoOn) {
+  Result r = run({.argv = {program("check_heap_midrun")}, .options = opts("check_heap_at_exit=0")});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.out, "reached the statement\nafter the statement\ncheck found 1\n");
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  expect_heap_check_report(r, "check_heap_midrun", "heap-buffer-underflow",
+                           "\n1 bytes written before the start of the 40-byte block at 0x[0-9a-f]+ "
+                           "\\(slack canary damaged, found by guardarena_check_heap\\(\\); "
+                           "damaged offsets -1 to -1\\)\n");
+}
+
+TEST_P(HeapCheckTest, IntactHeapsPassTheCheckSilently) {
+  for (const char* name : {"heap_underwrite_live", "heap_overwrite_live", "check_heap_midrun"}) {
+    for (const char* mode : {"mode=full", "mode=fast"}) {
+      Result r = run({.argv = {program(name), "ok"}, .options = opts(mode)});
+      EXPECT_TRUE(r.exited(0)) << name << " " << mode << "\n" << r.describe();
+      EXPECT_EQ(r.err, "") << name << " " << mode;
+    }
   }
 }
 
