@@ -1461,8 +1461,9 @@ Result launch(std::vector<std::string> args, std::vector<std::string> env = {}) 
 TEST(LauncherTest, HelpListsTheLauncherFlagsAndEveryOption) {
   Result r = launch({"--help"});
   EXPECT_TRUE(r.exited(0)) << r.describe();
-  for (const char* flag : {"--mode=full|fast|sample", "--sample-rate=N", "--protect-below",
-                           "--log-path=P", "--json", "--option NAME=VALUE", "--version"}) {
+  for (const char* flag :
+       {"--mode=full|fast|sample", "--sample-rate=N", "--protect-below", "--both-sides",
+        "--log-path=P", "--json", "--option NAME=VALUE", "--version"}) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   }
   const guardarena::OptionInfo* table = guardarena::option_table();
@@ -1470,6 +1471,56 @@ TEST(LauncherTest, HelpListsTheLauncherFlagsAndEveryOption) {
     EXPECT_NE(r.out.find(std::string("  ") + table[i].name + "="), std::string::npos)
         << table[i].name;
   }
+}
+
+// --both-sides: an under-read is caught only by the run with blocks against
+// the guard below, an over-read only by the other; either way the launcher
+// prints that run's report and fails with its status.
+TEST(LauncherTest, BothSidesCatchesAnUnderReadAndAnOverRead) {
+  struct Case {
+    const char* program;
+    const char* kind;
+    int caught_in_run;
+  };
+  for (const Case& c : {Case{"underflow_read", "heap-buffer-underflow", 2},
+                        Case{"overflow_read_malloc", "heap-buffer-overflow", 1}}) {
+    SCOPED_TRACE(c.program);
+    Result r = launch({"--both-sides", "--", program(c.program)});
+    EXPECT_TRUE(r.exited(128 + SIGSEGV)) << r.describe();
+    EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+    EXPECT_EQ(count_lines_with(r.out, "reached the statement"), 2u) << r.describe();
+    EXPECT_EQ(count_lines_with(r.out, "after the statement"), 1u) << r.describe();
+    auto [file, line] = bug_line(c.program);
+    const std::string file_re = std::regex_replace(file, std::regex("\\."), "\\.");
+    // The report sits between the banner of the run that caught the bug and
+    // that run's status line.
+    const std::string banner = "guardarena: run " + std::to_string(c.caught_in_run) + " of 2 ";
+    EXPECT_TRUE(contains(r.err, banner + "[^\n]*\n[^]*ERROR: guardarena: " + c.kind +
+                                    " on address[^]*\nREAD at [^]*" + file_re + ":" +
+                                    std::to_string(line) + "[^]*" + banner +
+                                    "\\([^)]*\\) ended with status " +
+                                    std::to_string(128 + SIGSEGV) + "\n"))
+        << r.describe();
+  }
+}
+
+TEST(LauncherTest, BothSidesOfACorrectProgramSucceedAndRunItTwice) {
+  Result r = launch({"--both-sides", "--", program("underflow_read"), "ok"});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.out,
+            "reached the statement\nafter the statement\nread a\n"
+            "reached the statement\nafter the statement\nread a\n");
+  EXPECT_EQ(r.err,
+            "guardarena: run 1 of 2 (protect_below=0): blocks against the guard page above them\n"
+            "guardarena: run 1 of 2 (protect_below=0) ended with status 0\n"
+            "guardarena: run 2 of 2 (protect_below=1): blocks against the guard page below them\n"
+            "guardarena: run 2 of 2 (protect_below=1) ended with status 0\n");
+}
+
+TEST(LauncherTest, BothSidesExitsWithTheFirstNonZeroStatus) {
+  Result r = launch({"--both-sides", "--", "sh", "-c", "exit 7"});
+  EXPECT_TRUE(r.exited(7)) << r.describe();
+  EXPECT_EQ(count_lines_with(r.err, "ended with status 7"), 2u) << r.describe();
 }
 
 TEST(LauncherTest, Version) {
