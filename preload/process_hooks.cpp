@@ -98,7 +98,7 @@ __attribute__((constructor)) void initialise_at_load() noexcept {
 __attribute__((destructor)) void print_stats_at_exit() noexcept {
   Arena* a = ready_arena();
   if (a == nullptr) return;
-  if (g_options.check_heap_at_exit && report::check_heap(*a, "found at exit") != 0) {
+  if (g_options.check_heap_at_exit && report::check_heap(*a, "found at exit", true) != 0) {
     // Like a damaged canary found at free: the run fails with abort()'s
     // SIGABRT, or exitcode. stdio is flushed after the ELF destructors:
     // flush it here so the program's output is not lost.
@@ -129,6 +129,6 @@ extern "C" __attribute__((visibility("default"))) int guardarena_check_heap(void
   Arena* a = preload::ready_arena();
   if (a == nullptr) return 0;
   preload::BusyScope scope(__builtin_frame_address(0));
-  return static_cast<int>(report::check_heap(*a, "found by guardarena_check_heap()"));
+  return static_cast<int>(report::check_heap(*a, "found by guardarena_check_heap()", false));
 }
 #endif

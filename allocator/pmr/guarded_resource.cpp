@@ -192,7 +192,7 @@ void guarded_resource::release() noexcept {
 }
 
 std::size_t guarded_resource::check() const noexcept {
-  return report::check_heap(*arena_, "found by guarded_resource::check()");
+  return report::check_heap(*arena_, "found by guarded_resource::check()", false);
 }
 
 bool guarded_resource::should_guard(std::size_t bytes) noexcept {

@@ -9,19 +9,22 @@ namespace {
 
 struct CheckContext {
   const char* when;
+  bool ends_process;
 };
 
 void report_damage(const Finding& f, void* ctx) noexcept {
   Report r;
   static_cast<Finding&>(r) = f;
-  r.found_when = static_cast<const CheckContext*>(ctx)->when;
+  const auto* c = static_cast<const CheckContext*>(ctx);
+  r.found_when = c->when;
+  r.ends_process = c->ends_process;
   write_report(r);
 }
 
 }  // namespace
 
-std::size_t check_heap(const Arena& arena, const char* when) noexcept {
-  CheckContext ctx{when};
+std::size_t check_heap(const Arena& arena, const char* when, bool caller_ends_process) noexcept {
+  CheckContext ctx{when, caller_ends_process};
   return arena.check_heap(report_damage, &ctx);
 }
 

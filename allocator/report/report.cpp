@@ -257,7 +257,8 @@ void write_text(const Report& r) noexcept {
   w.str("SUMMARY: guardarena: ").str(error_kind_name(r.kind));
   if (r.has_block) w.str(" (").dec(r.block.size).str("-byte block)");
   if (first_frame[0] != '\0') w.str(" in ").str(first_frame);
-  w.ch('\n').str("==").dec(pid).str("==ABORTING\n");
+  w.ch('\n');
+  if (r.ends_process) w.str("==").dec(pid).str("==ABORTING\n");
   w.flush_to(g_config.fd);
 }
 

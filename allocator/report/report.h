@@ -49,6 +49,9 @@ struct Report : Finding {
   // Canary and poison findings: when the damage was seen ("found at exit");
   // nullptr: at deallocation or reuse. A string literal.
   const char* found_when = nullptr;
+  // False for a report after which the program goes on (an on-demand heap
+  // check): no ABORTING trailer.
+  bool ends_process = true;
 };
 
 // Writes the report (text or JSON per configuration) to the log fd.
@@ -82,8 +85,9 @@ bool json_reports() noexcept;
 // live blocks' canaries and fast mode's quarantined poison, each with its
 // size, the damaged offsets and its allocation stack; `when` ("found at
 // exit") goes into each report. Returns the number of damaged blocks; ends
-// nothing (the caller decides). Allocation-free; not async-signal-safe.
-std::size_t check_heap(const Arena& arena, const char* when) noexcept;
+// nothing itself: `caller_ends_process` says whether the caller will (the
+// reports' trailer says so). Allocation-free; not async-signal-safe.
+std::size_t check_heap(const Arena& arena, const char* when, bool caller_ends_process) noexcept;
 
 // Installs the SIGSEGV/SIGBUS handler on an alternate stack (idempotent).
 // Faults outside every arena go to the previous handler unchanged.

@@ -1045,6 +1045,7 @@ TEST_P(HeapCheckTest, UnderWriteIntoABlockLiveAtExitIsReportedAtExit) {
   EXPECT_TRUE(r.signaled(SIGABRT)) << r.describe();
   EXPECT_EQ(r.out, "reached the statement\nafter the statement\n");
   EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  EXPECT_TRUE(contains(r.err, "\n==[0-9]+==ABORTING\n$")) << r.describe();
   expect_heap_check_report(
       r, "heap_underwrite_live", "heap-buffer-underflow",
       "\n4 bytes written before the start of the 100-byte block at 0x[0-9a-f]+ "
@@ -1091,6 +1092,7 @@ TEST_P(HeapCheckTest, CheckHeapMidRunReportsAndLetsTheProgramGoOn) {
   EXPECT_TRUE(r.exited(0)) << r.describe();
   EXPECT_EQ(r.out, "reached the statement\nafter the statement\ncheck found 1\n");
   EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  EXPECT_FALSE(contains(r.err, "ABORTING")) << "the program goes on\n" << r.describe();
   expect_heap_check_report(r, "check_heap_midrun", "heap-buffer-underflow",
                            "\n1 bytes written before the start of the 40-byte block at 0x[0-9a-f]+ "
                            "\\(slack canary damaged, found by guardarena_check_heap\\(\\); "
