@@ -57,7 +57,7 @@ target_compile_features(guardarena_shared INTERFACE cxx_std_17)
 target_include_directories(guardarena INTERFACE $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 
 # --- Headers ----------------------------------------------------------------
-# The public header is self-contained (standard headers only): installed as is.
+# The public headers are self-contained (standard headers only): installed as is.
 install(FILES ${PROJECT_SOURCE_DIR}/allocator/include/guardarena/guardarena.hpp
   ${PROJECT_SOURCE_DIR}/allocator/include/guardarena/guardarena.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/guardarena COMPONENT development)
