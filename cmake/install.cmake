@@ -1,6 +1,7 @@
 # Installation: `cmake --install build --prefix P` puts into P
 #
 #   include/guardarena/guardarena.hpp  the public header (self-contained)
+#   include/guardarena/guardarena.h    the shim's C interface (guardarena_check_heap)
 #   lib/libguardarena.a               the pmr library, static (guardarena::guardarena,
 #   lib/libguardarena_core.a          guardarena.pc); the core archive it needs
 #   lib/libguardarena_pmr.so*         the pmr library, shared, core inside and hidden
@@ -56,8 +57,9 @@ target_compile_features(guardarena_shared INTERFACE cxx_std_17)
 target_include_directories(guardarena INTERFACE $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
 
 # --- Headers ----------------------------------------------------------------
-# The public header is self-contained (standard headers only): installed as is.
+# The public headers are self-contained (standard headers only): installed as is.
 install(FILES ${PROJECT_SOURCE_DIR}/allocator/include/guardarena/guardarena.hpp
+  ${PROJECT_SOURCE_DIR}/allocator/include/guardarena/guardarena.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/guardarena COMPONENT development)
 
 # --- Libraries, launcher, package -------------------------------------------

@@ -8,6 +8,7 @@
 // program's exit status or death signal is the launcher's. An ordinary
 // program, free to allocate; none of this runs inside the preloaded process.
 #include <limits.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,6 +42,10 @@ const char kUsage[] =
     "                           (or --sample-rate=N), the rest served by glibc\n"
     "  --sample-rate=N          guard one allocation in N\n"
     "  --protect-below          blocks sit against the guard page below them (underflows)\n"
+    "  --both-sides             run the program TWICE: blocks against the guard above\n"
+    "                           (overflows), then below (underflows); both runs' reports\n"
+    "                           are printed and the status is the first non-zero one.\n"
+    "                           For tests, not for programs whose effects must happen once\n"
     "  --log-path=P             write reports to P.<pid> instead of stderr\n"
     "  --json                   reports as JSON (report_format=json)\n"
     "  --keep-runtime-allocators  leave language runtimes' own small-object\n"
@@ -126,6 +131,7 @@ constexpr const char* kRuntimeAllocatorVariables[][2] = {
 
 struct Parsed {
   bool keep_runtime_allocators = false;
+  bool both_sides = false;
   std::vector<std::string> options;  // "name=value", in order
   std::vector<char*> program;        // argv of the program, null-terminated later
 };
@@ -184,6 +190,9 @@ Parsed parse_arguments(int argc, char** argv) {
     } else if (name == "keep-runtime-allocators") {
       if (value != nullptr) fail(kUsageError, "--keep-runtime-allocators takes no value");
       p.keep_runtime_allocators = true;
+    } else if (name == "both-sides") {
+      if (value != nullptr) fail(kUsageError, "--both-sides takes no value");
+      p.both_sides = true;
     } else if (name == "json") {
       if (value != nullptr) fail(kUsageError, "--json takes no value");
       p.options.emplace_back("report_format=json");
@@ -196,6 +205,47 @@ Parsed parse_arguments(int argc, char** argv) {
   if (sample_mode && !sample_rate_given) p.options.emplace_back("sample_rate=1000");
   for (; i < argc; ++i) p.program.push_back(argv[i]);
   return p;
+}
+
+// --both-sides: one run per placement, each a child of the launcher with
+// protect_below set last (it wins over GUARDARENA_OPTIONS and the flags).
+// Returns the first non-zero status of the two (a death by signal N counts
+// as 128+N, as shells report it), or 0.
+int run_both_sides(const std::string& options, std::vector<char*>& program) {
+  struct Side {
+    const char* option;
+    const char* what;
+  };
+  const Side sides[] = {{"protect_below=0", "blocks against the guard page above them"},
+                        {"protect_below=1", "blocks against the guard page below them"}};
+  int result = 0;
+  int run = 0;
+  for (const Side& side : sides) {
+    ++run;
+    const std::string with_side = options.empty() ? side.option : options + ":" + side.option;
+    std::fprintf(stderr, "guardarena: run %d of 2 (%s): %s\n", run, side.option, side.what);
+    std::fflush(nullptr);
+    pid_t pid = ::fork();
+    if (pid < 0) fail(kOptionsError, std::string("fork: ") + std::strerror(errno));
+    if (pid == 0) {
+      ::setenv("GUARDARENA_OPTIONS", with_side.c_str(), 1);
+      ::execvp(program[0], program.data());
+      int e = errno;
+      std::fprintf(stderr, "guardarena: cannot run '%s': %s\n", program[0], std::strerror(e));
+      ::_exit(e == ENOENT ? 127 : 126);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+      if (errno != EINTR) fail(kOptionsError, std::string("waitpid: ") + std::strerror(errno));
+    }
+    const int code = WIFEXITED(status)     ? WEXITSTATUS(status)
+                     : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                           : 1;
+    std::fprintf(stderr, "guardarena: run %d of 2 (%s) ended with status %d\n", run, side.option,
+                 code);
+    if (result == 0) result = code;
+  }
+  return result;
 }
 
 }  // namespace
@@ -236,6 +286,7 @@ int main(int argc, char** argv) {
     for (const auto& [name, value] : kRuntimeAllocatorVariables) ::setenv(name, value, 0);
   }
   p.program.push_back(nullptr);
+  if (p.both_sides) return run_both_sides(joined, p.program);
   ::execvp(p.program[0], p.program.data());
   int e = errno;
   std::fprintf(stderr, "guardarena: cannot run '%s': %s\n", p.program[0], std::strerror(e));

@@ -3,6 +3,8 @@
 // of the library (GUARDARENA_PRELOAD_FOR_TESTING) runs without them.
 #include "process_hooks.h"
 
+#include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -96,6 +98,15 @@ __attribute__((constructor)) void initialise_at_load() noexcept {
 __attribute__((destructor)) void print_stats_at_exit() noexcept {
   Arena* a = ready_arena();
   if (a == nullptr) return;
+  if (g_options.check_heap_at_exit && report::check_heap(*a, "found at exit", true) != 0) {
+    // Like a damaged canary found at free: the run fails with abort()'s
+    // SIGABRT, or exitcode. stdio is flushed after the ELF destructors:
+    // flush it here so the program's output is not lost.
+    std::fflush(nullptr);
+    if (g_options.exitcode != 0) ::_exit(static_cast<int>(g_options.exitcode));
+    ::signal(SIGABRT, SIG_DFL);
+    ::abort();
+  }
   if (g_options.print_stats) write_stats();
   if (g_options.detect_leaks && report::check_leaks(*a).any()) {
     // Like LeakSanitizer: a leak makes the run fail. stdio is flushed after
@@ -110,3 +121,14 @@ __attribute__((destructor)) void print_stats_at_exit() noexcept {
 #endif  // GUARDARENA_PRELOAD_FOR_TESTING
 
 }  // namespace guardarena::preload
+
+#ifndef GUARDARENA_PRELOAD_FOR_TESTING
+// Declared in <guardarena/guardarena.h>.
+extern "C" __attribute__((visibility("default"))) int guardarena_check_heap(void) noexcept {
+  using namespace guardarena;
+  Arena* a = preload::ready_arena();
+  if (a == nullptr) return 0;
+  preload::BusyScope scope(__builtin_frame_address(0));
+  return static_cast<int>(report::check_heap(*a, "found by guardarena_check_heap()", false));
+}
+#endif

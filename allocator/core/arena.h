@@ -123,6 +123,14 @@ class Arena {
   // Calls fn(block info) for each live block (leak listing). Not async-signal-safe.
   virtual void for_each_live(void (*fn)(const BlockInfo&, void*), void* ctx) const noexcept = 0;
 
+  // Heap check: calls fn(finding) for each live block whose canaries are
+  // damaged and, in fast mode, each quarantined block whose poison changed;
+  // returns how many. Reads only slots and their open pages, takes no lock:
+  // a block freed by another thread during the check may be misjudged, so
+  // call it where the program is quiet (exit, a test's checkpoint). Cost
+  // proportional to the slots in use. Not async-signal-safe.
+  virtual std::size_t check_heap(void (*fn)(const Finding&, void*), void* ctx) const noexcept = 0;
+
   // fork(): take every internal lock before, release after (both sides).
   virtual void lock_all() noexcept = 0;
   virtual void unlock_all() noexcept = 0;

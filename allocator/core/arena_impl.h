@@ -351,6 +351,39 @@ class ArenaImpl final : public Arena {
   }
 
   void for_each_live(void (*fn)(const BlockInfo&, void*), void* ctx) const noexcept override {
+    for_each_slot([&](const SlotMeta& m, std::uintptr_t slot_start, std::size_t) {
+      if (m.state.load(std::memory_order_acquire) != SlotState::kLive) return;
+      BlockInfo b;
+      fill_block(b, m, slot_start);
+      fn(b, ctx);
+    });
+  }
+
+  std::size_t check_heap(void (*fn)(const Finding&, void*), void* ctx) const noexcept override {
+    const bool fast = options_.mode == Mode::kFast;
+    std::size_t damaged = 0;
+    for_each_slot([&](const SlotMeta& m, std::uintptr_t slot_start, std::size_t cls) {
+      const SlotState st = m.state.load(std::memory_order_acquire);
+      Finding f;
+      bool found = false;
+      if (st == SlotState::kLive) {
+        found = find_canary_finding(m, slot_start, page_, fast, f);
+      } else if (st == SlotState::kQuarantined && fast && cls != large_class()) {
+        // Fast mode keeps a quarantined block open and poisoned; large
+        // blocks are closed like full mode's.
+        found = find_poison_finding(m, slot_start, f);
+      }
+      if (found) {
+        ++damaged;
+        fn(f, ctx);
+      }
+    });
+    return damaged;
+  }
+
+  // Calls f(meta, slot start, class) for every slot of every chunk in use.
+  template <class F>
+  void for_each_slot(F&& f) const noexcept {
     std::uint32_t used = table_.used();
     for (std::uint32_t c = 0; c < used; ++c) {
       ChunkKind k = table_[c].kind.load(std::memory_order_acquire);
@@ -365,11 +398,7 @@ class ArenaImpl final : public Arena {
       }
       for (std::size_t i = 0; i < slots; ++i) {
         std::uint32_t id = table_.slot_id(c, static_cast<std::uint32_t>(i));
-        const SlotMeta& m = meta_[id];
-        if (m.state.load(std::memory_order_acquire) != SlotState::kLive) continue;
-        BlockInfo b;
-        fill_block(b, m, slot_address(id, cls));
-        fn(b, ctx);
+        f(meta_[id], slot_address(id, cls), cls);
       }
     }
   }

@@ -22,6 +22,10 @@ enum class ErrorKind : std::uint8_t {
   kSlackUnderflow,   // canary before the block overwritten
   kWriteAfterFree,   // fast mode: poison of a freed block changed
   kUseAfterRelease,  // pmr: pointer into an arena after release()
+  // Faults outside every arena, reported by the fault handler.
+  kSegvUnknownAddress,
+  kBusUnknownAddress,
+  kStackOverflow,  // an access to the guard region below a thread's stack
 };
 
 constexpr const char* error_kind_name(ErrorKind k) noexcept {
@@ -50,6 +54,12 @@ constexpr const char* error_kind_name(ErrorKind k) noexcept {
       return "heap-use-after-free";
     case ErrorKind::kUseAfterRelease:
       return "use-after-release";
+    case ErrorKind::kSegvUnknownAddress:
+      return "SEGV";
+    case ErrorKind::kBusUnknownAddress:
+      return "BUS";
+    case ErrorKind::kStackOverflow:
+      return "stack-overflow";
   }
   return "unknown";
 }

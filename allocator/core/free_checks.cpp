@@ -75,25 +75,43 @@ void check_free_matches(const SlotMeta& m, std::uintptr_t a, std::uintptr_t slot
   }
 }
 
-void check_slot_canaries(const SlotMeta& m, std::uintptr_t slot_start, std::size_t page,
-                         bool fast) noexcept {
+bool find_canary_finding(const SlotMeta& m, std::uintptr_t slot_start, std::size_t page, bool fast,
+                         Finding& out) noexcept {
   const std::size_t s = m.size == 0 ? 1 : m.size;
   const CanaryDamage d = find_canary_damage(
       reinterpret_cast<const unsigned char*>(slot_start),
       canary_span(m.open_begin, m.offset, s, m.open_end, page, fast), m.offset, s);
   if (d.where == CanaryDamage::Where::kAfter) {
-    Finding r = make_finding(ErrorKind::kSlackOverflow, slot_start + m.offset + s, m, slot_start);
-    r.bad_bytes = d.bad_bytes;
-    r.distance = static_cast<std::int64_t>(s);
-    report_finding(r);
+    out = make_finding(ErrorKind::kSlackOverflow, slot_start + m.offset + s, m, slot_start);
+    out.bad_bytes = d.bad_bytes;
+    out.distance = static_cast<std::int64_t>(s);
+    return true;
   }
   if (d.where == CanaryDamage::Where::kBefore) {
     const std::size_t i = m.offset - d.bad_bytes;
-    Finding r = make_finding(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
-    r.bad_bytes = d.bad_bytes;
-    r.distance = -static_cast<std::int64_t>(d.bad_bytes);
-    report_finding(r);
+    out = make_finding(ErrorKind::kSlackUnderflow, slot_start + i, m, slot_start);
+    out.bad_bytes = d.bad_bytes;
+    out.distance = -static_cast<std::int64_t>(d.bad_bytes);
+    return true;
   }
+  return false;
+}
+
+void check_slot_canaries(const SlotMeta& m, std::uintptr_t slot_start, std::size_t page,
+                         bool fast) noexcept {
+  Finding r;
+  if (find_canary_finding(m, slot_start, page, fast, r)) report_finding(r);
+}
+
+bool find_poison_finding(const SlotMeta& m, std::uintptr_t slot_start, Finding& out) noexcept {
+  const std::size_t s = m.size == 0 ? 1 : m.size;
+  if (s > kFastPoisonLimit) return false;
+  const std::size_t i =
+      find_poison_damage(reinterpret_cast<const unsigned char*>(slot_start + m.offset), s);
+  if (i == s) return false;
+  out = make_finding(ErrorKind::kWriteAfterFree, slot_start + m.offset + i, m, slot_start);
+  out.distance = static_cast<std::int64_t>(i);
+  return true;
 }
 
 void report_write_after_free(const SlotMeta& m, std::uintptr_t slot_start,

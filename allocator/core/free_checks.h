@@ -41,6 +41,15 @@ void check_free_matches(const SlotMeta& m, std::uintptr_t a, std::uintptr_t slot
 void check_slot_canaries(const SlotMeta& m, std::uintptr_t slot_start, std::size_t page,
                          bool fast) noexcept;
 
+// The heap check's questions, answered without reporting: true, with the
+// finding in `out`, when a canary of the live block in `m` is damaged
+// (kSlackOverflow or kSlackUnderflow, the one after checked first)...
+bool find_canary_finding(const SlotMeta& m, std::uintptr_t slot_start, std::size_t page, bool fast,
+                         Finding& out) noexcept;
+// ...or, in fast mode, when the poison of the quarantined block in `m`
+// changed (kWriteAfterFree; blocks above kFastPoisonLimit are not poisoned).
+bool find_poison_finding(const SlotMeta& m, std::uintptr_t slot_start, Finding& out) noexcept;
+
 [[noreturn, gnu::noinline]] void report_write_after_free(const SlotMeta& m,
                                                          std::uintptr_t slot_start,
                                                          std::size_t at) noexcept;

@@ -4,6 +4,7 @@
 #include "os/os_linux.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -33,6 +34,20 @@
 #endif
 
 namespace guardarena::os {
+std::size_t min_signal_stack_size() noexcept {
+  static std::atomic<std::size_t> cached{0};
+  std::size_t n = cached.load(std::memory_order_relaxed);
+  if (n == 0) {
+    long v = -1;
+#ifdef _SC_SIGSTKSZ
+    v = ::sysconf(_SC_SIGSTKSZ);
+#endif
+    n = v > 0 ? static_cast<std::size_t>(v) : static_cast<std::size_t>(SIGSTKSZ);
+    cached.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
 namespace {
 
 // Restores errno at the end of the scope (see os_linux.h).

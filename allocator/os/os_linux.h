@@ -22,6 +22,12 @@ namespace guardarena::os {
 // the first call (a relaxed atomic load).
 std::size_t page_size() noexcept;
 
+// The size an alternate signal stack needs at least on this CPU
+// (sysconf(_SC_SIGSTKSZ) where glibc has it: it grows with the register
+// state the kernel saves, e.g. AVX-512; SIGSTKSZ otherwise). Cached like
+// page_size().
+std::size_t min_signal_stack_size() noexcept;
+
 inline std::uintptr_t page_ceil(std::uintptr_t a) noexcept {
   return (a + page_size() - 1) & ~(page_size() - 1);
 }

@@ -196,6 +196,10 @@ void guarded_resource::release() noexcept {
   upstream_blocks_->release_all();
 }
 
+std::size_t guarded_resource::check() const noexcept {
+  return report::check_heap(*arena_, "found by guarded_resource::check()", false);
+}
+
 bool guarded_resource::should_guard(std::size_t bytes) noexcept {
   const Options& o = *options_.values_;
   if (bytes < o.min_size || (o.max_size != 0 && bytes > o.max_size)) return false;

@@ -147,7 +147,13 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .dec(b.size)
           .str("-byte block at ")
           .address(b.block)
-          .str(" (slack canary damaged, found at deallocation)\n");
+          .str(" (slack canary damaged, ")
+          .str(r.found_when != nullptr ? r.found_when : "found at deallocation")
+          .str("; damaged offsets ")
+          .dec(b.size == 0 ? 1 : b.size)
+          .str(" to ")
+          .dec((b.size == 0 ? 1 : b.size) + r.bad_bytes - 1)
+          .str(")\n");
       break;
     case ErrorKind::kSlackUnderflow:
       w.dec(r.bad_bytes)
@@ -155,7 +161,11 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .dec(b.size)
           .str("-byte block at ")
           .address(b.block)
-          .str(" (slack canary damaged, found at deallocation)\n");
+          .str(" (slack canary damaged, ")
+          .str(r.found_when != nullptr ? r.found_when : "found at deallocation")
+          .str("; damaged offsets -")
+          .dec(r.bad_bytes)
+          .str(" to -1)\n");
       break;
     case ErrorKind::kWriteAfterFree:
       w.str("write after free: byte ")
@@ -164,7 +174,20 @@ void write_headline(RawWriter& w, const Report& r) noexcept {
           .dec(b.size)
           .str("-byte block at ")
           .address(b.block)
-          .str(" changed (poison checked when the slot was reused)\n");
+          .str(" changed (")
+          .str(r.found_when != nullptr ? r.found_when : "poison checked when the slot was reused")
+          .str(")\n");
+      break;
+    case ErrorKind::kSegvUnknownAddress:
+    case ErrorKind::kBusUnknownAddress:
+    case ErrorKind::kStackOverflow:
+      w.str(r.access == Access::kWrite  ? "WRITE"
+            : r.access == Access::kRead ? "READ"
+                                        : "UNKNOWN")
+          .str(" memory access at ")
+          .address(r.address);
+      if (r.hint != nullptr) w.str("; hint: ").str(r.hint);
+      w.ch('\n');
       break;
     default:
       w.str(r.access == Access::kWrite  ? "WRITE"
@@ -192,7 +215,9 @@ void write_text(const Report& r) noexcept {
       .dec(pid)
       .str("==ERROR: guardarena: ")
       .str(error_kind_name(r.kind))
-      .str(" on address ")
+      .str(r.kind == ErrorKind::kSegvUnknownAddress || r.kind == ErrorKind::kBusUnknownAddress
+               ? " on unknown address "
+               : " on address ")
       .address(r.address)
       .str(" (thread T")
       .dec(os::current_tid())
@@ -222,12 +247,18 @@ void write_text(const Report& r) noexcept {
       write_stack_id(w, r.kind == ErrorKind::kDoubleFree ? "first freed" : "freed", b.free_tid,
                      b.free_stack);
     }
-    write_stack_id(w, "allocated", b.alloc_tid, b.alloc_stack);
+    // No access or free stack (a heap check): SUMMARY names the allocation.
+    if (first_frame[0] == '\0') {
+      write_stack_id(w, "allocated", b.alloc_tid, b.alloc_stack, first_frame, sizeof first_frame);
+    } else {
+      write_stack_id(w, "allocated", b.alloc_tid, b.alloc_stack);
+    }
   }
   w.str("SUMMARY: guardarena: ").str(error_kind_name(r.kind));
   if (r.has_block) w.str(" (").dec(r.block.size).str("-byte block)");
   if (first_frame[0] != '\0') w.str(" in ").str(first_frame);
-  w.ch('\n').str("==").dec(pid).str("==ABORTING\n");
+  w.ch('\n');
+  if (r.ends_process) w.str("==").dec(pid).str("==ABORTING\n");
   w.flush_to(g_config.fd);
 }
 
@@ -264,6 +295,10 @@ void write_json(const Report& r) noexcept {
                 : r.access == Access::kRead ? "READ"
                                             : "UNKNOWN");
   w.str(",\"thread\":").dec(os::current_tid());
+  if (r.hint != nullptr) {
+    w.str(",\"hint\":");
+    w.json_string(r.hint);
+  }
   // The same human sentence the text report prints, for CI logs.
   RawWriter d(line, sizeof line - 1);
   d.hide_addresses(g_config.secure);

@@ -43,6 +43,15 @@ struct Report : Finding {
   std::size_t access_depth = 0;
   std::uint32_t access_stack_id = 0;  // depot id instead of raw frames
   bool first_frame_is_pc = false;
+  // Faults outside every arena: what the address looks like ("address
+  // points to the zero page"), or nullptr. A string literal.
+  const char* hint = nullptr;
+  // Canary and poison findings: when the damage was seen ("found at exit");
+  // nullptr: at deallocation or reuse. A string literal.
+  const char* found_when = nullptr;
+  // False for a report after which the program goes on (an on-demand heap
+  // check): no ABORTING trailer.
+  bool ends_process = true;
 };
 
 // Writes the report (text or JSON per configuration) to the log fd.
@@ -72,10 +81,34 @@ int report_fd() noexcept;
 // ones included, is then written as one JSON object per line.
 bool json_reports() noexcept;
 
+// Heap check (Arena::check_heap): reports every damaged block of `arena`,
+// live blocks' canaries and fast mode's quarantined poison, each with its
+// size, the damaged offsets and its allocation stack; `when` ("found at
+// exit") goes into each report. Returns the number of damaged blocks; ends
+// nothing itself: `caller_ends_process` says whether the caller will (the
+// reports' trailer says so). Allocation-free; not async-signal-safe.
+std::size_t check_heap(const Arena& arena, const char* when, bool caller_ends_process) noexcept;
+
 // Installs the SIGSEGV/SIGBUS handler on an alternate stack (idempotent).
 // Faults outside every arena go to the previous handler unchanged.
 void install_fault_handler() noexcept;
 // Gives the calling thread an alternate signal stack if it has none.
 void ensure_alt_stack() noexcept;
+
+// Prepares a thread the shim starts for faults: an alternate signal stack in
+// [alt_stack, alt_stack + alt_size) (memory of the caller's frame, which
+// outlives the thread's start routine; nullptr: none fits) and the bounds of
+// the thread's stack and guard region, so that an overflow of this stack is
+// reported as such. Call at the start of the thread, from its own frame; may
+// allocate (pthread_getattr_np). The stack size to reserve for the alternate
+// stack comes from thread_alt_stack_size().
+void prepare_thread_for_faults(void* alt_stack, std::size_t alt_size) noexcept;
+// What prepare_thread_for_faults() wants for the alternate stack: a few
+// times the CPU's minimum signal stack, enough for the report's formatter
+// and symbolizer glue.
+std::size_t thread_alt_stack_size() noexcept;
+// Undoes the alternate stack set by prepare_thread_for_faults() before its
+// memory goes away.
+void forget_thread_alt_stack() noexcept;
 
 }  // namespace guardarena::report

@@ -101,6 +101,20 @@ void visit_frame(const report::SymbolizedFrame& f, void* ctx) noexcept {
   ++pc->printed;
 }
 
+// The shim's thread start glue (preload/thread_start.cpp), placed in a
+// section of its own: it sits at the outer end of every stack of a thread
+// the program created and is no part of the program's story. Weak: only the
+// preload library has the section.
+extern "C" const char __start_guardarena_thread_glue[] __attribute__((weak, visibility("hidden")));
+extern "C" const char __stop_guardarena_thread_glue[] __attribute__((weak, visibility("hidden")));
+
+bool is_thread_glue(std::uintptr_t pc) noexcept {
+  const auto lo = reinterpret_cast<std::uintptr_t>(__start_guardarena_thread_glue);
+  const auto hi = reinterpret_cast<std::uintptr_t>(__stop_guardarena_thread_glue);
+  // Return addresses point after the call: pc - 1 lies in the caller.
+  return lo != 0 && pc - 1 >= lo && pc - 1 < hi;
+}
+
 }  // namespace
 
 void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
@@ -111,7 +125,16 @@ void print_frames(RawWriter& w, const std::uintptr_t* pcs, std::size_t n,
   PrintContext ctx{&w, o.json, o.hide_addresses, 0, o.first_frame, o.first_frame_cap, false};
   // Secure execution: dladdr names and module+offset only, never a child.
   if (o.hide_addresses) config.path = "";
-  report::symbolize_stack(pcs, n, config, o.first_is_pc, visit_frame, &ctx);
+  std::uintptr_t kept[64];
+  std::size_t m = 0;
+  for (std::size_t i = 0; i < n && m < 64; ++i) {
+    if (i == 0 && o.first_is_pc) {
+      kept[m++] = pcs[i];
+    } else if (!is_thread_glue(pcs[i])) {
+      kept[m++] = pcs[i];
+    }
+  }
+  report::symbolize_stack(kept, m, config, o.first_is_pc, visit_frame, &ctx);
 }
 
 }  // namespace guardarena

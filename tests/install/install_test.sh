@@ -59,12 +59,14 @@ step_install() {
   fi
   mv "$GA_WORK_DIR/staging" "$prefix"
   [ -f "$prefix/include/guardarena/guardarena.hpp" ] || fail "guardarena.hpp not installed"
-  # The public header is self-contained: the only header installed, and it
-  # includes standard headers only.
+  [ -f "$prefix/include/guardarena/guardarena.h" ] || fail "guardarena.h not installed"
+  # The public headers are self-contained: the only headers installed (the
+  # C++ one and the shim's C one), and they include standard headers only.
   local headers; headers=$(find "$prefix/include" -type f | wc -l)
-  [ "$headers" -eq 1 ] || fail "$headers headers installed, expected guardarena.hpp alone"
-  if grep -n '#[[:space:]]*include[[:space:]]*"' "$prefix/include/guardarena/guardarena.hpp"; then
-    fail "the installed header includes project headers"
+  [ "$headers" -eq 2 ] || fail "$headers headers installed, expected guardarena.hpp and guardarena.h"
+  if grep -n '#[[:space:]]*include[[:space:]]*"' "$prefix/include/guardarena/guardarena.hpp" \
+      "$prefix/include/guardarena/guardarena.h"; then
+    fail "an installed header includes project headers"
   fi
   local lib; lib=$(libdir)
   for f in libguardarena.a libguardarena_core.a libguardarena_pmr.so "libguardarena_pmr.so.${GA_VERSION%%.*}" \

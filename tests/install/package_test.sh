@@ -37,7 +37,8 @@ for f in ./usr/bin/guardarena ./usr/lib/guardarena/libguardarena.so \
          "./usr/lib/libguardarena_pmr.so.${GA_VERSION}" ./usr/share/man/man1/guardarena.1; do
   grep -qx -- "$f" "$w/run.files" || { cat "$w/run.files" >&2; fail "runtime package lacks $f"; }
 done
-for f in ./usr/include/guardarena/guardarena.hpp ./usr/lib/libguardarena.a \
+for f in ./usr/include/guardarena/guardarena.hpp ./usr/include/guardarena/guardarena.h \
+         ./usr/lib/libguardarena.a \
          ./usr/lib/libguardarena_core.a ./usr/lib/pkgconfig/guardarena.pc \
          ./usr/lib/cmake/guardarena/guardarena-config.cmake; do
   grep -qx -- "$f" "$w/dev.files" || { cat "$w/dev.files" >&2; fail "dev package lacks $f"; }

@@ -71,6 +71,33 @@ TYPED_TEST(GuardedResourceTest, BlocksEndAtTheGuardWhenTheSizeIsAligned) {
   r.deallocate(p, 64, 16);
 }
 
+TYPED_TEST(GuardedResourceTest, CheckReportsDamagedLiveBlocksAndCountsThem) {
+  guarded_resource r{this->opts()};
+  auto* p = static_cast<unsigned char*>(r.allocate(13, 16));
+  auto* q = static_cast<unsigned char*>(r.allocate(40, 16));
+  EXPECT_EQ(r.check(), 0u);
+  const unsigned char after = p[14];
+  const unsigned char before = q[-1];
+  p[14] = 'A';
+  q[-1] = 'B';
+  ::testing::internal::CaptureStderr();
+  const std::size_t found = r.check();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(found, 2u);
+  EXPECT_NE(err.find("heap-buffer-overflow"), std::string::npos) << err;
+  EXPECT_NE(err.find("2 bytes written past the end of the 13-byte block"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("1 bytes written before the start of the 40-byte block"), std::string::npos)
+      << err;
+  EXPECT_NE(err.find("found by guarded_resource::check()"), std::string::npos) << err;
+  // Repaired, so that the deallocations find intact canaries.
+  p[14] = after;
+  q[-1] = before;
+  EXPECT_EQ(r.check(), 0u);
+  r.deallocate(p, 13, 16);
+  r.deallocate(q, 40, 16);
+}
+
 TYPED_TEST(GuardedResourceTest, ProtectBelowStartsBlocksAtThePage) {
   guarded_resource r{this->opts("protect_below=1")};
   void* p = r.allocate(100, 8);

@@ -279,6 +279,7 @@ std::vector<BugCase> bug_cases() {
   std::string ovf = std::string(kError) + "heap-buffer-overflow";
   std::string unf = std::string(kError) + "heap-buffer-underflow";
   std::string uaf = std::string(kError) + "heap-use-after-free";
+  std::string segv = std::string(kError) + "SEGV";
   return {
       {"overflow_write_malloc", "overflow_write_malloc", "", SIGSEGV, 0, true,
        V{ovf, "WRITE at ", "is located 0 bytes after the 64-byte block", "allocated with malloc"}},
@@ -342,6 +343,27 @@ std::vector<BugCase> bug_cases() {
        V{ovf, "1 bytes written past the end of the 13-byte block"}},
       {"slack_overflow_alignment_1", "slack_overflow", "alignment=1", SIGSEGV, 0, true,
        V{ovf, "WRITE at ", "0 bytes after the 13-byte block .*\\(alignment 1,"}},
+      // Faults outside every arena.
+      {"wild_write", "wild_write", "", SIGSEGV, 0, true,
+       V{segv + " on unknown address 0x0*1234 \\(thread T[0-9]+\\)",
+         "\nWRITE memory access at 0x0*1234; hint: address is in the lowest 64 KiB, never "
+         "mapped: a null pointer plus an offset\\?\n",
+         "\nSUMMARY: guardarena: SEGV in main "}},
+      {"wild_read", "wild_read", "", SIGSEGV, 0, true,
+       V{segv + " on unknown address 0x[0-9a-f]+ ", "\nREAD memory access at 0x[0-9a-f]+\n"}},
+      {"null_deref", "null_deref", "", SIGSEGV, 0, true,
+       V{segv + " on unknown address 0x0+ ",
+         "\nREAD memory access at 0x0+; hint: address points to the zero page\n"}},
+      {"stack_overflow_main", "stack_overflow_main", "", SIGSEGV, 0, true,
+       V{std::string(kError) + "stack-overflow on address 0x[0-9a-f]+ ",
+         "\nWRITE memory access at 0x[0-9a-f]+; hint: address is in the guard region below "
+         "the thread's stack\n",
+         "\nSUMMARY: guardarena: stack-overflow in depth "}},
+      {"stack_overflow_thread", "stack_overflow_thread", "", SIGSEGV, 0, true,
+       V{std::string(kError) + "stack-overflow on address 0x[0-9a-f]+ ",
+         "\nWRITE memory access at 0x[0-9a-f]+; hint: address is in the guard region below "
+         "the thread's stack\n",
+         "\nSUMMARY: guardarena: stack-overflow in depth "}},
   };
 }
 
@@ -677,11 +699,13 @@ class LeakTest : public BothBackends {};
 class ForkTest : public BothBackends {};
 class SignalTest : public BothBackends {};
 class DlopenTest : public BothBackends {};
+class HeapCheckTest : public BothBackends {};
 INSTANTIATE_TEST_SUITE_P(Backends, SamplingTest, ::testing::ValuesIn(kBackends), backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, LeakTest, ::testing::ValuesIn(kBackends), backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, ForkTest, ::testing::ValuesIn(kBackends), backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, SignalTest, ::testing::ValuesIn(kBackends), backend_name);
 INSTANTIATE_TEST_SUITE_P(Backends, DlopenTest, ::testing::ValuesIn(kBackends), backend_name);
+INSTANTIATE_TEST_SUITE_P(Backends, HeapCheckTest, ::testing::ValuesIn(kBackends), backend_name);
 
 // ---- sampling and the size band ---------------------------------------------
 
@@ -1003,6 +1027,98 @@ TEST(StackTest, WarmMallocAndFreeFromOneFunctionKeepTheirOwnStacks) {
   }
 }
 
+// ---- heap check (check_heap_at_exit, guardarena_check_heap) --------------
+
+// The report of a damaged block found by a heap check: its kind, when it was
+// found, and the allocation stack naming the program's ALLOC line.
+void expect_heap_check_report(const Result& r, const std::string& program_name,
+                              const std::string& kind, const std::string& headline) {
+  const std::string file = program_name + ".c";
+  const int alloc_line = marker_line(file, "ALLOC */");
+  ASSERT_GT(alloc_line, 0) << file;
+  EXPECT_TRUE(contains(r.err, std::string(kError) + kind + " on address 0x[0-9a-f]+ "))
+      << r.describe();
+  EXPECT_TRUE(contains(r.err, headline)) << headline << "\n" << r.describe();
+  EXPECT_TRUE(
+      contains(r.err, "allocated by thread T[0-9]+ here:\n +#0 0x[0-9a-f]+ in main [^\n]*/" +
+                          program_name + "\\.c:" + std::to_string(alloc_line) + " "))
+      << r.describe();
+  EXPECT_TRUE(contains(r.err, "\nSUMMARY: guardarena: " + kind +
+                                  " \\([0-9]+-byte block\\) in main "
+                                  "[^\n]*/" +
+                                  program_name + "\\.c:" + std::to_string(alloc_line) + "\n"))
+      << r.describe();
+}
+
+TEST_P(HeapCheckTest, UnderWriteIntoABlockLiveAtExitIsReportedAtExit) {
+  Result r = run({.argv = {program("heap_underwrite_live")}, .options = opts()});
+  EXPECT_TRUE(r.signaled(SIGABRT)) << r.describe();
+  EXPECT_EQ(r.out, "reached the statement\nafter the statement\n");
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  EXPECT_TRUE(contains(r.err, "\n==[0-9]+==ABORTING\n$")) << r.describe();
+  expect_heap_check_report(
+      r, "heap_underwrite_live", "heap-buffer-underflow",
+      "\n4 bytes written before the start of the 100-byte block at 0x[0-9a-f]+ "
+      "\\(slack canary damaged, found at exit; damaged offsets -4 to -1\\)\n");
+}
+
+TEST_P(HeapCheckTest, OverWriteInsideTheSlackOfABlockLiveAtExitIsReportedAtExit) {
+  Result r = run({.argv = {program("heap_overwrite_live")}, .options = opts()});
+  EXPECT_TRUE(r.signaled(SIGABRT)) << r.describe();
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  expect_heap_check_report(r, "heap_overwrite_live", "heap-buffer-overflow",
+                           "\n2 bytes written past the end of the 13-byte block at 0x[0-9a-f]+ "
+                           "\\(slack canary damaged, found at exit; damaged offsets 13 to 14\\)\n");
+}
+
+TEST_P(HeapCheckTest, ExitStatusFollowsExitcode) {
+  Result r = run({.argv = {program("heap_underwrite_live")}, .options = opts("exitcode=42")});
+  EXPECT_TRUE(r.exited(42)) << r.describe();
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+}
+
+TEST_P(HeapCheckTest, OffLeavesTheDamageUnreported) {
+  Result r =
+      run({.argv = {program("heap_underwrite_live")}, .options = opts("check_heap_at_exit=0")});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.err, "");
+}
+
+TEST_P(HeapCheckTest, FastModeQuarantinedBlockDamageIsReportedAtExit) {
+  Result r = run({.argv = {program("quarantine_damage")}, .options = opts("mode=fast")});
+  EXPECT_TRUE(r.signaled(SIGABRT)) << r.describe();
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  expect_heap_check_report(r, "quarantine_damage", "heap-use-after-free",
+                           "\nwrite after free: byte 5 of the freed 32-byte block at 0x[0-9a-f]+ "
+                           "changed \\(found at exit\\)\n");
+  EXPECT_TRUE(contains(r.err,
+                       "freed by thread T[0-9]+ here:\n +#0 0x[0-9a-f]+ in main [^\n]*/"
+                       "quarantine_damage\\.c:"))
+      << r.describe();
+}
+
+TEST_P(HeapCheckTest, CheckHeapMidRunReportsAndLetsTheProgramGoOn) {
+  Result r = run({.argv = {program("check_heap_midrun")}, .options = opts("check_heap_at_exit=0")});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.out, "reached the statement\nafter the statement\ncheck found 1\n");
+  EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+  EXPECT_FALSE(contains(r.err, "ABORTING")) << "the program goes on\n" << r.describe();
+  expect_heap_check_report(r, "check_heap_midrun", "heap-buffer-underflow",
+                           "\n1 bytes written before the start of the 40-byte block at 0x[0-9a-f]+ "
+                           "\\(slack canary damaged, found by guardarena_check_heap\\(\\); "
+                           "damaged offsets -1 to -1\\)\n");
+}
+
+TEST_P(HeapCheckTest, IntactHeapsPassTheCheckSilently) {
+  for (const char* name : {"heap_underwrite_live", "heap_overwrite_live", "check_heap_midrun"}) {
+    for (const char* mode : {"mode=full", "mode=fast"}) {
+      Result r = run({.argv = {program(name), "ok"}, .options = opts(mode)});
+      EXPECT_TRUE(r.exited(0)) << name << " " << mode << "\n" << r.describe();
+      EXPECT_EQ(r.err, "") << name << " " << mode;
+    }
+  }
+}
+
 TEST_P(ForkTest, ChildrenOfChildrenCanForkInEveryMode) {
   for (const char* options : {"mode=full", "mode=fast"}) {
     Result r =
@@ -1175,6 +1291,8 @@ TEST(JsonReportTest, EveryKindOfReportParsesAsJson) {
       {{program("mismatch_sized_delete")}, "", "dealloc-size-mismatch\n"},
       {{program("slack_overflow")}, "", "heap-buffer-overflow\n"},
       {{program("warm_bugs"), "write_after_free"}, "mode=fast", "heap-use-after-free\n"},
+      {{program("wild_write")}, "", "SEGV\n"},
+      {{program("stack_overflow_thread")}, "", "stack-overflow\n"},
       {{program("leaks")},
        "detect_leaks=1",
        "memory-leak\nmemory-leak\nmemory-leak\nleak-summary\n"},
@@ -1220,6 +1338,20 @@ TEST(ReportTest, SummaryNamesTheProgramsFrameNotTheSystemLibrarys) {
                        "[^\n]*/" +
                            file + ":" + std::to_string(line) + "\n"))
       << r.describe();
+}
+
+TEST(OptionsTest, HandleSegvOffLeavesFaultsOutsideTheArenaAlone) {
+  for (const char* name : {"wild_write", "stack_overflow_thread"}) {
+    Result r = run({.argv = {program(name)}, .options = "handle_segv=0"});
+    EXPECT_TRUE(r.signaled(SIGSEGV)) << name << "\n" << r.describe();
+    EXPECT_EQ(r.err, "") << name;
+  }
+}
+
+TEST(OptionsTest, ExitcodeAppliesToFaultsOutsideTheArena) {
+  Result r = run({.argv = {program("wild_write")}, .options = "exitcode=42"});
+  EXPECT_TRUE(r.exited(42)) << r.describe();
+  EXPECT_TRUE(contains(r.err, "ERROR: guardarena: SEGV on unknown address")) << r.describe();
 }
 
 // A kernel without guard markers (before 6.13), simulated with seccomp:
@@ -1327,6 +1459,8 @@ TEST(ExportsTest, NothingElseIsExported) {
   std::set<std::string> want = expected_exports();
   for (const Symbol& s : dynamic_symbols(kLibrary)) {
     if (starts_with(s.name, "guardarena_")) continue;
+    // Interposed so that every thread gets an alternate signal stack.
+    if (s.name == "pthread_create") continue;
     EXPECT_TRUE(want.count(s.name) != 0)
         << "unexpected export: " << s.name << " (" << s.type << ")";
   }
@@ -1356,8 +1490,9 @@ Result launch(std::vector<std::string> args, std::vector<std::string> env = {}) 
 TEST(LauncherTest, HelpListsTheLauncherFlagsAndEveryOption) {
   Result r = launch({"--help"});
   EXPECT_TRUE(r.exited(0)) << r.describe();
-  for (const char* flag : {"--mode=full|fast|sample", "--sample-rate=N", "--protect-below",
-                           "--log-path=P", "--json", "--option NAME=VALUE", "--version"}) {
+  for (const char* flag :
+       {"--mode=full|fast|sample", "--sample-rate=N", "--protect-below", "--both-sides",
+        "--log-path=P", "--json", "--option NAME=VALUE", "--version"}) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
   }
   const guardarena::OptionInfo* table = guardarena::option_table();
@@ -1365,6 +1500,56 @@ TEST(LauncherTest, HelpListsTheLauncherFlagsAndEveryOption) {
     EXPECT_NE(r.out.find(std::string("  ") + table[i].name + "="), std::string::npos)
         << table[i].name;
   }
+}
+
+// --both-sides: an under-read is caught only by the run with blocks against
+// the guard below, an over-read only by the other; either way the launcher
+// prints that run's report and fails with its status.
+TEST(LauncherTest, BothSidesCatchesAnUnderReadAndAnOverRead) {
+  struct Case {
+    const char* program;
+    const char* kind;
+    int caught_in_run;
+  };
+  for (const Case& c : {Case{"underflow_read", "heap-buffer-underflow", 2},
+                        Case{"overflow_read_malloc", "heap-buffer-overflow", 1}}) {
+    SCOPED_TRACE(c.program);
+    Result r = launch({"--both-sides", "--", program(c.program)});
+    EXPECT_TRUE(r.exited(128 + SIGSEGV)) << r.describe();
+    EXPECT_EQ(count_lines_with(r.err, kError), 1u) << r.describe();
+    EXPECT_EQ(count_lines_with(r.out, "reached the statement"), 2u) << r.describe();
+    EXPECT_EQ(count_lines_with(r.out, "after the statement"), 1u) << r.describe();
+    auto [file, line] = bug_line(c.program);
+    const std::string file_re = std::regex_replace(file, std::regex("\\."), "\\.");
+    // The report sits between the banner of the run that caught the bug and
+    // that run's status line.
+    const std::string banner = "guardarena: run " + std::to_string(c.caught_in_run) + " of 2 ";
+    EXPECT_TRUE(contains(r.err, banner + "[^\n]*\n[^]*ERROR: guardarena: " + c.kind +
+                                    " on address[^]*\nREAD at [^]*" + file_re + ":" +
+                                    std::to_string(line) + "[^]*" + banner +
+                                    "\\([^)]*\\) ended with status " +
+                                    std::to_string(128 + SIGSEGV) + "\n"))
+        << r.describe();
+  }
+}
+
+TEST(LauncherTest, BothSidesOfACorrectProgramSucceedAndRunItTwice) {
+  Result r = launch({"--both-sides", "--", program("underflow_read"), "ok"});
+  EXPECT_TRUE(r.exited(0)) << r.describe();
+  EXPECT_EQ(r.out,
+            "reached the statement\nafter the statement\nread a\n"
+            "reached the statement\nafter the statement\nread a\n");
+  EXPECT_EQ(r.err,
+            "guardarena: run 1 of 2 (protect_below=0): blocks against the guard page above them\n"
+            "guardarena: run 1 of 2 (protect_below=0) ended with status 0\n"
+            "guardarena: run 2 of 2 (protect_below=1): blocks against the guard page below them\n"
+            "guardarena: run 2 of 2 (protect_below=1) ended with status 0\n");
+}
+
+TEST(LauncherTest, BothSidesExitsWithTheFirstNonZeroStatus) {
+  Result r = launch({"--both-sides", "--", "sh", "-c", "exit 7"});
+  EXPECT_TRUE(r.exited(7)) << r.describe();
+  EXPECT_EQ(count_lines_with(r.err, "ended with status 7"), 2u) << r.describe();
 }
 
 TEST(LauncherTest, Version) {
