@@ -1,4 +1,4 @@
-// The slot geometry and block placement for every page size Linux runs
+// The slot geometry, block placement and canary spans for every page size Linux runs
 // with: 4 KiB (x86-64, most arm64), 16 KiB and 64 KiB (arm64 kernels built
 // so). The math is pure, so each size is checked here whatever the machine's
 // page size is.
@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "core/canary.h"
 #include "core/slot.h"
 
 namespace guardarena {
@@ -54,6 +55,15 @@ TEST_P(PageSizeTest, EveryBlockFitsItsSlotBetweenTwoGuards) {
         } else {
           EXPECT_LT(g.usable_bytes() - (p.offset + s), align)
               << "an overflow must reach the trailing guard";
+        }
+        // The canaries cover the slack between the block and the open
+        // pages' ends, and nothing outside the open pages.
+        const CanarySpan c = canary_span(p.open_begin, p.offset, s, p.open_end, page, false);
+        EXPECT_EQ(c.begin, p.open_begin);
+        EXPECT_GE(c.end, p.offset + s);
+        EXPECT_LE(c.end, p.open_end);
+        if (!below) {
+          EXPECT_EQ(c.end, g.usable_bytes()) << "the slack up to the trailing guard is canary";
         }
       }
     }
