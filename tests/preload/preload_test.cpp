@@ -1348,6 +1348,18 @@ TEST(OptionsTest, HandleSegvOffLeavesFaultsOutsideTheArenaAlone) {
   }
 }
 
+// A SIGSEGV handler the program installed before guardarena's keeps taking
+// the faults outside guardarena's memory, with no report.
+TEST(OptionsTest, ProgramsOwnEarlierHandlerTakesFaultsOutsideTheArena) {
+  Result native = run({.argv = {program("own_segv_handler")}, .preload = false});
+  ASSERT_TRUE(native.exited(3)) << native.describe();
+  ASSERT_EQ(native.out, "reached the statement\nown handler ran\n");
+  Result r = run({.argv = {program("own_segv_handler")}, .options = ""});
+  EXPECT_TRUE(r.exited(3)) << r.describe();
+  EXPECT_EQ(r.out, native.out);
+  EXPECT_EQ(r.err, "");
+}
+
 TEST(OptionsTest, ExitcodeAppliesToFaultsOutsideTheArena) {
   Result r = run({.argv = {program("wild_write")}, .options = "exitcode=42"});
   EXPECT_TRUE(r.exited(42)) << r.describe();
