@@ -33,6 +33,30 @@ std::uint64_t mix(std::uint64_t x) noexcept {
   return x ^ (x >> 31);
 }
 
+// The upstream of a resource given none: malloc's aligned allocation. Not
+// new_delete_resource: its huge requests end the process under ASan instead
+// of failing, and one guarded resource made the default would otherwise
+// become the upstream of every resource made after it.
+class MallocResource final : public std::pmr::memory_resource {
+  void* do_allocate(std::size_t bytes, std::size_t align) override {
+    void* p = nullptr;
+    if (align < sizeof(void*)) align = sizeof(void*);
+    if (::posix_memalign(&p, align, bytes == 0 ? 1 : bytes) != 0) throw std::bad_alloc();
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t, std::size_t) override { std::free(p); }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+};
+
+// Never destroyed: resources may outlive static destruction.
+std::pmr::memory_resource* malloc_resource() noexcept {
+  alignas(MallocResource) static unsigned char storage[sizeof(MallocResource)];
+  static MallocResource* r = new (storage) MallocResource;
+  return r;
+}
+
 }  // namespace
 
 // The blocks this resource took from its upstream, with the size and
@@ -137,7 +161,7 @@ guarded_resource::guarded_resource(std::string_view text)
 guarded_resource::guarded_resource(std::string_view text, std::pmr::memory_resource* upstream)
     : guarded_resource(guardarena::parse_options(text), upstream) {}
 guarded_resource::guarded_resource(const options& o, std::pmr::memory_resource* upstream)
-    : upstream_(upstream != nullptr ? upstream : std::pmr::get_default_resource()),
+    : upstream_(upstream != nullptr ? upstream : malloc_resource()),
       upstream_blocks_(std::make_unique<upstream_blocks>()) {
   upstream_blocks_->upstream = upstream_;
   upstream_blocks_->seed = mix(reinterpret_cast<std::uintptr_t>(this) ^

@@ -136,12 +136,21 @@ TEST(UpstreamTest, ImpossibleSizesThrowBadAlloc) {
   }
 }
 
-TEST(UpstreamTest, TheUpstreamIsTheDefaultResourceUnlessGiven) {
+TEST(UpstreamTest, TheUpstreamIsMallocUnlessGiven) {
   CountingUpstream up;
   guarded_resource given{"", &up};
   EXPECT_EQ(given.upstream_resource(), &up);
-  guarded_resource defaulted;
-  EXPECT_EQ(defaulted.upstream_resource(), std::pmr::get_default_resource());
+  // Not the default resource: a guarded resource made the default must not
+  // become the upstream of the next one.
+  guarded_resource first;
+  scoped_default_resource scope{&first};
+  guarded_resource defaulted{"max_size=1K"};
+  ASSERT_NE(defaulted.upstream_resource(), nullptr);
+  EXPECT_NE(defaulted.upstream_resource(), &first);
+  void* big = defaulted.allocate(4096, 16);
+  EXPECT_FALSE(defaulted.owns(big));
+  EXPECT_FALSE(first.owns(big));
+  defaulted.deallocate(big, 4096, 16);
   unsynchronized_guarded_resource local{"sample_rate=2", &up};
   EXPECT_EQ(local.upstream_resource(), &up);
 }

@@ -82,7 +82,8 @@ struct arena_stats {
 // resource: the allocations its options leave unguarded (sample_rate,
 // sample_after, min_size, max_size, and with on_exhaustion=fallback those no
 // guard page is left for) come from the upstream and go back to it. Without
-// one, the upstream is std::pmr::get_default_resource() at construction.
+// one, the upstream is malloc (posix_memalign/free), so that a guarded
+// resource made the default does not become the upstream of the next one.
 class guarded_resource : public std::pmr::memory_resource {
  public:
   guarded_resource();
