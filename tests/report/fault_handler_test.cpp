@@ -136,7 +136,7 @@ TEST(FaultHandlerTest, FaultInOneThreadWhileOthersAllocateGivesOneCompleteReport
       void* p = res.allocate(32, 16);
       poke(p, 32);
     });
-    ASSERT_TRUE(WIFSIGNALED(r.status)) << mode;
+    ASSERT_TRUE(WIFSIGNALED(r.status)) << mode << " status " << r.status << "\n" << r.err;
     EXPECT_EQ(WTERMSIG(r.status), SIGSEGV) << mode;
     EXPECT_NE(r.err.find("ERROR: guardarena: heap-buffer-overflow"), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("SUMMARY: guardarena: heap-buffer-overflow (32-byte block)"),
