@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -34,10 +35,14 @@ struct ChildOutcome {
   }
   std::string describe() const {
     std::ostringstream s;
-    if (timed_out) s << "timed out";
-    if (!timed_out && WIFEXITED(status)) s << "exited with " << WEXITSTATUS(status);
-    if (!timed_out && WIFSIGNALED(status)) s << "killed by signal " << WTERMSIG(status);
-    s << "\n--- stdout ---\n" << out << "\n--- stderr ---\n" << err;
+    if (timed_out) {
+      s << "timed out";
+    } else if (WIFEXITED(status)) {
+      s << "exited with " << WEXITSTATUS(status);
+    } else if (WIFSIGNALED(status)) {
+      s << "killed by signal " << WTERMSIG(status) << " (" << strsignal(WTERMSIG(status)) << ")";
+    }
+    s << "\n--- stdout ---\n" << out.substr(0, 4000) << "\n--- stderr ---\n" << err.substr(0, 8000);
     return s.str();
   }
 };

@@ -1,5 +1,5 @@
 /* Shared by the one-bug-per-file programs run under the shim by
- * tests/preload/preload_test.cpp. Each program does its bug unless its first
+ * tests/preload/bug_test.cpp. Each program does its bug unless its first
  * argument is "ok", in which case it does the correct thing instead and must
  * print exactly what it prints without the shim. The statement with the bug
  * carries the marker BUG in a comment: the test checks that a symbolized
