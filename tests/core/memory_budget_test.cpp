@@ -47,7 +47,7 @@ TEST(ResolveBudgetTest, SourceNames) {
   EXPECT_STREQ(budget_source_name(BudgetSource::kPhysical), "physical");
 }
 
-TEST(MemoryBudgetTest, ChargesUpToTheLimitOfTheProcessWideTotal) {
+TEST(BudgetAccountingTest, ChargesUpToTheLimitOfTheProcessWideTotal) {
   const std::uint64_t before = MemoryBudget::process_resident();
   MemoryBudget a;
   a.init(before + (1u << 20));
@@ -62,7 +62,7 @@ TEST(MemoryBudgetTest, ChargesUpToTheLimitOfTheProcessWideTotal) {
   EXPECT_EQ(MemoryBudget::process_resident(), before);
 }
 
-TEST(MemoryBudgetTest, ArenasShareOneTotal) {
+TEST(BudgetAccountingTest, ArenasShareOneTotal) {
   const std::uint64_t before = MemoryBudget::process_resident();
   MemoryBudget unbounded;
   unbounded.init(0);
@@ -76,7 +76,7 @@ TEST(MemoryBudgetTest, ArenasShareOneTotal) {
   small.uncharge_all();
 }
 
-TEST(MemoryBudgetTest, RoomMeansBelowThreeQuarters) {
+TEST(BudgetAccountingTest, RoomMeansBelowThreeQuarters) {
   const std::uint64_t before = MemoryBudget::process_resident();
   MemoryBudget b;
   b.init(before + (4u << 20));

@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include "guardarena/guardarena.hpp"
@@ -62,6 +64,36 @@ TYPED_TEST(MemoryBudgetTest, PastTheBudgetBlocksComeFromUpstreamAndResidentMemor
       << "before " << rss_before / kMiB << " MiB, with the blocks " << rss_live / kMiB << " MiB";
   for (unsigned char* p : blocks) r.deallocate(p, 32, 16);
   EXPECT_EQ(r.stats().fallback_live, 0u);
+}
+
+// Threads crossing the budget together: every block is usable and goes back
+// its own way, and the counts balance once the threads are gone.
+TYPED_TEST(MemoryBudgetTest, ThreadsPastTheBudgetKeepEveryBlockAndBalance) {
+  guarded_resource r{this->opts("max_guarded_memory=16M")};
+  constexpr int kThreads = 4;
+  constexpr std::size_t kBlocks = 3000;  // 12,000 in all, about 48 MiB guarded
+  std::atomic<int> bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&r, &bad, t] {
+      std::vector<unsigned char*> mine(kBlocks);
+      for (std::size_t i = 0; i < kBlocks; ++i) {
+        mine[i] = static_cast<unsigned char*>(r.allocate(48, 16));
+        std::memset(mine[i], t * 16 + static_cast<int>(i % 16), 48);
+      }
+      for (std::size_t i = 0; i < kBlocks; ++i) {
+        if (mine[i][47] != t * 16 + static_cast<int>(i % 16)) bad.fetch_add(1);
+        r.deallocate(mine[i], 48, 16);
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(bad.load(), 0);
+  const arena_stats s = r.stats();
+  EXPECT_GT(s.unguarded_at_limit, 0u);
+  EXPECT_EQ(s.fallback_live, 0u);
+  EXPECT_EQ(s.live_blocks, 0u);
+  EXPECT_LE(s.guarded_resident_bytes, 16 * kMiB);
 }
 
 TYPED_TEST(MemoryBudgetTest, FailPolicyThrowsBadAllocAtTheBudget) {
