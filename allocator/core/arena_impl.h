@@ -1,11 +1,12 @@
 // ArenaImpl: the arena, templated over the guard backend, composing the core's
 // units (chunk table, slot lists, quarantine, thread caches, canaries,
-// fallback blocks, counters). This header holds the class and the paths
-// every allocation and free takes; arena_fast_mode.h (fast mode's
-// per-thread side) and arena_slots.h (where slots come from and go back to)
-// hold the rest of its members. Internal to arena.cpp, the one file that
-// instantiates it. Design reasoning (chunk layout, quarantine, VMA budget)
-// is in docs/design.md.
+// fallback blocks, counters, budgets). This header holds the class and the
+// paths every allocation and free takes; arena_fast_mode.h (fast mode's
+// per-thread side), arena_slots.h (where slots come from and go back to) and
+// arena_limits.h (refusals at a budget and the rationing after them) hold
+// the rest of its members. Internal to arena.cpp, the one file that
+// instantiates it. Design reasoning (chunk layout, quarantine, VMA and
+// memory budgets) is in docs/design.md.
 #pragma once
 
 #include <algorithm>
