@@ -54,7 +54,9 @@ class MemoryBudget {
   // time any arena asks, with raw syscalls).
   void init(std::uint64_t option) noexcept;
   // Counts `bytes` more: false, and nothing counted, when the process-wide
-  // total (depot included) would pass this arena's limit.
+  // total (depot included) would pass this arena's limit. The depot is
+  // weighed here, not charged: stacks it stores after the last opening can
+  // take the total past the limit by what they add.
   bool try_charge(std::uint64_t bytes) noexcept;
   void uncharge(std::uint64_t bytes) noexcept;
   // Everything this arena charged is gone (release(), destruction).
