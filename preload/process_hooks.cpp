@@ -78,6 +78,24 @@ void write_stats() noexcept {
       .str(" bytes)");
   if (s.vmas_in_use != 0) w.str(", mappings for live blocks ").dec(s.vmas_in_use);
   w.ch('\n');
+  w.str("  memory budget ");
+  if (s.memory_budget != 0) {
+    w.dec(s.memory_budget >> 20).str(" MiB");
+  } else {
+    w.str("none");
+  }
+  w.str(" (")
+      .str(s.memory_budget_source)
+      .str("), guarded resident ")
+      .dec(s.guarded_resident_bytes >> 20)
+      .str(" MiB, peak ")
+      .dec(s.peak_guarded_resident_bytes >> 20)
+      .str(" MiB\n");
+  w.str("  unguarded at a limit ")
+      .dec(s.unguarded_at_limit)
+      .str(", guarding 1 allocation in ")
+      .dec(s.guard_sample_rate)
+      .ch('\n');
   w.str("  syscalls ").dec(s.syscalls).str(", reserved ").dec(s.reserved_bytes >> 20).str(" MiB\n");
   w.flush_to(report::report_fd());
 }

@@ -20,6 +20,7 @@ set(guardarena_threads_tests
     "StackDepotTest\\.(ConcurrentStoresDeduplicateAcrossThreads|LoadsRunConcurrentlyWithStores)"
     "StackTraceTest\\.WorksOnOtherThreads"
     "ArenaStressTest\\.[A-Za-z]+"
+    "MemoryBudgetTest\\.ThreadsPastTheBudgetKeepEveryBlockAndBalance"
     "FastModeStressTest\\.[A-Za-z]+")
 function(guardarena_label_pattern out)
   list(JOIN ARGN "|" alternatives)

@@ -8,6 +8,7 @@
 
 #include "core/arena_fast_mode.h"
 #include "core/arena_impl.h"
+#include "core/arena_limits.h"
 #include "core/arena_slots.h"
 #include "core/registry.h"
 #include "core/thread_cache.h"

@@ -41,6 +41,17 @@ struct ArenaStats {
   std::uint64_t reserved_bytes = 0;
   std::uint64_t syscalls = 0;  // made by this arena
   const char* backend = "";
+  // The memory budget (core/memory_budget.h): this arena's limit (0 = none)
+  // and where it came from ("option", "cgroup", "physical", "none"); the
+  // resident bytes guarding adds in the whole process, now and at peak.
+  std::uint64_t memory_budget = 0;
+  const char* memory_budget_source = "";
+  std::uint64_t guarded_resident_bytes = 0;
+  std::uint64_t peak_guarded_resident_bytes = 0;
+  // Blocks served unguarded because a limit (memory or mapping budget) was
+  // reached, and the rate in force: one new allocation in N is guarded.
+  std::uint64_t unguarded_at_limit = 0;
+  std::uint64_t guard_sample_rate = 1;
 };
 
 // What an address inside the arena is, for reports. Filled by describe().

@@ -1,11 +1,12 @@
 // ArenaImpl: the arena, templated over the guard backend, composing the core's
 // units (chunk table, slot lists, quarantine, thread caches, canaries,
-// fallback blocks, counters). This header holds the class and the paths
-// every allocation and free takes; arena_fast_mode.h (fast mode's
-// per-thread side) and arena_slots.h (where slots come from and go back to)
-// hold the rest of its members. Internal to arena.cpp, the one file that
-// instantiates it. Design reasoning (chunk layout, quarantine, VMA budget)
-// is in docs/design.md.
+// fallback blocks, counters, budgets). This header holds the class and the
+// paths every allocation and free takes; arena_fast_mode.h (fast mode's
+// per-thread side), arena_slots.h (where slots come from and go back to) and
+// arena_limits.h (refusals at a budget and the rationing after them) hold
+// the rest of its members. Internal to arena.cpp, the one file that
+// instantiates it. Design reasoning (chunk layout, quarantine, VMA and
+// memory budgets) is in docs/design.md.
 #pragma once
 
 #include <algorithm>
@@ -21,7 +22,9 @@
 #include "core/chunk_table.h"
 #include "core/fallback.h"
 #include "core/free_checks.h"
+#include "core/guard_rationing.h"
 #include "core/hooks.h"
+#include "core/memory_budget.h"
 #include "core/metadata.h"
 #include "core/quarantine.h"
 #include "core/slot.h"
@@ -101,6 +104,7 @@ class ArenaImpl final : public Arena {
       return false;
     }
     if constexpr (Backend::kCountsVmas) vmas_.init(options_.vma_headroom);
+    budget_.init(options_.max_guarded_memory);
     return true;
   }
 
@@ -109,6 +113,7 @@ class ArenaImpl final : public Arena {
     if constexpr (Backend::kCountsVmas) {
       vmas_.close_all();
     }
+    budget_.uncharge_all();
     os::release(reinterpret_cast<void*>(base_), span_);
     os::release(meta_, meta_bytes_);
     table_.unmap();
@@ -136,6 +141,9 @@ class ArenaImpl final : public Arena {
     if (align < 1) align = 1;
     if (size > span_ || align > span_ / 4)
       return serve_by_exhaustion_policy(size, align, zero, "request larger than the arena");
+    // At a limit, only drawn allocations may open slots (core/guard_rationing.h).
+    if (rationing_.active() && !rationing_.draw()) [[unlikely]]
+      return serve_rationed_out(size, align, zero);
     std::size_t need = slot_bytes_needed(size, align, page_);
     std::size_t cls = class_for_pages(need >> page_shift_);
     std::uint32_t id = kNoSlot;
@@ -177,30 +185,42 @@ class ArenaImpl final : public Arena {
       // in fast mode (that would cost a syscall on every reuse).
       std::size_t wide_begin = std::min<std::size_t>(pl.open_begin, m.open_begin);
       std::size_t wide_end = std::max<std::size_t>(pl.open_end, m.open_end);
+      const std::uint64_t more = (m.open_begin - wide_begin) + (wide_end - m.open_end);
+      if (more != 0 && !budget_.try_charge(more))
+        return refuse_at_limit(id, cls, size, align, zero, GuardLimit::kMemory);
       if (wide_begin < m.open_begin &&
           !Backend::open(reinterpret_cast<void*>(slot_start + wide_begin),
                          m.open_begin - wide_begin)) {
+        budget_.uncharge(more);
         return return_slot_and_fall_back(id, cls, size, align, zero);
       }
       if (wide_end > m.open_end &&
           !Backend::open(reinterpret_cast<void*>(slot_start + m.open_end), wide_end - m.open_end)) {
+        budget_.uncharge(more);
         return return_slot_and_fall_back(id, cls, size, align, zero);
       }
       pl.open_begin = wide_begin;
       pl.open_end = wide_end;
     } else {
+      // The pages and the slot's metadata record, uncharged by close_slot().
+      const std::uint64_t charge = pl.open_end - pl.open_begin + kSlotRecordBytes;
+      if (!budget_.try_charge(charge))
+        return refuse_at_limit(id, cls, size, align, zero, GuardLimit::kMemory);
       if constexpr (Backend::kCountsVmas) {
         if (!vmas_.try_open(options_.vma_headroom)) {
-          return return_slot_and_fall_back(id, cls, size, align, zero,
-                                           "the vm.max_map_count budget is used up");
+          budget_.uncharge(charge);
+          return refuse_at_limit(id, cls, size, align, zero, GuardLimit::kMappings);
         }
       }
       if (!Backend::open(reinterpret_cast<void*>(slot_start + pl.open_begin),
                          pl.open_end - pl.open_begin)) {
         if constexpr (Backend::kCountsVmas) vmas_.closed();
+        budget_.uncharge(charge);
         return return_slot_and_fall_back(id, cls, size, align, zero);
       }
     }
+    if (rationing_.active()) [[unlikely]]
+      ease_rationing_if_room();
     auto* p = reinterpret_cast<unsigned char*>(slot_start + pl.offset);
     std::size_t s = size == 0 ? 1 : size;
     // Full mode's open slots are fresh pages: already zero.
@@ -329,6 +349,8 @@ class ArenaImpl final : public Arena {
     table_.retire_used_locked();
     for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].reset();
     if constexpr (Backend::kCountsVmas) vmas_.close_all();
+    budget_.uncharge_all();
+    rationing_.reset();
     // Slot ids cached by any thread are meaningless now.
     epoch_.store(g_next_epoch.fetch_add(1), std::memory_order_release);
     live_.reset();
@@ -439,6 +461,12 @@ class ArenaImpl final : public Arena {
     s.reserved_bytes = span_;
     s.syscalls = os::syscall_count();
     s.backend = Backend::kName;
+    s.memory_budget = budget_.limit();
+    s.memory_budget_source = budget_source_name(budget_.source());
+    s.guarded_resident_bytes = MemoryBudget::process_resident();
+    s.peak_guarded_resident_bytes = MemoryBudget::process_peak();
+    s.unguarded_at_limit = rationing_.unguarded();
+    s.guard_sample_rate = rationing_.rate();
     return s;
   }
 
@@ -560,6 +588,24 @@ class ArenaImpl final : public Arena {
       std::uint32_t id, std::size_t cls, std::size_t size, std::size_t align, bool zero,
       const char* why = "the kernel refused more guard pages (ENOMEM)") noexcept;
 
+  // The limits on guarding, for refuse_at_limit().
+  enum class GuardLimit : std::uint8_t { kMemory, kMappings };
+
+  // A limit refused to open the slot `id` for this request: the slot goes
+  // back and the exhaustion policy serves the request; under fallback the
+  // rationing rate doubles, and the first refusal in the process writes the
+  // one warning, naming the limit, the blocks guarded and the new rate
+  // (arena_limits.h).
+  void* refuse_at_limit(std::uint32_t id, std::size_t cls, std::size_t size, std::size_t align,
+                        bool zero, GuardLimit limit) noexcept;
+
+  // While rationing: a request not drawn to be guarded, served unguarded.
+  void* serve_rationed_out(std::size_t size, std::size_t align, bool zero) noexcept;
+
+  // A drawn allocation got a slot, or a slot was closed: the rate halves
+  // while every limit is less than three quarters used.
+  void ease_rationing_if_room() noexcept;
+
   // No guarded slot can serve the request: an unguarded block or nullptr, as
   // on_exhaustion says (core/fallback.h). `why` words the one-time warning.
   void* serve_by_exhaustion_policy(std::size_t size, std::size_t align, bool zero,
@@ -615,6 +661,8 @@ class ArenaImpl final : public Arena {
   // Fast mode: threads whose cache belongs to this arena at this epoch.
   std::atomic<std::uint64_t> active_caches_{0};
   VmaBudget vmas_;  // mprotect backend only
+  MemoryBudget budget_;
+  GuardRationing rationing_;
 };
 
 }  // namespace

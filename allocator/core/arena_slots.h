@@ -31,8 +31,14 @@ inline std::uint32_t ArenaImpl<Backend>::take_ready_slot(std::size_t cls) noexce
   for (std::size_t i = 0; i < n; ++i)
     starts[i] = reinterpret_cast<void*>(slot_address(ids[i], cls));
   std::size_t usable = class_pages(cls) * page_;
+  // Open only as many as the memory budget takes; the first slot, if left
+  // closed, meets the budget again in allocate() and its exhaustion policy.
+  const std::uint64_t per_slot = usable + kSlotRecordBytes;
+  std::size_t charged = budget_.try_charge(n * per_slot) ? n : 0;
+  while (charged < n && budget_.try_charge(per_slot)) ++charged;
   std::size_t opened = 0;
-  if constexpr (Backend::kBatchesOpen) opened = Backend::open_many(starts, usable, n);
+  if constexpr (Backend::kBatchesOpen) opened = Backend::open_many(starts, usable, charged);
+  if (opened != charged) budget_.uncharge((charged - opened) * per_slot);
   for (std::size_t i = 0; i < opened; ++i) {
     meta_[ids[i]].open_begin = 0;
     meta_[ids[i]].open_end = usable;
@@ -156,8 +162,11 @@ inline void ArenaImpl<Backend>::close_slot(SlotMeta& m, std::uintptr_t slot_star
     os::discard(reinterpret_cast<void*>(slot_start + m.open_begin), m.open_end - m.open_begin);
     return;
   }
+  budget_.uncharge(m.open_end - m.open_begin + kSlotRecordBytes);
   m.open_begin = m.open_end = 0;
   if constexpr (Backend::kCountsVmas) vmas_.closed();
+  if (rationing_.active()) [[unlikely]]
+    ease_rationing_if_room();
 }
 
 template <os::GuardBackend Backend>

@@ -11,8 +11,16 @@ namespace {
 
 std::atomic<bool> g_warned_fallback{false};
 
+}  // namespace
+
+bool claim_exhaustion_warning() noexcept {
+  return !g_warned_fallback.load(std::memory_order_relaxed) && !g_warned_fallback.exchange(true);
+}
+
+namespace {
+
 void warn_fallback_once(const char* why) noexcept {
-  if (g_warned_fallback.exchange(true)) return;
+  if (!claim_exhaustion_warning()) return;
   char buf[512];
   RawWriter w(buf, sizeof buf);
   w.str("guardarena: warning: ")

@@ -19,6 +19,11 @@
 
 namespace guardarena {
 
+// The process's one warning that guarding degraded: true for the first
+// caller only, who writes it. serve() writes a generic one unless a caller
+// with more to say (a budget and its rate) claimed it first.
+bool claim_exhaustion_warning() noexcept;
+
 // Where unguarded fallback blocks come from when guard pages run out: the
 // shim passes glibc's allocator, the pmr resource its upstream resource.
 // `context` is handed back to both functions unchanged.

@@ -47,4 +47,8 @@ std::int64_t VmaBudget::process_open() noexcept {
   return g_open_regions.load(std::memory_order_relaxed);
 }
 
+std::int64_t VmaBudget::process_limit() noexcept {
+  return g_region_limit.load(std::memory_order_acquire);
+}
+
 }  // namespace guardarena

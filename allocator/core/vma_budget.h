@@ -38,6 +38,10 @@ class VmaBudget {
   std::int64_t open() const noexcept { return open_.load(std::memory_order_relaxed); }
   // Open regions of every arena in the process.
   static std::int64_t process_open() noexcept;
+  // The process-wide limit on open regions (-1 before the first init()).
+  static std::int64_t process_limit() noexcept;
+  // Fewer than three quarters of the process-wide limit are open.
+  static bool has_room() noexcept { return process_open() < process_limit() / 4 * 3; }
 
  private:
   std::atomic<std::int64_t> open_{0};

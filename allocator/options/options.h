@@ -24,6 +24,10 @@ enum class Backend : std::uint8_t { kAuto, kGuard, kMprotect };
 enum class Exhaustion : std::uint8_t { kFallback, kFail };
 enum class ReportFormat : std::uint8_t { kText, kJson };
 
+// max_guarded_memory=auto: derived at start-up from the memory the process
+// may use (core/memory_budget.h).
+inline constexpr std::uint64_t kAutoBudget = UINT64_MAX;
+
 // A fixed-capacity string option (no heap: the shim parses before malloc works).
 struct Text {
   char value[256] = {};

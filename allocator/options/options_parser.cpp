@@ -125,9 +125,18 @@ bool parse_text(Text& out, const char* s, std::size_t n) noexcept {
   return true;
 }
 
+bool parse_budget(const char* s, std::size_t n, std::uint64_t& v) noexcept {
+  if (equals(s, n, "auto")) {
+    v = kAutoBudget;
+    return true;
+  }
+  return parse_size(s, n, v) && v != kAutoBudget;
+}
+
 // Kind-specific parse: Size and Count share std::uint64_t, so dispatch on kind.
 #define GUARDARENA_PARSE_Bool(field, s, n) parse_value(field, s, n)
 #define GUARDARENA_PARSE_Size(field, s, n) parse_size(s, n, field)
+#define GUARDARENA_PARSE_Budget(field, s, n) parse_budget(s, n, field)
 #define GUARDARENA_PARSE_Count(field, s, n) parse_u64(s, n, field)
 #define GUARDARENA_PARSE_Enum(field, s, n) parse_enum(field, s, n)
 #define GUARDARENA_PARSE_Text(field, s, n) parse_text(field, s, n)
@@ -147,7 +156,9 @@ void format_field(bool v, RawWriter& out, const char*) noexcept {
   out.str(v ? "1" : "0");
 }
 void format_field(std::uint64_t v, RawWriter& out, const char* kind) noexcept {
-  if (std::strcmp(kind, "Size") == 0) {
+  if (std::strcmp(kind, "Budget") == 0 && v == kAutoBudget) {
+    out.str("auto");
+  } else if (std::strcmp(kind, "Size") == 0 || std::strcmp(kind, "Budget") == 0) {
     format_size(v, out);
   } else {
     out.dec(v);

@@ -42,6 +42,24 @@ bool restrict_value(SecurePolicy policy, T& value, const T& fallback) noexcept {
   return false;
 }
 
+// A Budget option's 0 lifts the bound: above any cap, so a capped one goes
+// back to its default (auto, resolved at start-up where a value above it is
+// cut to it too: core/memory_budget.cpp).
+bool restrict_budget(SecurePolicy policy, std::uint64_t& value, std::uint64_t fallback) noexcept {
+  if (policy == kCap && value == 0 && fallback != 0) {
+    value = fallback;
+    return true;
+  }
+  return restrict_value(policy, value, fallback);
+}
+
+#define GUARDARENA_RESTRICT_Bool restrict_value
+#define GUARDARENA_RESTRICT_Size restrict_value
+#define GUARDARENA_RESTRICT_Count restrict_value
+#define GUARDARENA_RESTRICT_Enum restrict_value
+#define GUARDARENA_RESTRICT_Text restrict_value
+#define GUARDARENA_RESTRICT_Budget restrict_budget
+
 }  // namespace
 
 SecurePolicy secure_policy(std::size_t index) noexcept {
@@ -52,11 +70,11 @@ std::size_t apply_secure_policy(Options& o, RawWriter& changed) noexcept {
   static const Options kDefaults{};
   std::size_t count = 0;
   std::size_t index = 0;
-#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) \
-  if (restrict_value(kPolicies[index], o.name, kDefaults.name)) {        \
-    if (count++ != 0) changed.str(", ");                                 \
-    changed.str(#name);                                                  \
-  }                                                                      \
+#define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help)      \
+  if (GUARDARENA_RESTRICT_##kind(kPolicies[index], o.name, kDefaults.name)) { \
+    if (count++ != 0) changed.str(", ");                                      \
+    changed.str(#name);                                                       \
+  }                                                                           \
   ++index;
 #include "options/options.inc"
 #undef GUARDARENA_OPTION

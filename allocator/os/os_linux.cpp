@@ -77,7 +77,8 @@ void count_syscall() noexcept {
   g_syscalls.fetch_add(1, std::memory_order_relaxed);
 }
 
-// Reads a small file into buf with raw syscalls (no stdio, no malloc).
+}  // namespace
+
 std::size_t read_small_file(const char* path, char* buf, std::size_t cap) noexcept {
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
@@ -91,8 +92,6 @@ std::size_t read_small_file(const char* path, char* buf, std::size_t cap) noexce
   ::close(fd);
   return len;
 }
-
-}  // namespace
 
 bool name_mapping(void* base, std::size_t bytes, const char* name) noexcept {
   if (name == nullptr) return false;

@@ -107,6 +107,10 @@ bool guard_regions_supported() noexcept;
 std::size_t max_map_count() noexcept;
 std::size_t count_mappings() noexcept;
 
+// Reads up to `cap` bytes of the file at `path` into `buf` with raw syscalls
+// (no stdio, no allocation): the length read, 0 when it cannot be opened.
+std::size_t read_small_file(const char* path, char* buf, std::size_t cap) noexcept;
+
 // Number of syscalls this layer has made (all threads, relaxed). Benchmarks
 // read it to report syscalls per operation.
 std::uint64_t syscall_count() noexcept;

@@ -252,6 +252,12 @@ arena_stats guarded_resource::stats() const noexcept {
   out.reserved_bytes = s.reserved_bytes;
   out.syscalls = s.syscalls;
   out.backend = s.backend;
+  out.memory_budget = s.memory_budget;
+  out.memory_budget_source = s.memory_budget_source;
+  out.guarded_resident_bytes = s.guarded_resident_bytes;
+  out.peak_guarded_resident_bytes = s.peak_guarded_resident_bytes;
+  out.unguarded_at_limit = s.unguarded_at_limit;
+  out.guard_sample_rate = s.guard_sample_rate;
   return out;
 }
 const options& guarded_resource::get_options() const noexcept {

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "core/hooks.h"
+#include "core/memory_budget.h"
 #include "report/report.h"
 #include "stack/stack_cache.h"
 #include "stack/stack_trace.h"
@@ -90,6 +91,9 @@ void configure_stacks(const Options& o) noexcept {
   // Without the per-thread caches every capture goes to the depot: slower,
   // same ids.
   stack::init_thread_stack_caches();
+  // The depot's resident memory is guarding's too: it counts against the
+  // memory budget.
+  set_depot_probe(+[]() noexcept -> std::uint64_t { return g_depot.stats().bytes_used; });
   set_stack_capture(capture_for_arena);
 }
 

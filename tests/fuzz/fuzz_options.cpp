@@ -44,7 +44,12 @@ void put(std::string& out, bool v, const char*) {
   out += v ? "1" : "0";
 }
 void put(std::string& out, std::uint64_t v, const char* kind) {
-  if (std::strcmp(kind, "Size") == 0 && v != 0) {
+  const bool budget = std::strcmp(kind, "Budget") == 0;
+  if (budget && v == guardarena::kAutoBudget) {
+    out += "auto";
+    return;
+  }
+  if ((budget || std::strcmp(kind, "Size") == 0) && v != 0) {
     static const char kSuffix[] = "TGMK";
     for (unsigned shift = 40, i = 0; shift >= 10; shift -= 10, ++i) {
       if (v % (std::uint64_t{1} << shift) == 0) {
@@ -99,8 +104,8 @@ std::string first_difference(const Options& a, const Options& b) {
 std::string serialize(const Options& o) {
   std::string out;
 #define GUARDARENA_OPTION(kind, type, name, def, accepted, secure, help) \
-  out += #name "=";                                              \
-  put(out, o.name, #kind);                                       \
+  out += #name "=";                                                      \
+  put(out, o.name, #kind);                                               \
   out += ':';
 #include "options/options.inc"
 #undef GUARDARENA_OPTION

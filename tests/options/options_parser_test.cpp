@@ -47,6 +47,25 @@ TEST(OptionsParserTest, AcceptsCommasWhitespaceAndAllSizeSuffixes) {
   EXPECT_EQ(o.quarantine_bytes, 1ull << 40);
 }
 
+TEST(OptionsParserTest, BudgetTakesASizeAutoOrZero) {
+  Options o;
+  EXPECT_EQ(o.max_guarded_memory, kAutoBudget);
+  std::string err;
+  ASSERT_TRUE(parse("max_guarded_memory=32M", o, err)) << err;
+  EXPECT_EQ(o.max_guarded_memory, 32u << 20);
+  ASSERT_TRUE(parse("max_guarded_memory=0", o, err)) << err;
+  EXPECT_EQ(o.max_guarded_memory, 0u);
+  ASSERT_TRUE(parse("max_guarded_memory=auto", o, err)) << err;
+  EXPECT_EQ(o.max_guarded_memory, kAutoBudget);
+  EXPECT_FALSE(parse("max_guarded_memory=half", o, err));
+  EXPECT_NE(err.find("option 'max_guarded_memory'"), std::string::npos) << err;
+  EXPECT_NE(err.find("size|auto|0"), std::string::npos) << err;
+  // auto's stand-in value is not a size a user can write.
+  EXPECT_FALSE(parse("max_guarded_memory=18446744073709551615", o, err));
+  EXPECT_EQ(guardarena::parse_options("max_guarded_memory=1G").get("max_guarded_memory"), "1G");
+  EXPECT_EQ(guardarena::parse_options("").get("max_guarded_memory"), "auto");
+}
+
 TEST(OptionsParserTest, TextOptionsKeepTheirValue) {
   Options o;
   std::string err;

@@ -59,6 +59,19 @@ TEST(SecurePolicyTest, LimitsMayBeLoweredButNotRaised) {
   EXPECT_EQ(o.depot_size, defaults.depot_size);
 }
 
+// A caller may lower the memory budget of a privileged process, never lift
+// it: 0 (no budget) goes back to auto. (A value above auto's answer is cut
+// when auto is resolved: core/memory_budget_test.cpp.)
+TEST(SecurePolicyTest, MemoryBudgetCanBeLoweredNotLifted) {
+  Options lowered = parsed("max_guarded_memory=32M");
+  EXPECT_EQ(apply(lowered).count, 0u);
+  EXPECT_EQ(lowered.max_guarded_memory, 32u << 20);
+  Options lifted = parsed("max_guarded_memory=0");
+  Applied a = apply(lifted);
+  EXPECT_EQ(a.names, "max_guarded_memory");
+  EXPECT_EQ(lifted.max_guarded_memory, kAutoBudget);
+}
+
 TEST(SecurePolicyTest, WhatOnlyNarrowsDetectionIsKept) {
   Options o =
       parsed("mode=fast:backend=mprotect:protect_below=1:sample_rate=100:report_format=json");

@@ -76,6 +76,17 @@ struct arena_stats {
   std::uint64_t reserved_bytes = 0;
   std::uint64_t syscalls = 0;  // made by guardarena's OS layer, all threads
   const char* backend = "";    // "guard" or "mprotect"
+  // The memory budget (option max_guarded_memory): this resource's limit
+  // (0 = none) and its source ("option", "cgroup", "physical", "none"); the
+  // resident memory guarding adds in the whole process, now and at peak.
+  std::uint64_t memory_budget = 0;
+  const char* memory_budget_source = "";
+  std::uint64_t guarded_resident_bytes = 0;
+  std::uint64_t peak_guarded_resident_bytes = 0;
+  // Blocks served unguarded (by the upstream) because a limit on guarding
+  // was reached, and the rate in force: one new allocation in N is guarded.
+  std::uint64_t unguarded_at_limit = 0;
+  std::uint64_t guard_sample_rate = 1;
 };
 
 // Like the standard resources, a guarded_resource sits on an upstream
