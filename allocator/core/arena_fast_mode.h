@@ -35,16 +35,19 @@ template <os::GuardBackend Backend>
   if (m.open_end != page_) [[unlikely]]
     return nullptr;
   tc.free[0].pop(meta_);
-  // Open slots were allocated before, so the recorded block locates the
-  // slot (and its poison) without the slot arithmetic.
+  // An open slot was allocated before or opened ahead (which records a
+  // block at its start), so the recorded block locates the slot (and its
+  // poison) without the slot arithmetic.
   const std::uintptr_t slot_start = m.block - m.offset;
-  check_slot_poison(m, slot_start);
+  if (m.pages_zero == 0) [[likely]]
+    check_slot_poison(m, slot_start);
   const std::size_t offset = (page_ - size) & ~(align - 1);
   auto* p = reinterpret_cast<unsigned char*>(slot_start + offset);
   if (zero) std::memset(p, 0, size);
   write_canaries(slot_start, 0, offset, size, page_);
   m.alloc_kind = static_cast<std::uint8_t>(kind);
   m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
+  m.pages_zero = 0;
   m.size = size;
   m.offset = offset;
   m.block = reinterpret_cast<std::uintptr_t>(p);

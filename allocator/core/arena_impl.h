@@ -48,6 +48,16 @@ inline constexpr std::size_t kChunkPages = 16384;  // 64 MiB chunks with 4 KiB p
 inline constexpr std::size_t kMaxClasses = ChunkTable::kMaxClasses;
 // Full mode: one-page slots opened per batch (see take_ready_slot).
 inline constexpr std::size_t kReadyBatch = os::kMaxBatch;
+// Fast mode: most slots closed or opened ahead in one batch, one syscall
+// (os::kRangesPerCall).
+inline constexpr std::size_t kSlotBatch = os::kRangesPerCall;
+
+// A class's room to build a batch in (under the class lock); in its own
+// mapping, not on the stack of whichever thread refills.
+struct SlotBatch {
+  std::uint32_t ids[kSlotBatch];
+  os::Range ranges[kSlotBatch];
+};
 
 // Source of arena epochs.
 std::atomic<std::uint64_t> g_next_epoch{1};
@@ -95,7 +105,8 @@ class ArenaImpl final : public Arena {
     span_ = num_chunks * chunk_bytes_;
     meta_bytes_ = std::size_t{num_chunks} * table_.max_slots() * sizeof(SlotMeta);
     meta_ = static_cast<SlotMeta*>(os::map_internal(meta_bytes_, "guardarena:meta"));
-    if (meta_ == nullptr || !table_.map(base_, num_chunks) ||
+    batches_ = static_cast<SlotBatch*>(os::map_internal(batches_bytes(), "guardarena:batch"));
+    if (meta_ == nullptr || batches_ == nullptr || !table_.map(base_, num_chunks) ||
         !fallback_.init(options_.on_exhaustion, fallback_alloc_)) {
       *error = ArenaError::kNoMetadata;
       return false;
@@ -111,6 +122,7 @@ class ArenaImpl final : public Arena {
     }
     os::release(reinterpret_cast<void*>(base_), span_);
     os::release(meta_, meta_bytes_);
+    if (batches_ != nullptr) os::release(batches_, batches_bytes());
     table_.unmap();
     fallback_.destroy();
   }
@@ -172,7 +184,7 @@ class ArenaImpl final : public Arena {
     bool slot_was_open = m.open_end > m.open_begin;
     bool fast = options_.mode == Mode::kFast;
     if (slot_was_open) {
-      if (fast) check_slot_poison(m, slot_start);
+      if (fast && m.pages_zero == 0) check_slot_poison(m, slot_start);
       // Widen the open range to what the new block needs; never shrink it
       // in fast mode (that would cost a syscall on every reuse).
       std::size_t wide_begin = std::min<std::size_t>(pl.open_begin, m.open_begin);
@@ -204,10 +216,11 @@ class ArenaImpl final : public Arena {
     auto* p = reinterpret_cast<unsigned char*>(slot_start + pl.offset);
     std::size_t s = size == 0 ? 1 : size;
     // Full mode's open slots are fresh pages: already zero.
-    if (zero && slot_was_open && fast) std::memset(p, 0, s);
+    if (zero && slot_was_open && fast && m.pages_zero == 0) std::memset(p, 0, s);
     write_canaries(slot_start, pl.open_begin, pl.offset, s, pl.open_end);
     m.alloc_kind = static_cast<std::uint8_t>(kind);
     m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
+    m.pages_zero = 0;
     m.size = size;
     m.offset = pl.offset;
     m.block = reinterpret_cast<std::uintptr_t>(p);
@@ -445,21 +458,27 @@ class ArenaImpl final : public Arena {
  private:
   struct alignas(64) ClassState {
     ClassLock mu;
-    SlotStack free;                     // slots back from quarantine
+    // Slots back from quarantine: open ones (reused first, so a slot is
+    // closed and reopened only when the free list really shrinks and grows
+    // by a batch) and closed ones.
+    SlotStack free_open;
+    SlotStack free_closed;
     std::uint32_t cur_chunk = kNoSlot;  // chunk being bump-allocated
     std::uint32_t next_index = 0;
     std::uint32_t slots_in_chunk = 0;
+    std::uint32_t opened_until = 0;  // fast mode: fresh slots below this index are open
     SlotFifo quarantine;
-    std::uint64_t free_resident = 0;  // open bytes of slots on the free list
+    std::uint64_t free_resident = 0;  // open bytes of slots on free_open
     std::uint32_t ready_count = 0;    // full mode: slots opened ahead
     std::uint32_t ready[kReadyBatch];
     void reset() noexcept {
       free_resident = 0;
       ready_count = 0;
-      free.clear();
+      free_open.clear();
+      free_closed.clear();
       quarantine.clear();
       cur_chunk = kNoSlot;
-      next_index = slots_in_chunk = 0;
+      next_index = slots_in_chunk = opened_until = 0;
     }
   };
 
@@ -538,11 +557,27 @@ class ArenaImpl final : public Arena {
   std::uint32_t take_slot(std::size_t cls) noexcept;
 
   // Free list of slots back from quarantine. In fast mode they keep their
-  // (poisoned) pages; past kFastResidentPerClass bytes per class the pages go
-  // back to the kernel, so a burst of frees does not pin its peak RSS.
+  // (poisoned) pages; past kFastResidentPerClass bytes per class a batch of
+  // them (half the bound) goes back to the kernel in a few syscalls,
+  // so a burst of frees does not pin its peak RSS and a free list hovering
+  // near the bound does not close and reopen a slot per operation.
   void push_free_locked(std::uint32_t id, std::size_t cls, ClassState& cs) noexcept;
 
-  std::uint32_t pop_free_locked(ClassState& cs) noexcept;
+  // An open free slot if there is one; else, in fast mode, a batch of closed
+  // ones is reopened together and the first returned; else a closed one.
+  std::uint32_t pop_free_locked(std::size_t cls, ClassState& cs) noexcept;
+
+  // Slots of `cls` that fast mode closes or reopens per batch: half the
+  // resident bound, at most kSlotBatch.
+  std::uint32_t slot_batch(std::size_t cls) const noexcept;
+
+  // Fast mode on a backend that batches: opens the first `n` slots of
+  // batches_[cls].ids as a whole in one syscall and marks their pages zero;
+  // returns how many leading ones are open. Caller holds the class lock.
+  std::size_t open_slots_ahead(std::size_t n, std::size_t cls) noexcept;
+
+  // Fast mode: closes a batch of open free slots (resident bound exceeded).
+  void close_free_batch_locked(std::size_t cls, ClassState& cs) noexcept;
 
   std::uint32_t take_slot_locked(std::size_t cls, ClassState& cs) noexcept;
 
@@ -607,6 +642,10 @@ class ArenaImpl final : public Arena {
   std::uint32_t page_shift_ = 0;
   SlotMeta* meta_ = nullptr;
   std::size_t meta_bytes_ = 0;
+  SlotBatch* batches_ = nullptr;  // one per class up to max_class_
+  std::size_t batches_bytes() const noexcept {
+    return os::page_ceil((max_class_ + 1) * sizeof(SlotBatch));
+  }
   ChunkTable table_;
   ClassState classes_[kMaxClasses + 1];
   FallbackBlocks fallback_;

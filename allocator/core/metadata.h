@@ -25,7 +25,10 @@ struct alignas(64) SlotMeta {
   std::atomic<SlotState> state;
   std::uint8_t alloc_kind;  // AllocKind
   std::uint8_t align_log2;
-  std::uint8_t unused_;      // keeps `next` 4-aligned with no implicit padding
+  // Fast mode: 1 while the slot's open pages hold zeros, not a freed
+  // block's poison (opened ahead of use, fresh or after being closed): the
+  // poison check at reuse is skipped. Cleared when the slot is handed out.
+  std::uint8_t pages_zero;
   std::uint32_t next;        // free-list / quarantine link (slot id)
   std::uint64_t size;        // requested bytes
   std::uint64_t offset;      // user pointer - slot start
