@@ -52,9 +52,9 @@ template <os::GuardBackend Backend>
   m.offset = offset;
   m.block = reinterpret_cast<std::uintptr_t>(p);
   m.alloc_stack = capture_stack_id();
-  m.free_stack = 0;
+  m.free_stack.store(0, std::memory_order_relaxed);
   m.alloc_tid = os::current_tid();
-  m.free_tid = 0;
+  m.free_tid.store(0, std::memory_order_relaxed);
   m.state.store(SlotState::kLive, std::memory_order_release);
   ++tc.live_blocks;
   tc.live_bytes += static_cast<std::int64_t>(size);
@@ -107,8 +107,8 @@ template <os::GuardBackend Backend>
     check_free_matches(m, a, slot_start, size, align, kind);
   if (!small_canaries_intact(m, slot_start)) [[unlikely]]
     check_canaries(m, slot_start);
-  m.free_stack = capture_stack_id();
-  m.free_tid = os::current_tid();
+  m.free_stack.store(capture_stack_id(), std::memory_order_relaxed);
+  m.free_tid.store(os::current_tid(), std::memory_order_release);
   --tc.live_blocks;
   tc.live_bytes -= static_cast<std::int64_t>(m.size);
   fill_bytes(reinterpret_cast<unsigned char*>(block), m.size == 0 ? 1 : m.size, kPoisonByte);

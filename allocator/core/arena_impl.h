@@ -227,9 +227,9 @@ class ArenaImpl final : public Arena {
     m.open_begin = pl.open_begin;
     m.open_end = pl.open_end;
     m.alloc_stack = capture_stack_id();
-    m.free_stack = 0;
+    m.free_stack.store(0, std::memory_order_relaxed);
     m.alloc_tid = os::current_tid();
-    m.free_tid = 0;
+    m.free_tid.store(0, std::memory_order_relaxed);
     m.state.store(SlotState::kLive, std::memory_order_release);
     if (options_.mode == Mode::kFast && cls != large_class()) {
       // Counted in the thread cache, folded in at the next refill or flush.
@@ -278,8 +278,8 @@ class ArenaImpl final : public Arena {
     // From here this thread owns the slot: no other free can pass the CAS.
     check_free_matches(m, a, slot_start, size, align, kind);
     check_canaries(m, slot_start);
-    m.free_stack = capture_stack_id();
-    m.free_tid = os::current_tid();
+    m.free_stack.store(capture_stack_id(), std::memory_order_relaxed);
+    m.free_tid.store(os::current_tid(), std::memory_order_release);
     bool large = cls == large_class();
     std::size_t s = m.size == 0 ? 1 : m.size;
     if (options_.mode == Mode::kFast && !large) {

@@ -35,12 +35,17 @@ struct alignas(64) SlotMeta {
   std::uint64_t open_begin;  // accessible range, relative to slot start
   std::uint64_t open_end;
   std::uint32_t alloc_stack;  // depot ids, 0 = none
-  std::uint32_t free_stack;
+  // Written by the free that won the state change, after it; a racing
+  // double free reports them from another thread. free_tid is stored last
+  // (release) and read first (acquire): a reader that sees it non-zero sees
+  // the stack id of the same free.
+  std::atomic<std::uint32_t> free_stack;
   std::uint32_t alloc_tid;
-  std::uint32_t free_tid;
+  std::atomic<std::uint32_t> free_tid;
   std::uint64_t block;  // user pointer (slot start + offset), kept for the free path
 };
 static_assert(sizeof(SlotMeta) == 64, "one cache line per slot");
 static_assert(std::atomic<SlotState>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
 
 }  // namespace guardarena
