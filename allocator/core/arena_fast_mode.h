@@ -236,10 +236,15 @@ inline void ArenaImpl<Backend>::evict_from_thread(ThreadCache& tc) noexcept {
     __builtin_prefetch(reinterpret_cast<const void*>(block));
     __builtin_prefetch(reinterpret_cast<const void*>(block - kFastCanaryBefore));
   }
-  if (tc.free[cls].count < ThreadCache::kFreeCap) {
+  if (tc.free[cls].count < ThreadCache::kFreeCap) [[likely]] {
     tc.free[cls].push(meta_, id);
     return;
   }
+  push_free(id, cls);
+}
+
+template <os::GuardBackend Backend>
+[[gnu::noinline]] void ArenaImpl<Backend>::push_free(std::uint32_t id, std::size_t cls) noexcept {
   ClassState& cs = classes_[cls];
   std::lock_guard<ClassLock> g(cs.mu);
   push_free_locked(id, cls, cs);

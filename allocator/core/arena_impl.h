@@ -562,6 +562,9 @@ class ArenaImpl final : public Arena {
   // so a burst of frees does not pin its peak RSS and a free list hovering
   // near the bound does not close and reopen a slot per operation.
   void push_free_locked(std::uint32_t id, std::size_t cls, ClassState& cs) noexcept;
+  // push_free_locked() under the class lock; out of line, so that the free
+  // paths that rarely take it stay small enough to inline.
+  void push_free(std::uint32_t id, std::size_t cls) noexcept;
 
   // An open free slot if there is one; else, in fast mode, a batch of closed
   // ones is reopened together and the first returned; else a closed one.

@@ -224,9 +224,7 @@ inline void* ArenaImpl<Backend>::return_slot_and_fall_back(std::uint32_t id, std
   if (cls == large_class()) {
     free_large_run(id);
   } else {
-    ClassState& cs = classes_[cls];
-    std::lock_guard<ClassLock> g(cs.mu);
-    push_free_locked(id, cls, cs);
+    push_free(id, cls);
   }
   return serve_by_exhaustion_policy(size, align, zero, why);
 }
