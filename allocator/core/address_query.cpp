@@ -57,9 +57,9 @@ void describe_address(const ChunkTable& table, const SlotMeta* meta, std::uintpt
     out.state = st;
     out.alloc_kind = m.alloc_kind;
     out.alloc_stack = m.alloc_stack;
-    out.free_stack = m.free_stack;
     out.alloc_tid = m.alloc_tid;
-    out.free_tid = m.free_tid;
+    out.free_tid = m.free_tid.load(std::memory_order_acquire);
+    out.free_stack = m.free_stack.load(std::memory_order_relaxed);
     if (freed) {
       out.kind = ErrorKind::kHeapUseAfterFree;
     } else if (addr < b) {

@@ -35,23 +35,26 @@ template <os::GuardBackend Backend>
   if (m.open_end != page_) [[unlikely]]
     return nullptr;
   tc.free[0].pop(meta_);
-  // Open slots were allocated before, so the recorded block locates the
-  // slot (and its poison) without the slot arithmetic.
+  // An open slot was allocated before or opened ahead (which records a
+  // block at its start), so the recorded block locates the slot (and its
+  // poison) without the slot arithmetic.
   const std::uintptr_t slot_start = m.block - m.offset;
-  check_slot_poison(m, slot_start);
+  if (m.pages_zero == 0) [[likely]]
+    check_slot_poison(m, slot_start);
   const std::size_t offset = (page_ - size) & ~(align - 1);
   auto* p = reinterpret_cast<unsigned char*>(slot_start + offset);
   if (zero) std::memset(p, 0, size);
   write_canaries(slot_start, 0, offset, size, page_);
   m.alloc_kind = static_cast<std::uint8_t>(kind);
   m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
+  m.pages_zero = 0;
   m.size = size;
   m.offset = offset;
   m.block = reinterpret_cast<std::uintptr_t>(p);
   m.alloc_stack = capture_stack_id();
-  m.free_stack = 0;
+  m.free_stack.store(0, std::memory_order_relaxed);
   m.alloc_tid = os::current_tid();
-  m.free_tid = 0;
+  m.free_tid.store(0, std::memory_order_relaxed);
   m.state.store(SlotState::kLive, std::memory_order_release);
   ++tc.live_blocks;
   tc.live_bytes += static_cast<std::int64_t>(size);
@@ -104,8 +107,8 @@ template <os::GuardBackend Backend>
     check_free_matches(m, a, slot_start, size, align, kind);
   if (!small_canaries_intact(m, slot_start)) [[unlikely]]
     check_canaries(m, slot_start);
-  m.free_stack = capture_stack_id();
-  m.free_tid = os::current_tid();
+  m.free_stack.store(capture_stack_id(), std::memory_order_relaxed);
+  m.free_tid.store(os::current_tid(), std::memory_order_release);
   --tc.live_blocks;
   tc.live_bytes -= static_cast<std::int64_t>(m.size);
   fill_bytes(reinterpret_cast<unsigned char*>(block), m.size == 0 ? 1 : m.size, kPoisonByte);
@@ -201,6 +204,10 @@ inline void ArenaImpl<Backend>::quarantine_in_thread(ThreadCache& tc, std::uint3
   while (!tc.quarantine.empty() &&
          (tc.quarantine.count > tc.slot_bound || tc.q_bytes > tc.byte_bound))
     evict_from_thread(tc);
+  // Fast mode's reuse opens and closes nothing, so a free is where it sees
+  // guarded memory come back under the budget and lets the rate come down.
+  if (rationing_.active()) [[unlikely]]
+    ease_rationing_if_room();
 }
 
 template <os::GuardBackend Backend>
@@ -233,10 +240,15 @@ inline void ArenaImpl<Backend>::evict_from_thread(ThreadCache& tc) noexcept {
     __builtin_prefetch(reinterpret_cast<const void*>(block));
     __builtin_prefetch(reinterpret_cast<const void*>(block - kFastCanaryBefore));
   }
-  if (tc.free[cls].count < ThreadCache::kFreeCap) {
+  if (tc.free[cls].count < ThreadCache::kFreeCap) [[likely]] {
     tc.free[cls].push(meta_, id);
     return;
   }
+  push_free(id, cls);
+}
+
+template <os::GuardBackend Backend>
+[[gnu::noinline]] void ArenaImpl<Backend>::push_free(std::uint32_t id, std::size_t cls) noexcept {
   ClassState& cs = classes_[cls];
   std::lock_guard<ClassLock> g(cs.mu);
   push_free_locked(id, cls, cs);

@@ -51,6 +51,16 @@ inline constexpr std::size_t kChunkPages = 16384;  // 64 MiB chunks with 4 KiB p
 inline constexpr std::size_t kMaxClasses = ChunkTable::kMaxClasses;
 // Full mode: one-page slots opened per batch (see take_ready_slot).
 inline constexpr std::size_t kReadyBatch = os::kMaxBatch;
+// Fast mode: most slots closed or opened ahead in one batch, one syscall
+// (os::kRangesPerCall).
+inline constexpr std::size_t kSlotBatch = os::kRangesPerCall;
+
+// A class's room to build a batch in (under the class lock); in its own
+// mapping, not on the stack of whichever thread refills.
+struct SlotBatch {
+  std::uint32_t ids[kSlotBatch];
+  os::Range ranges[kSlotBatch];
+};
 
 // Source of arena epochs.
 std::atomic<std::uint64_t> g_next_epoch{1};
@@ -98,7 +108,8 @@ class ArenaImpl final : public Arena {
     span_ = num_chunks * chunk_bytes_;
     meta_bytes_ = std::size_t{num_chunks} * table_.max_slots() * sizeof(SlotMeta);
     meta_ = static_cast<SlotMeta*>(os::map_internal(meta_bytes_, "guardarena:meta"));
-    if (meta_ == nullptr || !table_.map(base_, num_chunks) ||
+    batches_ = static_cast<SlotBatch*>(os::map_internal(batches_bytes(), "guardarena:batch"));
+    if (meta_ == nullptr || batches_ == nullptr || !table_.map(base_, num_chunks) ||
         !fallback_.init(options_.on_exhaustion, fallback_alloc_)) {
       *error = ArenaError::kNoMetadata;
       return false;
@@ -116,6 +127,7 @@ class ArenaImpl final : public Arena {
     budget_.uncharge_all();
     os::release(reinterpret_cast<void*>(base_), span_);
     os::release(meta_, meta_bytes_);
+    if (batches_ != nullptr) os::release(batches_, batches_bytes());
     table_.unmap();
     fallback_.destroy();
   }
@@ -180,7 +192,7 @@ class ArenaImpl final : public Arena {
     bool slot_was_open = m.open_end > m.open_begin;
     bool fast = options_.mode == Mode::kFast;
     if (slot_was_open) {
-      if (fast) check_slot_poison(m, slot_start);
+      if (fast && m.pages_zero == 0) check_slot_poison(m, slot_start);
       // Widen the open range to what the new block needs; never shrink it
       // in fast mode (that would cost a syscall on every reuse).
       std::size_t wide_begin = std::min<std::size_t>(pl.open_begin, m.open_begin);
@@ -224,19 +236,20 @@ class ArenaImpl final : public Arena {
     auto* p = reinterpret_cast<unsigned char*>(slot_start + pl.offset);
     std::size_t s = size == 0 ? 1 : size;
     // Full mode's open slots are fresh pages: already zero.
-    if (zero && slot_was_open && fast) std::memset(p, 0, s);
+    if (zero && slot_was_open && fast && m.pages_zero == 0) std::memset(p, 0, s);
     write_canaries(slot_start, pl.open_begin, pl.offset, s, pl.open_end);
     m.alloc_kind = static_cast<std::uint8_t>(kind);
     m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
+    m.pages_zero = 0;
     m.size = size;
     m.offset = pl.offset;
     m.block = reinterpret_cast<std::uintptr_t>(p);
     m.open_begin = pl.open_begin;
     m.open_end = pl.open_end;
     m.alloc_stack = capture_stack_id();
-    m.free_stack = 0;
+    m.free_stack.store(0, std::memory_order_relaxed);
     m.alloc_tid = os::current_tid();
-    m.free_tid = 0;
+    m.free_tid.store(0, std::memory_order_relaxed);
     m.state.store(SlotState::kLive, std::memory_order_release);
     if (options_.mode == Mode::kFast && cls != large_class()) {
       // Counted in the thread cache, folded in at the next refill or flush.
@@ -285,8 +298,8 @@ class ArenaImpl final : public Arena {
     // From here this thread owns the slot: no other free can pass the CAS.
     check_free_matches(m, a, slot_start, size, align, kind);
     check_canaries(m, slot_start);
-    m.free_stack = capture_stack_id();
-    m.free_tid = os::current_tid();
+    m.free_stack.store(capture_stack_id(), std::memory_order_relaxed);
+    m.free_tid.store(os::current_tid(), std::memory_order_release);
     bool large = cls == large_class();
     std::size_t s = m.size == 0 ? 1 : m.size;
     if (options_.mode == Mode::kFast && !large) {
@@ -473,21 +486,27 @@ class ArenaImpl final : public Arena {
  private:
   struct alignas(64) ClassState {
     ClassLock mu;
-    SlotStack free;                     // slots back from quarantine
+    // Slots back from quarantine: open ones (reused first, so a slot is
+    // closed and reopened only when the free list really shrinks and grows
+    // by a batch) and closed ones.
+    SlotStack free_open;
+    SlotStack free_closed;
     std::uint32_t cur_chunk = kNoSlot;  // chunk being bump-allocated
     std::uint32_t next_index = 0;
     std::uint32_t slots_in_chunk = 0;
+    std::uint32_t opened_until = 0;  // fast mode: fresh slots below this index are open
     SlotFifo quarantine;
-    std::uint64_t free_resident = 0;  // open bytes of slots on the free list
+    std::uint64_t free_resident = 0;  // open bytes of slots on free_open
     std::uint32_t ready_count = 0;    // full mode: slots opened ahead
     std::uint32_t ready[kReadyBatch];
     void reset() noexcept {
       free_resident = 0;
       ready_count = 0;
-      free.clear();
+      free_open.clear();
+      free_closed.clear();
       quarantine.clear();
       cur_chunk = kNoSlot;
-      next_index = slots_in_chunk = 0;
+      next_index = slots_in_chunk = opened_until = 0;
     }
   };
 
@@ -566,11 +585,30 @@ class ArenaImpl final : public Arena {
   std::uint32_t take_slot(std::size_t cls) noexcept;
 
   // Free list of slots back from quarantine. In fast mode they keep their
-  // (poisoned) pages; past kFastResidentPerClass bytes per class the pages go
-  // back to the kernel, so a burst of frees does not pin its peak RSS.
+  // (poisoned) pages; past kFastResidentPerClass bytes per class a batch of
+  // them (half the bound) goes back to the kernel in a few syscalls,
+  // so a burst of frees does not pin its peak RSS and a free list hovering
+  // near the bound does not close and reopen a slot per operation.
   void push_free_locked(std::uint32_t id, std::size_t cls, ClassState& cs) noexcept;
+  // push_free_locked() under the class lock; out of line, so that the free
+  // paths that rarely take it stay small enough to inline.
+  void push_free(std::uint32_t id, std::size_t cls) noexcept;
 
-  std::uint32_t pop_free_locked(ClassState& cs) noexcept;
+  // An open free slot if there is one; else, in fast mode, a batch of closed
+  // ones is reopened together and the first returned; else a closed one.
+  std::uint32_t pop_free_locked(std::size_t cls, ClassState& cs) noexcept;
+
+  // Slots of `cls` that fast mode closes or reopens per batch: half the
+  // resident bound, at most kSlotBatch.
+  std::uint32_t slot_batch(std::size_t cls) const noexcept;
+
+  // Fast mode on a backend that batches: opens the first `n` slots of
+  // batches_[cls].ids as a whole in one syscall and marks their pages zero;
+  // returns how many leading ones are open. Caller holds the class lock.
+  std::size_t open_slots_ahead(std::size_t n, std::size_t cls) noexcept;
+
+  // Fast mode: closes a batch of open free slots (resident bound exceeded).
+  void close_free_batch_locked(std::size_t cls, ClassState& cs) noexcept;
 
   std::uint32_t take_slot_locked(std::size_t cls, ClassState& cs) noexcept;
 
@@ -653,6 +691,10 @@ class ArenaImpl final : public Arena {
   std::uint32_t page_shift_ = 0;
   SlotMeta* meta_ = nullptr;
   std::size_t meta_bytes_ = 0;
+  SlotBatch* batches_ = nullptr;  // one per class up to max_class_
+  std::size_t batches_bytes() const noexcept {
+    return os::page_ceil((max_class_ + 1) * sizeof(SlotBatch));
+  }
   ChunkTable table_;
   ClassState classes_[kMaxClasses + 1];
   FallbackBlocks fallback_;

@@ -2,6 +2,7 @@
 #include "core/free_checks.h"
 
 #include <bit>
+#include <thread>
 
 #include "core/hooks.h"
 
@@ -13,9 +14,9 @@ void fill_block(BlockInfo& b, const SlotMeta& m, std::uintptr_t slot_start) noex
   b.align = std::uint64_t{1} << m.align_log2;
   b.alloc_kind = m.alloc_kind;
   b.alloc_stack = m.alloc_stack;
-  b.free_stack = m.free_stack;
   b.alloc_tid = m.alloc_tid;
-  b.free_tid = m.free_tid;
+  b.free_tid = m.free_tid.load(std::memory_order_acquire);
+  b.free_stack = m.free_stack.load(std::memory_order_relaxed);
 }
 
 Finding make_finding(ErrorKind k, std::uintptr_t addr, const SlotMeta& m,
@@ -33,6 +34,10 @@ void report_failed_free(const SlotMeta& m, std::uintptr_t a, std::uintptr_t bloc
                         std::uintptr_t slot_start, AllocKind kind) noexcept {
   const SlotState st = m.state.load(std::memory_order_acquire);
   if (a == block && (st == SlotState::kQuarantined || st == SlotState::kAvailable)) {
+    // Two frees racing: the winner records its stack right after its state
+    // change; give it a moment so the report names the first free.
+    for (int i = 0; i < 10000 && m.free_tid.load(std::memory_order_acquire) == 0; ++i)
+      std::this_thread::yield();
     Finding r = make_finding(ErrorKind::kDoubleFree, a, m, slot_start);
     r.dealloc_kind = static_cast<std::uint8_t>(kind);
     report_finding(r);

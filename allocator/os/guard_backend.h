@@ -12,6 +12,9 @@
 //   open_many:     (kBatchesOpen only) open up to kMaxBatch ranges of equal
 //                  size at once, pages committed; returns how many leading
 //                  ranges are open.
+//   open_ranges, close_ranges: (kBatchesOpen only) open or close any number
+//                  of ranges in a few syscalls, nothing committed; return
+//                  how many leading ranges are done.
 #pragma once
 
 #include <concepts>
@@ -51,6 +54,12 @@ struct GuardRegionBackend {
   }
   // Installing a marker over populated pages also discards them: one syscall.
   static bool close(void* p, std::size_t n) noexcept { return guard_install(p, n); }
+  static std::size_t open_ranges(const Range* r, std::size_t n) noexcept {
+    return guard_remove_ranges(r, n);
+  }
+  static std::size_t close_ranges(const Range* r, std::size_t n) noexcept {
+    return guard_install_ranges(r, n);
+  }
 };
 
 // mprotect (every kernel): the reservation stays PROT_NONE and each open

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstddef>
 
 #include "os/check.h"
 
@@ -288,6 +289,54 @@ std::size_t guard_remove_many(void* const* starts, std::size_t bytes, std::size_
     if (!guard_remove(starts[i], bytes)) return i;
   }
   return n;
+}
+
+namespace {
+
+// The kernel reads a Range array as its iovec array.
+static_assert(sizeof(Range) == sizeof(iovec) &&
+              offsetof(Range, base) == offsetof(iovec, iov_base) &&
+              offsetof(Range, bytes) == offsetof(iovec, iov_len));
+
+// One process_madvise(advice) over `n` (<= kRangesPerCall) ranges; false
+// when the kernel did not advise all of them (the caller then goes range by
+// range: installing or removing a marker twice is harmless).
+bool advise_ranges_at_once(const Range* ranges, std::size_t n, int advice) noexcept {
+  if (g_batch_unsupported.load(std::memory_order_relaxed)) return false;
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) total += ranges[i].bytes;
+  count_syscall();
+  const long r = ::syscall(SYS_process_madvise, kPidfdSelf, ranges, n, advice, 0u);
+  if (r >= 0 && static_cast<std::size_t>(r) == total) return true;
+  if (r < 0 && (errno == EBADF || errno == EINVAL || errno == ENOSYS || errno == EPERM))
+    g_batch_unsupported.store(true, std::memory_order_relaxed);
+  return false;
+}
+
+template <bool (*kOne)(void*, std::size_t) noexcept>
+std::size_t advise_ranges(const Range* ranges, std::size_t n, int advice) noexcept {
+  const KeepErrno keep_errno;
+  std::size_t done = 0;
+  while (done < n) {
+    const std::size_t k = n - done < kRangesPerCall ? n - done : kRangesPerCall;
+    if (!advise_ranges_at_once(ranges + done, k, advice)) {
+      for (std::size_t i = 0; i < k; ++i) {
+        if (!kOne(ranges[done + i].base, ranges[done + i].bytes)) return done + i;
+      }
+    }
+    done += k;
+  }
+  return done;
+}
+
+}  // namespace
+
+std::size_t guard_install_ranges(const Range* ranges, std::size_t n) noexcept {
+  return advise_ranges<guard_install>(ranges, n, MADV_GUARD_INSTALL);
+}
+
+std::size_t guard_remove_ranges(const Range* ranges, std::size_t n) noexcept {
+  return advise_ranges<guard_remove>(ranges, n, MADV_GUARD_REMOVE);
 }
 
 namespace {

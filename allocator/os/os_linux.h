@@ -13,7 +13,7 @@
 namespace guardarena::os {
 
 // The calls below that change memory (protect_read_write() to
-// guard_remove_many(), release()) leave errno as they found it, whatever
+// guard_remove_ranges(), release()) leave errno as they found it, whatever
 // their system calls did: they run inside malloc and free, which must not
 // change errno when they succeed, and a failed attempt is often followed by
 // a successful fallback.
@@ -88,6 +88,25 @@ inline constexpr std::size_t kMaxBatch = 16;
 // batch fails part way, the ranges are opened one madvise each and left to
 // fault in. Returns how many leading ranges are open: n, or fewer on ENOMEM.
 std::size_t guard_remove_many(void* const* starts, std::size_t bytes, std::size_t n) noexcept;
+
+// A page-aligned range, for the verbs that take many at once.
+struct Range {
+  void* base;
+  std::size_t bytes;
+};
+
+// Install or remove the guard markers of `n` ranges (any number, any sizes)
+// without committing anything: process_madvise on the calling process
+// (PIDFD_SELF, Linux 6.15+), up to kRangesPerCall (the kernel's
+// UIO_MAXIOV) ranges per syscall, so
+// returning or reopening hundreds of slots costs a handful of calls. Where
+// the kernel lacks it, or a call fails part way, the remaining ranges take
+// one madvise each. Return how many leading ranges are done: n, or fewer on
+// ENOMEM. Installing discards the ranges' contents; removed ranges read as
+// zeros until written.
+inline constexpr std::size_t kRangesPerCall = 1024;
+std::size_t guard_install_ranges(const Range* ranges, std::size_t n) noexcept;
+std::size_t guard_remove_ranges(const Range* ranges, std::size_t n) noexcept;
 
 // What MADV_GUARD_INSTALL/REMOVE do here, probed once on a scratch page and
 // cached: kAbsent, the kernel refuses the advice (before Linux 6.13);

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <iterator>
+#include <memory_resource>
 #include <random>
 #include <thread>
 #include <vector>
@@ -118,6 +119,105 @@ TEST(FullModeBatchTest, GuardBackendOpensOnePageSlotsInBatches) {
   if (run.faults_counted) {
     EXPECT_LT(run.minor_faults, kPairs / 16u) << run.describe();
   }
+}
+
+// A churn like allocation-heavy programs make (mostly small blocks, a few
+// up to 64 KiB, a live set of a few thousand that keeps growing and
+// shrinking by thousands): slots move between the quarantine, the
+// thread's and the class's free lists, and the class list crosses its
+// resident bound again and again. The kernel sees (almost) nothing of it:
+// the few calls left are batches closing or reopening many slots at once.
+struct MixedChurn {
+  std::uint64_t rng = 88172645463325252ull;
+  std::uint64_t next() {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  }
+  std::size_t size() {
+    const std::uint64_t r = next() % 100;
+    if (r < 33) return 1 + next() % 16;
+    if (r < 86) return 17 + next() % 48;
+    if (r < 96) return 65 + next() % 192;
+    return 257 + next() % (65536 - 257);
+  }
+  // Runs until `allocations` blocks were allocated; returns how many were.
+  std::uint64_t run(std::pmr::memory_resource& r, std::uint64_t allocations) {
+    constexpr std::size_t kSlots = 16384;
+    static void* live[kSlots];
+    static std::size_t sizes[kSlots];
+    std::uint64_t done = 0;
+    for (std::uint64_t step = 0; done < allocations; ++step) {
+      // The live set drifts between about 2,000 and 6,500 blocks: the
+      // class's free list swings by more than its resident bound.
+      const std::size_t window = 4000 + 3000 * ((step / 40000) % 4);
+      // Blocks past a shrunk window go soon.
+      const std::size_t k = window + next() % (kSlots - window);
+      if (live[k] != nullptr) {
+        r.deallocate(live[k], sizes[k], 16);
+        live[k] = nullptr;
+      }
+      const std::size_t j = next() % window;
+      if (live[j] != nullptr) {
+        r.deallocate(live[j], sizes[j], 16);
+        live[j] = nullptr;
+      } else {
+        sizes[j] = size();
+        live[j] = r.allocate(sizes[j], 16);
+        std::memset(live[j], 1, std::min<std::size_t>(sizes[j], 64));
+        ++done;
+      }
+    }
+    return done;
+  }
+};
+
+TEST(FastModeSyscallTest, MixedSizeChurnMakesAtMostOneSyscallPerThousandAllocations) {
+  GUARDARENA_REQUIRE_GUARD_MARKERS();
+  const testing::KernelFact& batch = testing::batched_guard_remove();
+  if (!batch.present()) GTEST_SKIP() << "no batched guard calls here: " << batch.describe();
+  REQUIRE_PTRACE();
+  constexpr std::uint64_t kAllocations = 300000;
+  testing::TracedRun run = testing::trace_child([&] {
+    guarded_resource r{"backend=guard:mode=fast"};
+    MixedChurn churn;
+    churn.run(r, 100000);  // the heap grows to its largest live set
+    testing::begin_counting();
+    churn.run(r, kAllocations);
+    testing::end_counting();
+    return 0;
+  });
+  ASSERT_TRUE(run.exited_ok()) << run.describe();
+  // A few dozen batches here; one call per slot closed or reopened would be
+  // tens of thousands.
+  EXPECT_LE(run.syscalls * 1000, kAllocations) << run.describe();
+}
+
+// The live set really shrinks: the pages of the freed slots go back to the
+// kernel past the resident bound, many slots per call.
+TEST(FastModeSyscallTest, ShrinkingLiveSetReturnsPagesInBatches) {
+  GUARDARENA_REQUIRE_GUARD_MARKERS();
+  const testing::KernelFact& batch = testing::batched_guard_remove();
+  if (!batch.present()) GTEST_SKIP() << "no batched guard calls here: " << batch.describe();
+  REQUIRE_PTRACE();
+  constexpr int kBlocks = 20000;
+  testing::TracedRun run = testing::trace_child([&] {
+    guarded_resource r{"backend=guard:mode=fast"};
+    static void* v[kBlocks];
+    testing::begin_counting();
+    for (void*& p : v) {
+      p = r.allocate(64, 16);
+      static_cast<char*>(p)[0] = 1;
+    }
+    for (void* p : v) r.deallocate(p, 64, 16);
+    testing::end_counting();
+    return 0;
+  });
+  ASSERT_TRUE(run.exited_ok()) << run.describe();
+  // 20,000 slots opened and most of them closed again: a few dozen calls
+  // (chunks, batches), not one or two per slot.
+  EXPECT_LE(run.syscalls, 100u) << run.describe();
 }
 
 // Fast mode's quarantine and free lists are per thread: in steady state a
