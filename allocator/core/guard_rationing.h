@@ -4,9 +4,9 @@
 // detection. From the first refusal on, about one new allocation in N is
 // still guarded and the others are served unguarded by the fallback
 // allocator; N starts at 2, doubles at each further refusal (up to
-// kMaxRate) and halves whenever a guarded allocation or a closed slot finds
-// every limit less than three quarters used, down to 1 (every allocation
-// guarded again).
+// kMaxRate) and halves whenever a guarded allocation, a closed slot or a
+// fast-mode free finds every limit less than three quarters used, down to 1
+// (every allocation guarded again).
 //
 // Only allocations that need a slot opened are rationed: fast mode's reuse
 // of open slots costs no memory and stays guarded. While N is 1 the
