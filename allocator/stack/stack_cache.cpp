@@ -391,9 +391,10 @@ namespace {
 
 }  // namespace
 
-[[gnu::noinline]] std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth,
-                                               std::size_t skip, CodeRange trim,
-                                               std::size_t max_trim) noexcept {
+// Not instrumented by ASan, like WalkTrail::still_holds() inlined here.
+__attribute__((no_sanitize("address"))) [[gnu::noinline]] std::uint32_t capture_cached(
+    StackDepot& depot, std::size_t max_depth, std::size_t skip, CodeRange trim,
+    std::size_t max_trim) noexcept {
   auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
   // From the entry frame when one is marked (a live frame of this thread,
   // above this one): the frames between are the allocator's.
@@ -412,8 +413,8 @@ namespace {
   return id;
 }
 
-std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, CodeRange trim,
-                               std::size_t max_trim) noexcept {
+__attribute__((no_sanitize("address"))) std::uint32_t capture_memoized(
+    const StackDepot& depot, std::size_t max_depth, CodeRange trim, std::size_t max_trim) noexcept {
   const std::uintptr_t entry = t_allocator_entry;
   if (entry <= reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0)) ||
       !memoizable(max_depth, 0, max_trim))

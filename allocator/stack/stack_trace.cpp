@@ -185,6 +185,9 @@ std::size_t walk_trimmed(std::uintptr_t fp, std::uintptr_t top, std::uintptr_t* 
   StackHash h;
   std::size_t n = 0;
   std::uint32_t steps = 0;
+  // The next_fp values after the last record read that the walk would have
+  // followed; stays empty unless that word ended the walk.
+  std::uintptr_t follow_lo = 1, follow_hi = 0;
   if (trail != nullptr) trail->start = fp;
   if (pcs != nullptr && max_depth > 0) {
     // walk_frames() with trimming and hashing folded in: one pass, and the
@@ -207,11 +210,27 @@ std::size_t walk_trimmed(std::uintptr_t fp, std::uintptr_t top, std::uintptr_t* 
         pcs[n++] = pc;
         h.add(pc);
       }
-      if (record.next_fp <= fp || record.next_fp - fp > kMaxFrameStep) break;
+      if (n == max_depth) break;  // the loop test would end it before next_fp counts
+      if (record.next_fp <= fp || record.next_fp - fp > kMaxFrameStep ||
+          !plausible_record(record.next_fp, low, top)) {
+        // Followed exactly when above fp by at most kMaxFrameStep (the step
+        // rule) and plausible_record() (8-aligned, a whole record below top;
+        // fp is at least `low`).
+        const std::uintptr_t reach = fp + kMaxFrameStep;
+        const std::uintptr_t below_top =
+            top == UINTPTR_MAX ? UINTPTR_MAX : top - sizeof(FrameRecord);
+        follow_lo = fp + 1;
+        follow_hi = reach < below_top ? reach : below_top;
+        break;
+      }
       fp = record.next_fp;
     }
   }
-  if (trail != nullptr) trail->steps = steps <= WalkTrail::kMaxSteps ? steps : 0;
+  if (trail != nullptr) {
+    trail->steps = steps <= WalkTrail::kMaxSteps ? steps : 0;
+    trail->follow_lo = follow_lo;
+    trail->follow_hi = follow_hi;
+  }
   if (hash != nullptr) *hash = h.finish(n);
   return n;
 }

@@ -116,26 +116,39 @@ struct WalkTrail {
     std::uintptr_t return_address;
   };
   std::uintptr_t start = 0;  // the frame the walk began at
-  std::uint32_t steps = 0;   // records read; 0 when more than kMaxSteps were
+  // The last record's next_fp values that would have taken the walk one
+  // record further: [follow_lo, follow_hi], 8-aligned. Empty (lo > hi) when
+  // the walk ended for another reason (depth, a null return address), where
+  // that word plays no part. A walk ended by that word ends the same way for
+  // any value outside the range: code without frame pointers keeps a loop
+  // counter or a pointer in rbp, which changes at every call.
+  std::uintptr_t follow_lo = 1;
+  std::uintptr_t follow_hi = 0;
+  std::uint32_t steps = 0;  // records read; 0 when more than kMaxSteps were
   Step step[kMaxSteps];
 
-  // True when every record still holds the value the walk read. Walks are a
-  // function of their start, top, parameters and the records they read (each
-  // record's address is the previous record's next_fp), so a walk with the
-  // same start, top and parameters would then produce the same frames.
+  // True when the walk would read the same records to the same effect: every
+  // record but the last holds the value the walk read, and the last holds
+  // the same return address and a next_fp the walk would treat alike (see
+  // follow_lo). Walks are a function of their start, top, parameters and the
+  // records they read (each record's address is the previous record's
+  // next_fp), so a walk with the same start, top and parameters would then
+  // produce the same frames.
   // Reads only addresses the walk read, all below the top that bounded it:
   // call it only from a frame at or below `start` on the same thread's
   // stack, for a walk whose top was known (the caller keeps trails per
   // thread, and the same thread and start imply the same top). Not instrumented by ASan: a stale
   // address may now lie in another frame's locals (redzones included), which is fine to read and
-  // compare.
-  __attribute__((no_sanitize("address"))) bool still_holds() const noexcept {
+  // compare. Always inlined: its callers (the memo lookup) are not instrumented either.
+  __attribute__((no_sanitize("address"), always_inline)) bool still_holds() const noexcept {
+    if (steps == 0) return false;
     // A record and its step are both 16 bytes laid out alike: one vector
     // compare each.
     using Words = std::uintptr_t __attribute__((vector_size(16), aligned(8)));
     std::uintptr_t at = start;
     Words diff = {};
-    for (std::uint32_t i = 0; i < steps; ++i) {
+    const std::uint32_t last = steps - 1;
+    for (std::uint32_t i = 0; i < last; ++i) {
       // Plain loads, not memcpy, which ASan would intercept. A vector of
       // uintptr_t may alias uintptr_t (GCC and Clang give vectors their
       // element type's alias set).
@@ -144,7 +157,12 @@ struct WalkTrail {
       diff |= record ^ *reinterpret_cast<const Words*>(&step[i]);
       at = step[i].next_fp;  // from the trail, not the load: no dependent chain
     }
-    return (diff[0] | diff[1]) == 0;
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): frame pointers are integers here.
+    const auto* record = reinterpret_cast<const std::uintptr_t*>(at);
+    const std::uintptr_t next = record[0];
+    const bool follows =
+        next >= follow_lo && next <= follow_hi && (next & (sizeof(std::uintptr_t) - 1)) == 0;
+    return (diff[0] | diff[1] | (record[1] ^ step[last].return_address)) == 0 && !follows;
   }
 };
 

@@ -334,6 +334,92 @@ TEST(CaptureTrimmedTest, TrimsLeadingFramesInTheRangeOnly) {
   EXPECT_EQ(pcs[1], full[1]);
 }
 
+// A fake stack of frame records for walk_trimmed() and its trail: records at
+// words 0, 8 and 16, each {next_fp, return address}; the top is the end of
+// the array. By default the chain is 0 -> 8, and record 8's next_fp is a
+// small integer (what code without frame pointers leaves in rbp), which ends
+// the walk after two frames.
+struct FakeStack {
+  alignas(16) std::uintptr_t words[64] = {};
+  std::uintptr_t at(std::size_t i) const { return reinterpret_cast<std::uintptr_t>(&words[i]); }
+  std::uintptr_t top() const { return at(64); }
+  FakeStack() {
+    words[0] = at(8);
+    words[1] = 0x401000;
+    words[8] = 7;
+    words[9] = 0x402000;
+    words[16] = 0;
+    words[17] = 0x403000;
+  }
+  std::size_t walk(std::size_t depth, WalkTrail* trail, std::uintptr_t* pcs) const {
+    std::uint64_t hash = 0;
+    return walk_trimmed(at(0), top(), pcs, depth, 0, CodeRange{}, 0, &hash, trail);
+  }
+};
+
+TEST(WalkTrailTest, LastFramePointerMayChangeWhileItStillEndsTheWalk) {
+  FakeStack s;
+  WalkTrail trail;
+  std::uintptr_t pcs[kDepth] = {};
+  ASSERT_EQ(s.walk(kDepth, &trail, pcs), 2u);
+  // Below the record, at it, misaligned, past the step limit, too close to
+  // the top: each ends the walk as 7 did.
+  for (const std::uintptr_t v : {std::uintptr_t{8}, std::uintptr_t{0}, s.at(8), s.at(10) + 1,
+                                 s.at(8) + (1u << 20) + 8, s.at(63), UINTPTR_MAX - 7}) {
+    s.words[8] = v;
+    EXPECT_TRUE(trail.still_holds()) << v;
+    std::uintptr_t again[kDepth] = {};
+    ASSERT_EQ(s.walk(kDepth, nullptr, again), 2u) << v;
+    EXPECT_EQ(again[1], 0x402000u);
+  }
+}
+
+TEST(WalkTrailTest, LastFramePointerThatWouldBeFollowedBreaksTheTrail) {
+  FakeStack s;
+  WalkTrail trail;
+  std::uintptr_t pcs[kDepth] = {};
+  ASSERT_EQ(s.walk(kDepth, &trail, pcs), 2u);
+  s.words[63] = 0x404000;
+  // The next record, and the highest one that still fits below the top.
+  for (const std::uintptr_t v : {s.at(16), s.at(62)}) {
+    s.words[8] = v;
+    EXPECT_FALSE(trail.still_holds()) << v;
+    std::uintptr_t again[kDepth] = {};
+    EXPECT_EQ(s.walk(kDepth, nullptr, again), 3u) << v;
+  }
+}
+
+TEST(WalkTrailTest, EarlierFramePointersMustStayExact) {
+  FakeStack s;
+  WalkTrail trail;
+  std::uintptr_t pcs[kDepth] = {};
+  ASSERT_EQ(s.walk(kDepth, &trail, pcs), 2u);
+  s.words[16] = 7;
+  s.words[17] = 0x402000;
+  s.words[0] = s.at(16);  // the same values, read from another record
+  EXPECT_FALSE(trail.still_holds());
+}
+
+TEST(WalkTrailTest, ReturnAddressOfTheLastRecordMustStayExact) {
+  FakeStack s;
+  WalkTrail trail;
+  std::uintptr_t pcs[kDepth] = {};
+  ASSERT_EQ(s.walk(kDepth, &trail, pcs), 2u);
+  s.words[9] = 0x402008;
+  EXPECT_FALSE(trail.still_holds());
+}
+
+TEST(WalkTrailTest, WalkEndedByDepthIgnoresTheLastFramePointer) {
+  FakeStack s;
+  WalkTrail trail;
+  std::uintptr_t pcs[kDepth] = {};
+  ASSERT_EQ(s.walk(2, &trail, pcs), 2u);
+  s.words[8] = s.at(16);  // now followed, but the walk is full before
+  EXPECT_TRUE(trail.still_holds());
+  std::uintptr_t again[kDepth] = {};
+  EXPECT_EQ(s.walk(2, nullptr, again), 2u);
+}
+
 // capture_cached() against the walk and the cache it stands for: both run
 // from the same function with skip = 1, so both drop that function's own
 // return address and see the same frames.
