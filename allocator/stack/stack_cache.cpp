@@ -73,6 +73,12 @@ struct MemoTable {
   void clear() noexcept {
     for (Key& k : keys) k.start = 0;
   }
+  // By value, so no local of the uninstrumented capture_cached() has its
+  // address taken (see memo_answer()).
+  [[gnu::always_inline]] bool has_key(std::size_t i, std::uintptr_t start,
+                                      std::uintptr_t first_return) const noexcept {
+    return keys[i].start == start && keys[i].first_return == first_return;
+  }
 };
 
 constexpr std::size_t kHeaderBytes = 32;
@@ -299,10 +305,12 @@ namespace {
 // above the caller's) with these parameters, or 0: on as few instructions as
 // possible, this runs twice per malloc/free pair. A memo belongs to this
 // thread's block and starts at `fp`, so its stack top is this thread's for
-// that frame: no need to compute it again.
-[[gnu::always_inline]] inline std::uint32_t memo_answer(const StackDepot& depot, std::uintptr_t fp,
-                                                        std::uint64_t params,
-                                                        CodeRange trim) noexcept {
+// that frame: no need to compute it again. Not instrumented, like
+// capture_cached() it is inlined into: ASan's scope markers for the locals
+// of an instrumented body would poison that frame's stack and nothing there
+// unpoisons it.
+__attribute__((no_sanitize("address"))) [[gnu::always_inline]] inline std::uint32_t memo_answer(
+    const StackDepot& depot, std::uintptr_t fp, std::uint64_t params, CodeRange trim) noexcept {
   const std::uintptr_t t = t_block;
   if (t <= kNoBlock) return 0;
   // NOLINTNEXTLINE(performance-no-int-to-ptr): t_block holds a pointer or a state.
@@ -316,18 +324,15 @@ namespace {
       memo.trim.lo == trim.lo && memo.trim.hi == trim.hi) {
     // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
     const std::uintptr_t first_return = reinterpret_cast<const std::uintptr_t*>(fp)[1];
-    const auto has_key = [&](std::size_t i) {
-      return memo.keys[i].start == fp && memo.keys[i].first_return == first_return;
-    };
     std::size_t i = 0;
-    while (i < kMemos && !has_key(i)) ++i;
+    while (i < kMemos && !memo.has_key(i, fp, first_return)) ++i;
     if (i < kMemos) {
       if (memo.entries[i].trail.still_holds()) {
         id = memo.entries[i].id;
       } else {
         // Rare: the call site's walks went different ways further out.
         for (++i; i < kMemos; ++i) {
-          if (has_key(i) && memo.entries[i].trail.still_holds()) {
+          if (memo.has_key(i, fp, first_return) && memo.entries[i].trail.still_holds()) {
             id = memo.entries[i].id;
             break;
           }
