@@ -1,4 +1,5 @@
-// Runs a program in a child process with exactly the environment given and
+// Runs a program in a child process with exactly the environment given (plus
+// the emulator's QEMU_LD_PREFIX when the tests run under qemu-user) and
 // collects how it ended and what it wrote, for tests that check a program from
 // outside. A hook runs in the child between fork and execve (drop privileges,
 // install a seccomp filter); if it fails the child exits with 120.
@@ -70,6 +71,16 @@ ChildOutcome run_child(const std::vector<std::string>& argv, const std::vector<s
   args.push_back(nullptr);
   std::vector<char*> envp;
   for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  // The emulator's setting is not the program's environment: under
+  // qemu-user (the arm64 test step) it is how the child's loader is found.
+  const std::string emulator_prefix =
+      std::getenv("QEMU_LD_PREFIX") != nullptr
+          ? std::string("QEMU_LD_PREFIX=") + std::getenv("QEMU_LD_PREFIX")
+          : "";
+  bool env_names_prefix = false;
+  for (const std::string& e : env) env_names_prefix |= e.rfind("QEMU_LD_PREFIX=", 0) == 0;
+  if (!emulator_prefix.empty() && !env_names_prefix)
+    envp.push_back(const_cast<char*>(emulator_prefix.c_str()));
   envp.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
