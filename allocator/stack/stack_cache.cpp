@@ -66,8 +66,8 @@ struct MemoTable {
   Key keys[kMemos];
   std::uint64_t params;  // memo_params() of every entry's walk; 0: none yet
   CodeRange trim;
-  std::uint64_t hits;
-  std::uint32_t next;  // the entry replaced next (round robin)
+  std::uint64_t walks;  // memoizable captures it could not answer (counted off the hit path)
+  std::uint32_t next;   // the entry replaced next (round robin)
   Memo entries[kMemos];
 
   void clear() noexcept {
@@ -339,7 +339,6 @@ __attribute__((no_sanitize("address"))) [[gnu::always_inline]] inline std::uint3
         }
       }
     }
-    if (id != 0) ++memo.hits;
   }
   leave_block(b);
   return id;
@@ -369,6 +368,7 @@ __attribute__((no_sanitize("address"))) [[gnu::always_inline]] inline std::uint3
   }
   match_generation(b, depot);
   MemoTable& t = b->memo;
+  ++t.walks;
   const std::uint64_t params = memo_params(max_depth, skip, max_trim);
   if (t.params != params || t.trim.lo != trim.lo || t.trim.hi != trim.hi) {
     t.clear();
@@ -435,7 +435,7 @@ ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept {
   const auto* b = reinterpret_cast<const Block*>(t);
   s.hits = b->hits;
   s.misses = b->misses;
-  s.memo_hits = b->memo.hits;
+  s.memo_walks = b->memo.walks;
   s.block = t;
   s.has_block = true;
   return s;

@@ -104,8 +104,8 @@ std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, C
 
 // Counters of the calling thread's current block (zero when it has none).
 struct ThreadStackCacheStats {
-  std::uintptr_t block = 0;     // the block's address
-  std::uint64_t memo_hits = 0;  // capture_cached() calls answered by the memo
+  std::uintptr_t block = 0;      // the block's address
+  std::uint64_t memo_walks = 0;  // memoizable captures the memo did not answer
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;  // lookups that went to the depot
   bool has_block = false;
