@@ -134,6 +134,9 @@ inline void ArenaImpl<Backend>::switch_cache(ThreadCache& tc, std::uint64_t e) n
 
 template <os::GuardBackend Backend>
 inline void ArenaImpl<Backend>::absorb_thread_cache(ThreadCache& tc) noexcept {
+  // First: the global counts the eviction below is judged by, with the
+  // thread's quarantine in them; its slots stay quarantined, in their classes.
+  fold_stats(tc);
   while (!tc.quarantine.empty()) {
     std::uint32_t id = tc.quarantine.pop(meta_);
     std::size_t cls = table_[table_.chunk_of_id(id)].class_index;
@@ -141,8 +144,7 @@ inline void ArenaImpl<Backend>::absorb_thread_cache(ThreadCache& tc) noexcept {
     std::lock_guard<ClassLock> g(cs.mu);
     cs.quarantine.push(meta_, id);
   }
-  tc.q_bytes = 0;
-  fold_stats(tc);  // the global counts the eviction below is judged by
+  tc.q_bytes = tc.folded_q_count = tc.folded_q_bytes = 0;
   active_caches_.fetch_sub(1, std::memory_order_relaxed);
   for (std::size_t c = 0; c <= max_class_ && c < ThreadCache::kClasses; ++c) {
     ClassState& cs = classes_[c];
@@ -154,9 +156,11 @@ inline void ArenaImpl<Backend>::absorb_thread_cache(ThreadCache& tc) noexcept {
 
 template <os::GuardBackend Backend>
 inline void ArenaImpl<Backend>::fold_stats(ThreadCache& tc) noexcept {
-  if (tc.quarantined_blocks != 0 || tc.quarantined_bytes != 0) {
-    quarantined_.add(tc.quarantined_blocks, tc.quarantined_bytes);
-    tc.quarantined_blocks = tc.quarantined_bytes = 0;
+  if (tc.quarantine.count != tc.folded_q_count || tc.q_bytes != tc.folded_q_bytes) {
+    quarantined_.add(static_cast<std::int64_t>(tc.quarantine.count - tc.folded_q_count),
+                     static_cast<std::int64_t>(tc.q_bytes - tc.folded_q_bytes));
+    tc.folded_q_count = tc.quarantine.count;
+    tc.folded_q_bytes = tc.q_bytes;
   }
   if (tc.allocations == 0 && tc.live_blocks == 0 && tc.live_bytes == 0) return;
   live_.add(tc.live_blocks, tc.live_bytes, tc.allocations);
@@ -195,8 +199,6 @@ inline void ArenaImpl<Backend>::quarantine_in_thread(ThreadCache& tc, std::uint3
   tc.quarantine.push(meta_, id);
   std::uint64_t bytes = class_pages(cls) * page_;
   tc.q_bytes += bytes;
-  ++tc.quarantined_blocks;
-  tc.quarantined_bytes += static_cast<std::int64_t>(bytes);
   std::uint64_t threads =
       std::max<std::uint64_t>(1, active_caches_.load(std::memory_order_relaxed));
   if (threads != tc.bound_threads) [[unlikely]]
@@ -228,8 +230,6 @@ inline void ArenaImpl<Backend>::evict_from_thread(ThreadCache& tc) noexcept {
   std::size_t cls = table_[table_.chunk_of_id(id)].class_index;
   std::uint64_t bytes = class_pages(cls) * page_;
   tc.q_bytes -= bytes;
-  --tc.quarantined_blocks;
-  tc.quarantined_bytes -= static_cast<std::int64_t>(bytes);
   m.state.store(SlotState::kAvailable, std::memory_order_release);
   if (m.open_end > m.open_begin) {
     // Reused soon (often by the very next allocation: see ThreadCache::kEvictAhead);

@@ -43,9 +43,8 @@ void attach(ThreadCache& tc, Arena* owner, std::uint64_t epoch) noexcept {
   return_cache_to_owner(tc);
   for (SlotFifo& f : tc.free) f.clear();
   tc.quarantine.clear();
-  tc.q_bytes = 0;
+  tc.q_bytes = tc.folded_q_count = tc.folded_q_bytes = 0;
   tc.live_blocks = tc.live_bytes = 0;
-  tc.quarantined_blocks = tc.quarantined_bytes = 0;
   tc.bound_threads = 0;  // shares recomputed at the next free
   tc.allocations = 0;
   tc.owner = owner;

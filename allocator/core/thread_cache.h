@@ -36,13 +36,16 @@ struct ThreadCache {
   std::int64_t live_blocks = 0;
   std::int64_t live_bytes = 0;
   std::uint64_t allocations = 0;
-  std::int64_t quarantined_blocks = 0;
-  std::int64_t quarantined_bytes = 0;
   // Free slots per class, oldest first.
   SlotFifo free[kClasses];
-  // Quarantine of every class, oldest first.
+  // Quarantine of every class, oldest first, and the bytes it holds.
   SlotFifo quarantine;
   std::uint64_t q_bytes = 0;
+  // The quarantine's count and bytes when the statistics were last folded:
+  // the quarantine statistics' delta is the difference, so a push or pop
+  // keeps no counter of its own.
+  std::uint64_t folded_q_count = 0;
+  std::uint64_t folded_q_bytes = 0;
   // This thread's share of the quarantine bounds, for bound_threads threads
   // (0 = not computed yet).
   std::uint64_t bound_threads = 0;

@@ -2,6 +2,8 @@
 // arenas made with Arena::create.
 #include "core/thread_cache.h"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <new>
@@ -56,6 +58,35 @@ TEST(ThreadCacheTest, ThreadExitHandsTheCacheBack) {
   EXPECT_EQ(s.guarded_allocations, 10u);
   EXPECT_EQ(s.quarantined_blocks, 5u);
   for (void* p : kept) h.arena->deallocate(p, 0, 0, AllocKind::kMalloc);
+}
+
+// The thread's quarantine reaches the arena's statistics once, however many
+// times its counts are folded in (at each refill, and at exit).
+TEST(ThreadCacheTest, QuarantineCountsOnceAcrossRefillsAndExit) {
+  ArenaHolder h;
+  ASSERT_NE(h.arena, nullptr);
+  const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<void*> kept;
+  ArenaStats during{};
+  std::thread([&] {
+    for (int i = 0; i < 20; ++i)
+      kept.push_back(h.arena->allocate(64, 16, AllocKind::kMalloc, false));
+    for (int i = 0; i < 10; ++i) {
+      h.arena->deallocate(kept.back(), 0, 0, AllocKind::kMalloc);
+      kept.pop_back();
+    }
+    // Several refills of 16, each folding the thread's counts.
+    for (int i = 0; i < 100; ++i)
+      kept.push_back(h.arena->allocate(64, 16, AllocKind::kMalloc, false));
+    during = h.arena->stats();
+  }).join();
+  EXPECT_EQ(during.quarantined_blocks, 10u) << "folded at the refills";
+  const ArenaStats after = h.arena->stats();
+  EXPECT_EQ(after.quarantined_blocks, 10u);
+  EXPECT_EQ(after.quarantined_bytes, 10 * page);
+  EXPECT_EQ(after.live_blocks, 110u);
+  for (void* p : kept) h.arena->deallocate(p, 0, 0, AllocKind::kMalloc);
+  EXPECT_EQ(h.arena->stats().live_blocks, 0u);
 }
 
 TEST(ThreadCacheTest, HandBackMovesCountsIntoTheOwner) {
