@@ -1,6 +1,7 @@
 // Arena creation and the process's registry of arenas. The arena itself is
-// ArenaImpl (arena_impl.h, arena_fast_mode.h, arena_slots.h), templated over
-// the guard backend and chosen here, once per arena.
+// ArenaImpl (arena_impl.h, arena_fast_mode.h, arena_slots.h, arena_limits.h,
+// arena_whole_heap.h), templated over the guard backend and chosen here, once
+// per arena.
 #include "core/arena.h"
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include "core/arena_impl.h"
 #include "core/arena_limits.h"
 #include "core/arena_slots.h"
+#include "core/arena_whole_heap.h"
 #include "core/registry.h"
 #include "core/thread_cache.h"
 #include "os/guard_backend.h"

@@ -2,9 +2,10 @@
 // units (chunk table, slot lists, quarantine, thread caches, canaries,
 // fallback blocks, counters, budgets). This header holds the class and the
 // paths every allocation and free takes; arena_fast_mode.h (fast mode's
-// per-thread side), arena_slots.h (where slots come from and go back to) and
-// arena_limits.h (refusals at a budget and the rationing after them) hold
-// the rest of its members. Internal to arena.cpp, the one file that
+// per-thread side), arena_slots.h (where slots come from and go back to),
+// arena_limits.h (refusals at a budget and the rationing after them) and
+// arena_whole_heap.h (release, flush, heap walks, fork locking, statistics)
+// hold the rest of its members. Internal to arena.cpp, the one file that
 // instantiates it. Design reasoning (chunk layout, quarantine, VMA and
 // memory budgets) is in docs/design.md.
 #pragma once
@@ -351,137 +352,19 @@ class ArenaImpl final : public Arena {
     return true;
   }
 
-  void release_all() noexcept override {
-    fallback_.release_all();
-    lock_all();
-    // One mmap(MAP_FIXED) over the whole span: every block becomes
-    // inaccessible and every page goes back, whatever the backend.
-    GUARDARENA_CHECK(os::replace_with_inaccessible(reinterpret_cast<void*>(base_), span_),
-                     "release: cannot reset the reservation");
-    os::discard(meta_, meta_bytes_);
-    table_.retire_used_locked();
-    for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].reset();
-    if constexpr (Backend::kCountsVmas) vmas_.close_all();
-    budget_.uncharge_all();
-    rationing_.reset();
-    // Slot ids cached by any thread are meaningless now.
-    epoch_.store(g_next_epoch.fetch_add(1), std::memory_order_release);
-    live_.reset();
-    quarantined_.reset();
-    active_caches_ = 0;  // every cache is stale now; each re-registers
-    fallback_.reset_counters();
-    unlock_all();
-  }
-
-  void flush_quarantine() noexcept override {
-    if (t_cache.owner == this && t_cache.epoch == epoch()) {
-      while (!t_cache.quarantine.empty()) evict_from_thread(t_cache);
-      fold_stats(t_cache);
-    }
-    for (std::size_t c = 0; c <= large_class(); ++c) {
-      ClassState& cs = classes_[c];
-      std::lock_guard<ClassLock> g(cs.mu);
-      while (!cs.quarantine.empty()) evict_one(c, cs);
-    }
-  }
-
-  void for_each_live(void (*fn)(const BlockInfo&, void*), void* ctx) const noexcept override {
-    for_each_slot([&](const SlotMeta& m, std::uintptr_t slot_start, std::size_t) {
-      if (m.state.load(std::memory_order_acquire) != SlotState::kLive) return;
-      BlockInfo b;
-      fill_block(b, m, slot_start);
-      fn(b, ctx);
-    });
-  }
-
-  std::size_t check_heap(void (*fn)(const Finding&, void*), void* ctx) const noexcept override {
-    const bool fast = options_.mode == Mode::kFast;
-    std::size_t damaged = 0;
-    for_each_slot([&](const SlotMeta& m, std::uintptr_t slot_start, std::size_t cls) {
-      const SlotState st = m.state.load(std::memory_order_acquire);
-      Finding f;
-      bool found = false;
-      if (st == SlotState::kLive) {
-        found = find_canary_finding(m, slot_start, page_, fast, f);
-      } else if (st == SlotState::kQuarantined && fast && cls != large_class()) {
-        // Fast mode keeps a quarantined block open and poisoned; large
-        // blocks are closed like full mode's.
-        found = find_poison_finding(m, slot_start, f);
-      }
-      if (found) {
-        ++damaged;
-        fn(f, ctx);
-      }
-    });
-    return damaged;
-  }
-
+  // Operations over the whole heap (arena_whole_heap.h).
+  void release_all() noexcept override;
+  void flush_quarantine() noexcept override;
+  void for_each_live(void (*fn)(const BlockInfo&, void*), void* ctx) const noexcept override;
+  std::size_t check_heap(void (*fn)(const Finding&, void*), void* ctx) const noexcept override;
   // Calls f(meta, slot start, class) for every slot of every chunk in use.
   template <class F>
-  void for_each_slot(F&& f) const noexcept {
-    std::uint32_t used = table_.used();
-    for (std::uint32_t c = 0; c < used; ++c) {
-      ChunkKind k = table_[c].kind.load(std::memory_order_acquire);
-      std::size_t slots = 0;
-      std::size_t cls = 0;
-      if (k == ChunkKind::kClass) {
-        cls = table_[c].class_index;
-        slots = SlotGeometry{page_, class_pages(cls)}.slots_in(chunk_bytes_);
-      } else if (k == ChunkKind::kLarge && table_[c].head == c) {
-        cls = large_class();
-        slots = 1;
-      }
-      for (std::size_t i = 0; i < slots; ++i) {
-        std::uint32_t id = table_.slot_id(c, static_cast<std::uint32_t>(i));
-        f(meta_[id], slot_address(id, cls), cls);
-      }
-    }
-  }
-
+  void for_each_slot(F&& f) const noexcept;
   // Lock order everywhere: hand-back lock (write side here), class lock, then
   // chunk lock; the fallback set's lock is never held with the last two.
-  void lock_all() noexcept override {
-    handback_lock().lock();
-    for (std::size_t c = 0; c <= large_class(); ++c) classes_[c].mu.lock();
-    table_.lock();
-    fallback_.lock();
-  }
-  void unlock_all() noexcept override {
-    fallback_.unlock();
-    table_.unlock();
-    for (std::size_t c = large_class() + 1; c-- > 0;) classes_[c].mu.unlock();
-    handback_lock().unlock();
-  }
-
-  ArenaStats stats() const noexcept override {
-    // The calling thread's deltas are folded in; other threads' fast-mode
-    // deltas arrive at their next refill, flush or exit.
-    ThreadCache& tc = t_cache;
-    if (tc.owner == this && tc.epoch == epoch()) const_cast<ArenaImpl*>(this)->fold_stats(tc);
-    ArenaStats s;
-    s.live_blocks = live_.blocks();
-    s.live_bytes = live_.bytes();
-    s.peak_live_blocks = live_.peak_blocks();
-    s.peak_live_bytes = live_.peak_bytes();
-    s.guarded_allocations = live_.allocations();
-    s.fallback_allocations = fallback_.served();
-    s.fallback_live = fallback_.live();
-    s.failed_allocations = fallback_.failed();
-    s.quarantined_blocks = quarantined_.blocks();
-    s.quarantined_bytes = quarantined_.bytes();
-    if constexpr (Backend::kCountsVmas)
-      s.vmas_in_use = 2 * static_cast<std::uint64_t>(vmas_.open());
-    s.reserved_bytes = span_;
-    s.syscalls = os::syscall_count();
-    s.backend = Backend::kName;
-    s.memory_budget = budget_.limit();
-    s.memory_budget_source = budget_source_name(budget_.source());
-    s.guarded_resident_bytes = MemoryBudget::process_resident();
-    s.peak_guarded_resident_bytes = MemoryBudget::process_peak();
-    s.unguarded_at_limit = rationing_.unguarded();
-    s.guard_sample_rate = rationing_.rate();
-    return s;
-  }
+  void lock_all() noexcept override;
+  void unlock_all() noexcept override;
+  ArenaStats stats() const noexcept override;
 
  private:
   struct alignas(64) ClassState {
