@@ -309,7 +309,7 @@ namespace {
 // capture_cached() it is inlined into: ASan's scope markers for the locals
 // of an instrumented body would poison that frame's stack and nothing there
 // unpoisons it.
-__attribute__((no_sanitize("address"))) [[gnu::always_inline]] inline std::uint32_t memo_answer(
+[[gnu::always_inline]] __attribute__((no_sanitize("address"))) inline std::uint32_t memo_answer(
     const StackDepot& depot, std::uintptr_t fp, std::uint64_t params, CodeRange trim) noexcept {
   const std::uintptr_t t = t_block;
   if (t <= kNoBlock) return 0;
@@ -397,7 +397,7 @@ __attribute__((no_sanitize("address"))) [[gnu::always_inline]] inline std::uint3
 }  // namespace
 
 // Not instrumented by ASan, like WalkTrail::still_holds() inlined here.
-__attribute__((no_sanitize("address"))) [[gnu::noinline]] std::uint32_t capture_cached(
+[[gnu::noinline]] __attribute__((no_sanitize("address"))) std::uint32_t capture_cached(
     StackDepot& depot, std::size_t max_depth, std::size_t skip, CodeRange trim,
     std::size_t max_trim) noexcept {
   auto fp = reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0));
