@@ -27,6 +27,14 @@ struct ArenaHolder {
     if (arena != nullptr) arena->~Arena();
     ::operator delete (storage, std::align_val_t{64});
   }
+  // Allocates n 64-byte blocks onto `kept`, then frees the last `freed` of them.
+  void churn(std::vector<void*>& kept, int n, int freed) const {
+    for (int i = 0; i < n; ++i) kept.push_back(arena->allocate(64, 16, AllocKind::kMalloc, false));
+    for (int i = 0; i < freed; ++i) {
+      arena->deallocate(kept.back(), 0, 0, AllocKind::kMalloc);
+      kept.pop_back();
+    }
+  }
   void* storage = nullptr;
   Arena* arena = nullptr;
 };
@@ -44,14 +52,7 @@ TEST(ThreadCacheTest, ThreadExitHandsTheCacheBack) {
   ArenaHolder h;
   ASSERT_NE(h.arena, nullptr);
   std::vector<void*> kept;
-  std::thread([&] {
-    for (int i = 0; i < 10; ++i)
-      kept.push_back(h.arena->allocate(64, 16, AllocKind::kMalloc, false));
-    for (int i = 0; i < 5; ++i) {
-      h.arena->deallocate(kept.back(), 0, 0, AllocKind::kMalloc);
-      kept.pop_back();
-    }
-  }).join();
+  std::thread([&] { h.churn(kept, 10, 5); }).join();
   // The thread's counts and quarantine reached the arena when it exited.
   ArenaStats s = h.arena->stats();
   EXPECT_EQ(s.live_blocks, 5u);
@@ -69,15 +70,8 @@ TEST(ThreadCacheTest, QuarantineCountsOnceAcrossRefillsAndExit) {
   std::vector<void*> kept;
   ArenaStats during{};
   std::thread([&] {
-    for (int i = 0; i < 20; ++i)
-      kept.push_back(h.arena->allocate(64, 16, AllocKind::kMalloc, false));
-    for (int i = 0; i < 10; ++i) {
-      h.arena->deallocate(kept.back(), 0, 0, AllocKind::kMalloc);
-      kept.pop_back();
-    }
-    // Several refills of 16, each folding the thread's counts.
-    for (int i = 0; i < 100; ++i)
-      kept.push_back(h.arena->allocate(64, 16, AllocKind::kMalloc, false));
+    h.churn(kept, 20, 10);
+    h.churn(kept, 100, 0);  // several refills of 16, each folding the thread's counts
     during = h.arena->stats();
   }).join();
   EXPECT_EQ(during.quarantined_blocks, 10u) << "folded at the refills";

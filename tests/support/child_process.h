@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -73,14 +74,13 @@ ChildOutcome run_child(const std::vector<std::string>& argv, const std::vector<s
   for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   // The emulator's setting is not the program's environment: under
   // qemu-user (the arm64 test step) it is how the child's loader is found.
-  const std::string emulator_prefix =
-      std::getenv("QEMU_LD_PREFIX") != nullptr
-          ? std::string("QEMU_LD_PREFIX=") + std::getenv("QEMU_LD_PREFIX")
-          : "";
-  bool env_names_prefix = false;
-  for (const std::string& e : env) env_names_prefix |= e.rfind("QEMU_LD_PREFIX=", 0) == 0;
-  if (!emulator_prefix.empty() && !env_names_prefix)
-    envp.push_back(const_cast<char*>(emulator_prefix.c_str()));
+  const char* qemu_prefix = std::getenv("QEMU_LD_PREFIX");
+  const std::string qemu_entry =
+      qemu_prefix != nullptr ? std::string("QEMU_LD_PREFIX=") + qemu_prefix : "";
+  if (!qemu_entry.empty() && std::none_of(env.begin(), env.end(), [](const std::string& e) {
+        return e.starts_with("QEMU_LD_PREFIX=");
+      }))
+    envp.push_back(const_cast<char*>(qemu_entry.c_str()));
   envp.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
