@@ -20,7 +20,6 @@ namespace {
 // Constant-initialised and trivially destructible: usable from the first
 // malloc to the last free at exit.
 stack::StackDepot g_depot;
-std::atomic<std::size_t> g_depth{0};
 
 // Code range of the shared object guardarena lives in (libguardarena.so or
 // libguardarena_pmr.so), so that its own frames can be trimmed from
@@ -44,31 +43,13 @@ stack::CodeRange compute_self_range() noexcept {
   return r;
 }
 
-// Set once by configure_stacks() before g_depth is published (release), so a
-// capture that sees a depth also sees the range. Atomics only to make the
+// Set by configure_stacks() for the reports' walks. Atomics only to make the
 // repeated, identical stores of later configurations race-free.
 std::atomic<std::uintptr_t> g_self_lo{0}, g_self_hi{0};
 
-[[gnu::noinline]] std::uint32_t capture_for_arena(std::size_t skip) noexcept {
-  // Frame #0 becomes the user's call site (malloc and operator new are ours);
-  // without a separate object it is the allocator's entry point instead.
-  constexpr std::size_t kMaxTrimmed = 8;
-  const auto self = [] {
-    return stack::CodeRange{g_self_lo.load(std::memory_order_relaxed),
-                            g_self_hi.load(std::memory_order_relaxed)};
-  };
-  if (const std::uint32_t id = stack::capture_memoized(
-          g_depot, g_depth.load(std::memory_order_acquire), self(), kMaxTrimmed);
-      id != 0)
-    return id;
-  // Loaded again rather than kept in saved registers across the call: the
-  // memo hit above is the common case and pays for every saved register.
-  asm volatile("" ::: "memory");
-  const std::uint32_t id = stack::capture_cached(g_depot, g_depth.load(std::memory_order_acquire),
-                                                 skip, self(), kMaxTrimmed);
-  asm volatile("" ::: "memory");  // no tail call: `skip` counts this frame
-  return id;
-}
+// Frame #0 becomes the user's call site (malloc and operator new are ours);
+// without a separate object it is the allocator's entry point instead.
+constexpr std::size_t kMaxTrimmed = 8;
 
 }  // namespace
 
@@ -77,7 +58,7 @@ void configure_stacks(const Options& o) noexcept {
   const stack::CodeRange self = compute_self_range();
   g_self_lo.store(self.lo, std::memory_order_relaxed);
   g_self_hi.store(self.hi, std::memory_order_relaxed);
-  g_depth.store(depth, std::memory_order_release);
+  stack::configure_capture(g_depot, depth, self, kMaxTrimmed);
   if (depth == 0) {
     set_stack_capture(nullptr);
     return;
@@ -94,7 +75,7 @@ void configure_stacks(const Options& o) noexcept {
   // The depot's resident memory is guarding's too: it counts against the
   // memory budget.
   set_depot_probe(+[]() noexcept -> std::uint64_t { return g_depot.stats().bytes_used; });
-  set_stack_capture(capture_for_arena);
+  set_stack_capture(stack::capture_configured);
 }
 
 [[gnu::noinline]] std::size_t capture_program_stack(std::uintptr_t* pcs,
@@ -117,7 +98,7 @@ void configure_stacks(const Options& o) noexcept {
 }
 
 std::uint32_t capture_stack(std::size_t skip) noexcept {
-  const std::uint32_t id = capture_for_arena(skip + 1);
+  const std::uint32_t id = stack::capture_configured(skip + 1);
   asm volatile("" ::: "memory");  // no tail call: `skip + 1` counts this frame
   return id;
 }

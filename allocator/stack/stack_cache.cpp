@@ -427,6 +427,58 @@ __attribute__((no_sanitize("address"))) std::uint32_t capture_memoized(
   return memo_answer(depot, entry, memo_params(max_depth, 0, max_trim), trim);
 }
 
+namespace {
+
+// configure_capture()'s values. g_capture_params is stored last (release)
+// and loaded first (acquire), so a capture that sees it sees the rest of
+// that configuration; 0 = not memoizable (or not configured yet).
+std::atomic<StackDepot*> g_capture_depot{nullptr};
+std::atomic<std::size_t> g_capture_depth{0};
+std::atomic<std::size_t> g_capture_max_trim{0};
+std::atomic<std::uintptr_t> g_capture_lo{0}, g_capture_hi{0};
+std::atomic<std::uint64_t> g_capture_params{0};
+
+}  // namespace
+
+void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
+                       std::size_t max_trim) noexcept {
+  g_capture_depot.store(&depot, std::memory_order_relaxed);
+  g_capture_depth.store(max_depth, std::memory_order_relaxed);
+  g_capture_max_trim.store(max_trim, std::memory_order_relaxed);
+  g_capture_lo.store(trim.lo, std::memory_order_relaxed);
+  g_capture_hi.store(trim.hi, std::memory_order_relaxed);
+  g_capture_params.store(
+      memoizable(max_depth, 0, max_trim) ? memo_params(max_depth, 0, max_trim) : 0,
+      std::memory_order_release);
+}
+
+// Not instrumented by ASan, like capture_cached().
+[[gnu::noinline]] __attribute__((no_sanitize("address"))) std::uint32_t capture_configured(
+    std::size_t skip) noexcept {
+  const std::uint64_t params = g_capture_params.load(std::memory_order_acquire);
+  const std::uintptr_t entry = t_allocator_entry;
+  if (params != 0 && entry > reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0))) {
+    const CodeRange trim{g_capture_lo.load(std::memory_order_relaxed),
+                         g_capture_hi.load(std::memory_order_relaxed)};
+    if (const std::uint32_t id =
+            memo_answer(*g_capture_depot.load(std::memory_order_relaxed), entry, params, trim);
+        id != 0)
+      return id;
+  }
+  // Loaded again rather than kept in saved registers across the memo: its
+  // hit is the common case and pays for every saved register.
+  asm volatile("" ::: "memory");
+  StackDepot* depot = g_capture_depot.load(std::memory_order_acquire);
+  if (depot == nullptr) return 0;
+  const std::uint32_t id =
+      capture_cached(*depot, g_capture_depth.load(std::memory_order_relaxed), skip,
+                     CodeRange{g_capture_lo.load(std::memory_order_relaxed),
+                               g_capture_hi.load(std::memory_order_relaxed)},
+                     g_capture_max_trim.load(std::memory_order_relaxed));
+  asm volatile("" ::: "memory");  // no tail call: `skip` counts this frame
+  return id;
+}
+
 ThreadStackCacheStats thread_stack_cache_stats_for_testing() noexcept {
   ThreadStackCacheStats s;
   const std::uintptr_t t = t_block;

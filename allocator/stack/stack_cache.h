@@ -102,6 +102,18 @@ std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth, std::size
 std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, CodeRange trim,
                                std::size_t max_trim) noexcept;
 
+// The allocator's capture on every allocation and free, with parameters set
+// once: configure_capture(depot, max_depth, trim, max_trim), then
+// capture_configured(skip) answers as capture_cached(depot, max_depth, skip,
+// trim, max_trim) would, trying the memo first (capture_memoized()) without
+// a wrapper's frame and argument shuffling around it. Reconfiguring while
+// other threads capture is safe: each capture sees one whole configuration
+// or, for the memo, fails its parameter check and walks. The depot must
+// outlive every capture (a process-lifetime object).
+void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
+                       std::size_t max_trim) noexcept;
+std::uint32_t capture_configured(std::size_t skip) noexcept;
+
 // Counters of the calling thread's current block (zero when it has none).
 struct ThreadStackCacheStats {
   std::uintptr_t block = 0;      // the block's address

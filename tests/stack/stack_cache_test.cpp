@@ -668,5 +668,58 @@ TEST(StackCaptureGlueTest, CallSitesSharingInnerFramesKeepTheirStacks) {
   EXPECT_NE(std::vector<std::uintptr_t>(pa, pa + na), std::vector<std::uintptr_t>(pb, pb + nb));
 }
 
+// The allocator's hook below a marked entry frame (as the shim's entry
+// points mark theirs): a call site seen before is answered by the memo, and
+// each call site keeps its own stack.
+[[gnu::noinline]] std::uint32_t marked_entry() {
+  const EntryFrameScope scope(__builtin_frame_address(0));
+  const std::uint32_t id = site_leaf();
+  asm volatile("" ::: "memory");
+  return id;
+}
+[[gnu::noinline]] std::uint32_t marked_from_a() {
+  const std::uint32_t id = marked_entry();
+  asm volatile("" ::: "memory");
+  return id;
+}
+[[gnu::noinline]] std::uint32_t marked_from_b() {
+  const std::uint32_t id = marked_entry();
+  asm volatile("" ::: "memory");
+  return id;
+}
+
+TEST(StackCaptureGlueTest, MarkedEntriesAreMemoHitsWithTheirOwnStacks) {
+  guarded_resource res{"stack_depth=16:handle_segv=0"};  // configures the depot
+  std::uint32_t a[4], b[4];
+  std::uint64_t walks_after_first = 0;
+  for (int i = 0; i < 4; ++i) {
+    a[i] = marked_from_a();
+    b[i] = marked_from_b();
+    if (i == 0) walks_after_first = thread_stack_cache_stats_for_testing().memo_walks;
+  }
+  const std::uint32_t a0 = a[0], b0 = b[0];
+  ASSERT_NE(a0, 0u);
+  ASSERT_NE(b0, 0u);
+  EXPECT_NE(a0, b0);
+  for (int i = 1; i < 4; ++i) {
+    EXPECT_EQ(a[i], a0);
+    EXPECT_EQ(b[i], b0);
+  }
+  EXPECT_EQ(thread_stack_cache_stats_for_testing().memo_walks, walks_after_first);
+  // The stack starts at the marked frame's caller: the frames below the
+  // mark are the allocator's.
+  std::uintptr_t pa[64], pb[64];
+  const std::size_t na = report::load_stack(a0, pa, 64);
+  const std::size_t nb = report::load_stack(b0, pb, 64);
+  ASSERT_GE(na, 2u);
+  ASSERT_GE(nb, 2u);
+  const auto in = [](std::uintptr_t pc, std::uint32_t (*fn)()) {
+    const auto start = reinterpret_cast<std::uintptr_t>(fn);
+    return pc > start && pc < start + 256;  // a call return inside a small function
+  };
+  EXPECT_TRUE(in(pa[0], marked_from_a));
+  EXPECT_TRUE(in(pb[0], marked_from_b));
+}
+
 }  // namespace
 }  // namespace guardarena::stack
