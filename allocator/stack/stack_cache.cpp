@@ -309,6 +309,18 @@ namespace {
 // capture_cached() it is inlined into: ASan's scope markers for the locals
 // of an instrumented body would poison that frame's stack and nothing there
 // unpoisons it.
+// Rare: the entry `i` with this key did not hold (the call site's walks went
+// different ways further out); the answer of a later entry with the same
+// key, or 0. Out of line, so that the common path saves fewer registers.
+[[gnu::noinline]] __attribute__((no_sanitize("address"))) std::uint32_t later_answer(
+    const MemoTable& memo, std::size_t i, std::uintptr_t fp, std::uintptr_t first_return) noexcept {
+  for (++i; i < kMemos; ++i) {
+    if (memo.has_key(i, fp, first_return) && memo.entries[i].trail.still_holds())
+      return memo.entries[i].id;
+  }
+  return 0;
+}
+
 [[gnu::always_inline]] __attribute__((no_sanitize("address"))) inline std::uint32_t memo_answer(
     const StackDepot& depot, std::uintptr_t fp, std::uint64_t params, CodeRange trim) noexcept {
   const std::uintptr_t t = t_block;
@@ -327,17 +339,8 @@ namespace {
     std::size_t i = 0;
     while (i < kMemos && !memo.has_key(i, fp, first_return)) ++i;
     if (i < kMemos) {
-      if (memo.entries[i].trail.still_holds()) {
-        id = memo.entries[i].id;
-      } else {
-        // Rare: the call site's walks went different ways further out.
-        for (++i; i < kMemos; ++i) {
-          if (memo.has_key(i, fp, first_return) && memo.entries[i].trail.still_holds()) {
-            id = memo.entries[i].id;
-            break;
-          }
-        }
-      }
+      id = memo.entries[i].trail.still_holds() ? memo.entries[i].id
+                                               : later_answer(memo, i, fp, first_return);
     }
   }
   leave_block(b);

@@ -482,6 +482,7 @@ TEST_F(StackCacheTest, MemoAnswersARepeatedStackWithItsId) {
 // The walk starts at the same frame for both callers and reads the same
 // records up to the outermost one that differs: the memo must see it.
 TEST_F(StackCacheTest, MemoSeesAFrameThatChangedFarOut) {
+  const std::uint64_t before = thread_stack_cache_stats_for_testing().memo_walks;
   for (int levels : {0, 3, 9}) {
     Pair x[3], y[3];
     for (int i = 0; i < 3; ++i) {
@@ -495,6 +496,10 @@ TEST_F(StackCacheTest, MemoSeesAFrameThatChangedFarOut) {
       EXPECT_NE(x[i].memoized, y[i].memoized) << levels;
     }
   }
+  // Both callers share the memo's key (start frame, first return address):
+  // after the first walk of each, the key's other entry answers, and only
+  // the first capture of each caller and level walks.
+  EXPECT_EQ(thread_stack_cache_stats_for_testing().memo_walks - before, 6u);
 }
 
 // Past the configured depth the callers differ only in frames that are not
