@@ -103,8 +103,8 @@ constinit
 constinit __attribute__((tls_model("initial-exec"))) thread_local volatile int t_deferred_count = 0;
 std::atomic<std::uint64_t> g_deferred_dropped{0};
 
-void deallocate_slow(void* p, std::size_t size, std::size_t align, AllocKind kind,
-                     void* entry) noexcept;
+void deallocate_guarded(void* p, std::size_t size, std::size_t align, AllocKind kind,
+                        void* entry) noexcept;
 
 void defer_free(void* p, std::size_t size, std::size_t align, AllocKind kind) noexcept {
   int n = t_deferred_count;
@@ -123,13 +123,15 @@ void run_deferred_frees() noexcept {
     int n = t_deferred_count - 1;
     DeferredFree d = t_deferred[n];
     t_deferred_count = n;
-    deallocate_slow(d.p, d.size, d.align, d.kind, __builtin_frame_address(0));
+    deallocate_guarded(d.p, d.size, d.align, d.kind, __builtin_frame_address(0));
   }
 }
 
-// `entry`: see BusyScope.
-void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind kind, bool zero,
-                       void* entry) noexcept {
+// `entry`: see BusyScope. Inlined into each entry point: one call fewer on
+// every guarded allocation.
+[[gnu::always_inline]] inline void* guarded_allocate(Arena* a, std::size_t size, std::size_t align,
+                                                     AllocKind kind, bool zero,
+                                                     void* entry) noexcept {
   if (align < g_options.alignment) align = g_options.alignment;  // a minimum for every block
   void* p = nullptr;
   {
@@ -137,7 +139,7 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
     p = a->allocate(size, align, kind, zero);  // leaves errno alone when it succeeds
   }
   if (t_deferred_count != 0 && !busy()) [[unlikely]]
-    run_deferred_frees();  // keeps errno too (deallocate_slow)
+    run_deferred_frees();  // keeps errno too (deallocate_guarded)
   if (p == nullptr) errno = ENOMEM;
   return p;
 }
@@ -180,13 +182,14 @@ void* guarded_allocate(Arena* a, std::size_t size, std::size_t align, AllocKind 
     libc_free(p);
     return;
   }
-  deallocate_slow(p, size, align, kind, __builtin_frame_address(0));
+  deallocate_guarded(p, size, align, kind, __builtin_frame_address(0));
   asm volatile("" ::: "memory");  // not a tail call (see allocate())
 }
 
-// `entry`: see BusyScope.
-[[gnu::noinline]] void deallocate_slow(void* p, std::size_t size, std::size_t align, AllocKind kind,
-                                       void* entry) noexcept {
+// `entry`: see BusyScope. Inlined into each entry point, as
+// guarded_allocate().
+[[gnu::always_inline]] inline void deallocate_guarded(void* p, std::size_t size, std::size_t align,
+                                                      AllocKind kind, void* entry) noexcept {
   if (p == nullptr || is_bootstrap(p)) return;
   // free() must leave errno alone: the arena does, and libc_free() does.
   if (Arena* a = ready_arena()) {
