@@ -16,7 +16,8 @@ template <os::GuardBackend Backend>
 [[gnu::always_inline]] inline void* ArenaImpl<Backend>::allocate_small_fast(
     std::size_t size, std::size_t align, AllocKind kind, bool zero, bool& evicted_ahead) noexcept {
   ThreadCache& tc = t_cache;
-  if (tc.owner != this || tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
+  if (tc.epoch != epoch_.load(std::memory_order_relaxed))
+      [[unlikely]]  // owner too: see ThreadCache
     return nullptr;
   // The evict-ahead rule of take_cached_slot(), first: in steady state the slot
   // taken is often the one it evicts. If this path then gives up, the
@@ -43,8 +44,8 @@ template <os::GuardBackend Backend>
     check_slot_poison(m, slot_start);
   const std::size_t offset = (page_ - size) & ~(align - 1);
   auto* p = reinterpret_cast<unsigned char*>(slot_start + offset);
+  write_small_canaries(reinterpret_cast<unsigned char*>(slot_start), offset, size);
   if (zero) std::memset(p, 0, size);
-  write_canaries(slot_start, 0, offset, size, page_);
   m.alloc_kind = static_cast<std::uint8_t>(kind);
   m.align_log2 = static_cast<std::uint8_t>(std::countr_zero(align));
   m.pages_zero = 0;
@@ -60,6 +61,21 @@ template <os::GuardBackend Backend>
   tc.live_bytes += static_cast<std::int64_t>(size);
   ++tc.allocations;
   return p;
+}
+
+template <os::GuardBackend Backend>
+[[gnu::always_inline]] inline void ArenaImpl<Backend>::write_small_canaries(
+    unsigned char* slot, std::size_t offset, std::size_t size) const noexcept {
+  // After the block: fewer than kFastPathAlign bytes up to the page end, in
+  // one 16-byte store ending there. It may cover the block's last bytes,
+  // which hold nothing yet (calloc zeroes them afterwards).
+  static_assert(kFastPathAlign <= sizeof(Bytes16));
+  if (offset + size != page_) fill16(slot + page_ - sizeof(Bytes16), kCanaryByte);
+  if (offset >= kFastCanaryBefore) {
+    fill_bytes(slot + offset - kFastCanaryBefore, kFastCanaryBefore, kCanaryByte);
+  } else if (offset != 0) {
+    std::memset(slot, kCanaryByte, offset);
+  }
 }
 
 template <os::GuardBackend Backend>
@@ -86,7 +102,8 @@ template <os::GuardBackend Backend>
       (page_in_chunk & 1) == 0 || index >= table_.slots_per_chunk(0)) [[unlikely]]
     return false;
   ThreadCache& tc = t_cache;
-  if (tc.owner != this || tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
+  if (tc.epoch != epoch_.load(std::memory_order_relaxed))
+      [[unlikely]]  // owner too: see ThreadCache
     return false;
   const std::uint32_t id = table_.slot_id(chunk, static_cast<std::uint32_t>(index));
   SlotMeta& m = meta_[id];
@@ -120,7 +137,7 @@ template <os::GuardBackend Backend>
 inline ThreadCache& ArenaImpl<Backend>::my_cache() noexcept {
   ThreadCache& tc = t_cache;
   std::uint64_t e = epoch_.load(std::memory_order_relaxed);
-  if (tc.owner != this || tc.epoch != e) [[unlikely]] {
+  if (tc.epoch != e) [[unlikely]] {
     switch_cache(tc, e);
   }
   return tc;

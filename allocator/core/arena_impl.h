@@ -404,6 +404,12 @@ class ArenaImpl final : public Arena {
                                                    AllocKind kind, bool zero,
                                                    bool& evicted_ahead) noexcept;
 
+  // write_canaries() for a class-0 block of `size` bytes at `offset` in fast
+  // mode (open from the slot start to the page end), specialised for those
+  // bounds: the same bytes, with no span arithmetic and no call for a tail.
+  [[gnu::always_inline]] void write_small_canaries(unsigned char* slot, std::size_t offset,
+                                                   std::size_t size) const noexcept;
+
   // check_canaries()'s common answer for a class-0 block in fast mode
   // (open from the slot start to the page end, at most kFastCanaryBefore bytes
   // checked before the block): true when both canaries are intact.

@@ -30,8 +30,11 @@ struct ThreadCache {
   static constexpr std::uint32_t kEvictAhead = 8;
 
   Arena* owner = nullptr;
-  std::uint64_t epoch = 0;  // owner's epoch when this cache was filled
-  bool exit_hook = false;   // pthread key set, so thread exit flushes us
+  // The owner's epoch when this cache was filled. Epochs come from one
+  // process-wide counter and start at 1, so an arena whose epoch matches is
+  // the owner: the fast paths compare the epoch alone.
+  std::uint64_t epoch = 0;
+  bool exit_hook = false;  // pthread key set, so thread exit flushes us
   // Statistics deltas, folded into the arena at refills and on request.
   std::int64_t live_blocks = 0;
   std::int64_t live_bytes = 0;

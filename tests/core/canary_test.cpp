@@ -27,13 +27,27 @@ TEST(ByteScanTest, FindsTheFirstAndLastChangedByteAtEveryLength) {
   }
 }
 
+// Every length up to past 64 (each takes its own mix of overlapping loads)
+// with a changed byte at every position.
+TEST(ByteScanTest, ShortRunsSeeAChangedByteAnywhere) {
+  for (std::size_t n = 1; n <= 80; ++n) {
+    std::vector<unsigned char> b(n, kPoisonByte);
+    EXPECT_TRUE(all_bytes_are(b.data(), n, kPoisonByte)) << n;
+    for (std::size_t at = 0; at < n; ++at) {
+      b[at] = kPoisonByte ^ 1;
+      EXPECT_FALSE(all_bytes_are(b.data(), n, kPoisonByte)) << n << " at " << at;
+      b[at] = kPoisonByte;
+    }
+  }
+}
+
 TEST(ByteScanTest, FillWritesExactlyTheRange) {
-  for (std::size_t n : {1u, 63u, 64u, 65u}) {
+  for (std::size_t n = 1; n <= 80; ++n) {
     std::vector<unsigned char> b(n + 2, 0);
     fill_bytes(b.data() + 1, n, kPoisonByte);
-    EXPECT_EQ(b[0], 0);
-    EXPECT_EQ(b[n + 1], 0);
-    EXPECT_TRUE(all_bytes_are(b.data() + 1, n, kPoisonByte)) << n;
+    EXPECT_EQ(b[0], 0) << n;
+    EXPECT_EQ(b[n + 1], 0) << n;
+    for (std::size_t i = 1; i <= n; ++i) ASSERT_EQ(b[i], kPoisonByte) << n << " at " << i;
   }
 }
 
