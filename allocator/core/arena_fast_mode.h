@@ -16,8 +16,8 @@ template <os::GuardBackend Backend>
 [[gnu::always_inline]] inline void* ArenaImpl<Backend>::allocate_small_fast(
     std::size_t size, std::size_t align, AllocKind kind, bool zero, bool& evicted_ahead) noexcept {
   ThreadCache& tc = t_cache;
-  if (tc.epoch != epoch_.load(std::memory_order_relaxed))
-      [[unlikely]]  // owner too: see ThreadCache
+  // The epoch alone also names the owner (see ThreadCache).
+  if (tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
     return nullptr;
   // The evict-ahead rule of take_cached_slot(), first: in steady state the slot
   // taken is often the one it evicts. If this path then gives up, the
@@ -102,8 +102,7 @@ template <os::GuardBackend Backend>
       (page_in_chunk & 1) == 0 || index >= table_.slots_per_chunk(0)) [[unlikely]]
     return false;
   ThreadCache& tc = t_cache;
-  if (tc.epoch != epoch_.load(std::memory_order_relaxed))
-      [[unlikely]]  // owner too: see ThreadCache
+  if (tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
     return false;
   const std::uint32_t id = table_.slot_id(chunk, static_cast<std::uint32_t>(index));
   SlotMeta& m = meta_[id];
