@@ -19,9 +19,9 @@ template <os::GuardBackend Backend>
   // The epoch alone also names the owner (see ThreadCache).
   if (tc.epoch != epoch_.load(std::memory_order_relaxed)) [[unlikely]]
     return nullptr;
-  // The evict-ahead rule of take_cached_slot(), first: in steady state the slot
-  // taken is often the one it evicts. If this path then gives up, the
-  // general one is told not to evict a second time.
+  // The evict-ahead rule of take_cached_slot() (ThreadCache::kEvictAhead),
+  // first, so that the slot taken can be one it evicts. If this path then
+  // gives up, the general one is told not to evict a second time.
   if (tc.free[0].count < ThreadCache::kEvictAhead && !tc.quarantine.empty() &&
       tc.quarantine.count + ThreadCache::kEvictAhead > tc.slot_bound) {
     evict_from_thread(tc);

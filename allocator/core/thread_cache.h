@@ -23,10 +23,11 @@ struct ThreadCache {
   static constexpr std::uint32_t kFreeCap = 64;
   // Slots taken from the class per refill (one lock).
   static constexpr std::uint32_t kRefill = 16;
-  // The quarantine evicts ahead: it gives up its oldest slot (one per
-  // allocation) once it is within kEvictAhead slots of its bound. In steady
-  // state the slot reused is then often the one just evicted (design.md,
-  // fast mode).
+  // The quarantine evicts ahead: once it is within kEvictAhead slots of its
+  // bound, an allocation that finds fewer than kEvictAhead free slots gives
+  // up its oldest one. In steady state the free list is then a FIFO of at
+  // most kEvictAhead slots evicted (and prefetched) a few allocations before
+  // their reuse (design.md, fast mode).
   static constexpr std::uint32_t kEvictAhead = 8;
 
   Arena* owner = nullptr;
