@@ -301,14 +301,6 @@ std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::si
 
 namespace {
 
-// The memo's answer for a walk from `fp` (a live frame of this thread, at or
-// above the caller's) with these parameters, or 0: on as few instructions as
-// possible, this runs twice per malloc/free pair. A memo belongs to this
-// thread's block and starts at `fp`, so its stack top is this thread's for
-// that frame: no need to compute it again. Not instrumented, like
-// capture_cached() it is inlined into: ASan's scope markers for the locals
-// of an instrumented body would poison that frame's stack and nothing there
-// unpoisons it.
 // Rare: the entry `i` with this key did not hold (the call site's walks went
 // different ways further out); the answer of a later entry with the same
 // key, or 0. Out of line, so that the common path saves fewer registers.
@@ -321,6 +313,14 @@ namespace {
   return 0;
 }
 
+// The memo's answer for a walk from `fp` (a live frame of this thread, at or
+// above the caller's) with these parameters, or 0: on as few instructions as
+// possible, this runs twice per malloc/free pair. A memo belongs to this
+// thread's block and starts at `fp`, so its stack top is this thread's for
+// that frame: no need to compute it again. Not instrumented, like
+// capture_cached() and capture_configured(), which it is inlined into:
+// ASan's scope markers for the locals of an instrumented body would poison
+// that frame's stack and nothing there unpoisons it.
 [[gnu::always_inline]] __attribute__((no_sanitize("address"))) inline std::uint32_t memo_answer(
     const StackDepot& depot, std::uintptr_t fp, std::uint64_t params, CodeRange trim) noexcept {
   const std::uintptr_t t = t_block;

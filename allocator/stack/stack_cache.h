@@ -107,9 +107,9 @@ std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, C
 // capture_configured(skip) answers as capture_cached(depot, max_depth, skip,
 // trim, max_trim) would, trying the memo first (capture_memoized()) without
 // a wrapper's frame and argument shuffling around it. Reconfiguring while
-// other threads capture is safe: each capture sees one whole configuration
-// or, for the memo, fails its parameter check and walks. The depot must
-// outlive every capture (a process-lifetime object).
+// other threads capture is safe: a capture that races with it may take parts
+// of both configurations, and its stack is exact for the parameters it took.
+// The depot must outlive every capture (a process-lifetime object).
 void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
                        std::size_t max_trim) noexcept;
 std::uint32_t capture_configured(std::size_t skip) noexcept;
