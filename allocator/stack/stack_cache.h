@@ -97,8 +97,8 @@ std::uint32_t capture_cached(StackDepot& depot, std::size_t max_depth, std::size
 
 // capture_cached()'s answer when the calling thread has an entry frame
 // marked (t_allocator_entry) and the memo answers for it, else 0 (then call
-// capture_cached()). A leaf that saves no registers: the allocator's hook
-// tries it first, so that a memo hit costs no more than the replay.
+// capture_cached()): the memo half of capture_configured() below, for a
+// depot and parameters of the caller's own.
 std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, CodeRange trim,
                                std::size_t max_trim) noexcept;
 
