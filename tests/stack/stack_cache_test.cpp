@@ -649,23 +649,38 @@ TEST_F(StackCacheTest, CaptureAndStoreMakeNoMallocCall) {
   return id;
 }
 
+// Calls site_a() and site_b() alternately, `rounds` times each: each must
+// answer with one nonzero id every time, and the two ids must differ.
+struct SiteIds {
+  std::uint32_t a = 0;
+  std::uint32_t b = 0;
+  std::uint64_t memo_walks_after_first_round = 0;
+};
+SiteIds expect_stable_distinct_ids(std::uint32_t (*site_a)(), std::uint32_t (*site_b)(),
+                                   int rounds) {
+  SiteIds ids;
+  for (int i = 0; i < rounds; ++i) {
+    const std::uint32_t a = site_a();
+    const std::uint32_t b = site_b();
+    if (i == 0) {
+      ids = {a, b, thread_stack_cache_stats_for_testing().memo_walks};
+      EXPECT_NE(a, 0u);
+      EXPECT_NE(b, 0u);
+      EXPECT_NE(a, b);
+    } else {
+      EXPECT_EQ(a, ids.a) << "round " << i;
+      EXPECT_EQ(b, ids.b) << "round " << i;
+    }
+  }
+  return ids;
+}
+
 TEST(StackCaptureGlueTest, CallSitesSharingInnerFramesKeepTheirStacks) {
   guarded_resource res{"stack_depth=16:handle_segv=0"};  // configures the depot
-  std::uint32_t a[3], b[3];
-  for (int i = 0; i < 3; ++i) {
-    a[i] = site_a();
-    b[i] = site_b();
-  }
-  ASSERT_NE(a[0], 0u);
-  ASSERT_NE(b[0], 0u);
-  EXPECT_NE(a[0], b[0]);
-  for (int i = 1; i < 3; ++i) {
-    EXPECT_EQ(a[i], a[0]);
-    EXPECT_EQ(b[i], b[0]);
-  }
+  const SiteIds ids = expect_stable_distinct_ids(site_a, site_b, 3);
   std::uintptr_t pa[64], pb[64];
-  const std::size_t na = report::load_stack(a[0], pa, 64);
-  const std::size_t nb = report::load_stack(b[0], pb, 64);
+  const std::size_t na = report::load_stack(ids.a, pa, 64);
+  const std::size_t nb = report::load_stack(ids.b, pb, 64);
   ASSERT_GE(na, 3u);
   ASSERT_GE(nb, 3u);
   // Same innermost frame (the call in site_leaf), different stacks further out.
@@ -695,27 +710,14 @@ TEST(StackCaptureGlueTest, CallSitesSharingInnerFramesKeepTheirStacks) {
 
 TEST(StackCaptureGlueTest, MarkedEntriesAreMemoHitsWithTheirOwnStacks) {
   guarded_resource res{"stack_depth=16:handle_segv=0"};  // configures the depot
-  std::uint32_t a[4], b[4];
-  std::uint64_t walks_after_first = 0;
-  for (int i = 0; i < 4; ++i) {
-    a[i] = marked_from_a();
-    b[i] = marked_from_b();
-    if (i == 0) walks_after_first = thread_stack_cache_stats_for_testing().memo_walks;
-  }
-  const std::uint32_t a0 = a[0], b0 = b[0];
-  ASSERT_NE(a0, 0u);
-  ASSERT_NE(b0, 0u);
-  EXPECT_NE(a0, b0);
-  for (int i = 1; i < 4; ++i) {
-    EXPECT_EQ(a[i], a0);
-    EXPECT_EQ(b[i], b0);
-  }
-  EXPECT_EQ(thread_stack_cache_stats_for_testing().memo_walks, walks_after_first);
+  const SiteIds ids = expect_stable_distinct_ids(marked_from_a, marked_from_b, 4);
+  // Only the first round walked.
+  EXPECT_EQ(thread_stack_cache_stats_for_testing().memo_walks, ids.memo_walks_after_first_round);
   // The stack starts at the marked frame's caller: the frames below the
   // mark are the allocator's.
   std::uintptr_t pa[64], pb[64];
-  const std::size_t na = report::load_stack(a0, pa, 64);
-  const std::size_t nb = report::load_stack(b0, pb, 64);
+  const std::size_t na = report::load_stack(ids.a, pa, 64);
+  const std::size_t nb = report::load_stack(ids.b, pb, 64);
   ASSERT_GE(na, 2u);
   ASSERT_GE(nb, 2u);
   const auto in = [](std::uintptr_t pc, std::uint32_t (*fn)()) {
