@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <bit>
 #include <cstring>
 #include <type_traits>
 
@@ -18,9 +19,15 @@ constinit __attribute__((tls_model("initial-exec"),
 
 namespace {
 
-constexpr std::size_t kBlockBytes = 4096;
+// A block holds the thread's memo (28 KiB) and its stack cache in the rest
+// (some 128 sets). Only the pages a thread uses become resident.
+constexpr std::size_t kBlockBytes = 64 * 1024;
 constexpr std::size_t kWays = 2;
-constexpr std::size_t kMemos = 4;
+// The memo: sets of two ways, picked by a hash of the key. Real programs
+// allocate from hundreds of call sites in turn (a compiler, an interpreter),
+// so a handful of entries would answer few of their captures.
+constexpr std::size_t kMemoSets = 32;
+constexpr std::size_t kMemoWays = 2;
 
 struct CacheEntry {
   std::uint64_t hash;
@@ -55,29 +62,42 @@ constexpr bool memoizable(std::size_t max_depth, std::size_t skip, std::size_t m
 // A thread's memos. They all ran with the same parameters (a process
 // captures with one configuration, so a change clears them), and each is
 // named by the frame its walk started at and the first return address it
-// read: a lookup compares two words per entry and reads the trails of the
-// entries that match (usually one). An entry with key.start 0 is empty;
-// otherwise its trail and id are complete.
+// read. That key picks one set: a lookup compares two words per way and reads
+// the trails of the ways that match (usually one). A way whose key.start is 0
+// is empty; otherwise its trail and id are complete.
 struct MemoTable {
   struct Key {
     std::uintptr_t start;
     std::uintptr_t first_return;
   };
-  Key keys[kMemos];
+  struct Set {
+    Key keys[kMemoWays];
+    std::uint32_t next;  // the way replaced next (round robin)
+    Memo ways[kMemoWays];
+  };
   std::uint64_t params;  // memo_params() of every entry's walk; 0: none yet
   CodeRange trim;
   std::uint64_t walks;  // memoizable captures it could not answer (counted off the hit path)
-  std::uint32_t next;   // the entry replaced next (round robin)
-  Memo entries[kMemos];
+  Set sets[kMemoSets];
 
   void clear() noexcept {
-    for (Key& k : keys) k.start = 0;
+    for (Set& set : sets) {
+      for (Key& k : set.keys) k.start = 0;
+    }
+  }
+  // One multiply mixes the frame address and the return address into the
+  // high bits, which pick the set.
+  [[gnu::always_inline]] static std::size_t set_of(std::uintptr_t start,
+                                                   std::uintptr_t first_return) noexcept {
+    static_assert((kMemoSets & (kMemoSets - 1)) == 0);
+    constexpr int kShift = 64 - std::countr_zero(kMemoSets);
+    return static_cast<std::size_t>(((start ^ first_return) * 0x9e3779b97f4a7c15ULL) >> kShift);
   }
   // By value, so no local of the uninstrumented capture_cached() has its
   // address taken (see memo_answer()).
-  [[gnu::always_inline]] bool has_key(std::size_t i, std::uintptr_t start,
-                                      std::uintptr_t first_return) const noexcept {
-    return keys[i].start == start && keys[i].first_return == first_return;
+  [[gnu::always_inline]] static bool has_key(const Key& k, std::uintptr_t start,
+                                             std::uintptr_t first_return) noexcept {
+    return k.start == start && k.first_return == first_return;
   }
 };
 
@@ -301,14 +321,15 @@ std::uint32_t store_cached(StackDepot& depot, const std::uintptr_t* pcs, std::si
 
 namespace {
 
-// Rare: the entry `i` with this key did not hold (the call site's walks went
-// different ways further out); the answer of a later entry with the same
-// key, or 0. Out of line, so that the common path saves fewer registers.
+// Rare: way `w` of `set` has this key but its walk went a different way
+// further out; the answer of a later way with the same key, or 0. Out of
+// line, so that the common path saves fewer registers.
 [[gnu::noinline]] __attribute__((no_sanitize("address"))) std::uint32_t later_answer(
-    const MemoTable& memo, std::size_t i, std::uintptr_t fp, std::uintptr_t first_return) noexcept {
-  for (++i; i < kMemos; ++i) {
-    if (memo.has_key(i, fp, first_return) && memo.entries[i].trail.still_holds())
-      return memo.entries[i].id;
+    const MemoTable::Set& set, std::size_t w, std::uintptr_t fp,
+    std::uintptr_t first_return) noexcept {
+  for (++w; w < kMemoWays; ++w) {
+    if (MemoTable::has_key(set.keys[w], fp, first_return) && set.ways[w].trail.still_holds())
+      return set.ways[w].id;
   }
   return 0;
 }
@@ -336,11 +357,17 @@ namespace {
       memo.trim.lo == trim.lo && memo.trim.hi == trim.hi) {
     // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
     const std::uintptr_t first_return = reinterpret_cast<const std::uintptr_t*>(fp)[1];
-    std::size_t i = 0;
-    while (i < kMemos && !memo.has_key(i, fp, first_return)) ++i;
-    if (i < kMemos) {
-      id = memo.entries[i].trail.still_holds() ? memo.entries[i].id
-                                               : later_answer(memo, i, fp, first_return);
+    const MemoTable::Set& set = memo.sets[MemoTable::set_of(fp, first_return)];
+    static_assert(kMemoWays == 2);
+    const std::size_t w = MemoTable::has_key(set.keys[0], fp, first_return)   ? 0
+                          : MemoTable::has_key(set.keys[1], fp, first_return) ? 1
+                                                                              : kMemoWays;
+    if (w < kMemoWays) {
+      const Memo* m = &set.ways[w];
+      // An opaque copy: GCC would otherwise recompute the entry's address
+      // from the set and way indices at each use.
+      asm("" : "+r"(m));
+      id = m->trail.still_holds() ? m->id : later_answer(set, w, fp, first_return);
     }
   }
   leave_block(b);
@@ -378,20 +405,25 @@ namespace {
     t.params = params;
     t.trim = trim;
   }
-  // Round robin, even over an entry with the same key: that one missed for
-  // this walk but may hold for the next (a function that allocates, called
-  // from two places at the same depth, alternately).
-  const std::uint32_t slot = t.next;
-  t.next = (slot + 1) % kMemos;
-  t.keys[slot].start = 0;  // the trail below is being rewritten
-  Memo& m = t.entries[slot];
+  // The key's set; in it, round robin, even over a way with the same key:
+  // that one missed for this walk but may hold for the next (a function that
+  // allocates, called from two places at the same depth, alternately).
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): `fp` is a live frame record of this thread.
+  const std::uintptr_t first_return = reinterpret_cast<const std::uintptr_t*>(fp)[1];
+  MemoTable::Set& set = t.sets[MemoTable::set_of(fp, first_return)];
+  const std::uint32_t way = set.next;
+  set.next = (way + 1) % kMemoWays;
+  set.keys[way].start = 0;  // the trail below is being rewritten
+  Memo& m = set.ways[way];
   std::uint64_t hash = 0;
   const std::size_t n =
       walk_trimmed(fp, top, pcs, max_depth, skip, trim, max_trim, &hash, &m.trail);
   const std::uint32_t id = n == 0 ? 0 : lookup_or_store(b, depot, pcs, n, hash);
-  if (id != 0 && m.trail.steps != 0) {
+  // The walk's first record is the one at `fp`, whose return address chose
+  // the set.
+  if (id != 0 && m.trail.steps != 0 && m.trail.step[0].return_address == first_return) {
     m.id = id;
-    t.keys[slot] = {fp, m.trail.step[0].return_address};
+    set.keys[way] = {fp, first_return};
   }
   leave_block(b);
   return id;
@@ -455,6 +487,23 @@ void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
       std::memory_order_release);
 }
 
+namespace {
+
+// capture_configured() when the memo has no answer for a walk from the entry
+// frame: straight to the walk, as capture_cached() would after asking the
+// memo the same question again. Out of line, so the memo's hit path saves no
+// registers for it. The walk starts at the entry frame, which outlives it.
+[[gnu::noinline]] std::uint32_t walk_from_entry(std::uintptr_t entry) noexcept {
+  StackDepot* depot = g_capture_depot.load(std::memory_order_acquire);
+  if (depot == nullptr) return 0;
+  return capture_walk(*depot, entry, g_capture_depth.load(std::memory_order_relaxed), 0,
+                      CodeRange{g_capture_lo.load(std::memory_order_relaxed),
+                                g_capture_hi.load(std::memory_order_relaxed)},
+                      g_capture_max_trim.load(std::memory_order_relaxed));
+}
+
+}  // namespace
+
 // Not instrumented by ASan, like capture_cached().
 [[gnu::noinline]] __attribute__((no_sanitize("address"))) std::uint32_t capture_configured(
     std::size_t skip) noexcept {
@@ -467,6 +516,7 @@ void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
             memo_answer(*g_capture_depot.load(std::memory_order_relaxed), entry, params, trim);
         id != 0)
       return id;
+    return walk_from_entry(entry);
   }
   // Loaded again rather than kept in saved registers across the memo: its
   // hit is the common case and pays for every saved register.
