@@ -29,7 +29,7 @@ extern char** environ;
 namespace guardarena::preload {
 
 std::atomic<InitState> g_state{InitState::kUninitialised};
-Arena* g_arena = nullptr;
+std::atomic<Arena*> g_arena{nullptr};
 constinit Options g_options{};
 std::atomic<bool> g_delegated{false};
 std::atomic<std::uintptr_t> g_guarded_lo{0};
@@ -132,18 +132,21 @@ void initialise(char** env) noexcept {
   if (o.handle_segv) report::install_fault_handler();
   ::pthread_atfork(before_fork, after_fork_parent, after_fork_child);
   g_guard_all = o.sample_rate <= 1 && o.sample_after == 0 && o.min_size == 0 && o.max_size == 0;
-  // Published by the release store of g_state, like g_arena; a thread only
-  // takes the fast path once its countdown was drawn after that.
+  // Published by g_arena's release store below; a thread only takes the
+  // fast path once its countdown was drawn after that.
   g_sampling_fast_path.store(o.sample_rate > 1 && o.sample_after == 0 && o.min_size == 0 &&
                                  o.max_size == 0 && !o.print_stats,
                              std::memory_order_relaxed);
-  g_arena = a;
+  g_arena.store(a, std::memory_order_release);  // last: see g_arena
 }
 
 }  // namespace
 
 Arena* init_slow() noexcept {
   if (t_initialising) return nullptr;
+  // Initialised without an arena (the process runs on glibc): no lock to try.
+  if (g_state.load(std::memory_order_acquire) == InitState::kReady)
+    return g_arena.load(std::memory_order_acquire);
   char** env = environ;
   // Before libc's own start-up code has run there is no environment to read
   // the options from; the caller serves the request from the bootstrap buffer
@@ -154,7 +157,7 @@ Arena* init_slow() noexcept {
                                        std::memory_order_acq_rel)) {
     // Another thread is initialising: it makes no blocking call, so wait.
     while (g_state.load(std::memory_order_acquire) != InitState::kReady) ::sched_yield();
-    return g_arena;
+    return g_arena.load(std::memory_order_acquire);
   }
   int saved_errno = errno;
   t_initialising = true;
@@ -165,7 +168,7 @@ Arena* init_slow() noexcept {
   t_initialising = false;
   g_state.store(InitState::kReady, std::memory_order_release);
   errno = saved_errno;
-  return g_arena;
+  return g_arena.load(std::memory_order_relaxed);
 }
 
 void* bootstrap_allocate(std::size_t size, std::size_t align) noexcept {
@@ -213,8 +216,7 @@ void open_free_shortcut() noexcept {
 #ifdef GUARDARENA_PRELOAD_FOR_TESTING
 
 void reset_for_testing() noexcept {
-  if (g_arena != nullptr) g_arena->~Arena();
-  g_arena = nullptr;
+  if (Arena* a = g_arena.exchange(nullptr)) a->~Arena();
   g_options = Options{};
   g_delegated.store(false);
   g_guarded_lo.store(0);

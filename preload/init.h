@@ -32,7 +32,10 @@ namespace guardarena::preload {
 enum class InitState : std::uint8_t { kUninitialised, kInitialising, kReady };
 
 extern std::atomic<InitState> g_state;
-extern Arena* g_arena;
+// The arena, published (release) once it and everything set up with it is
+// complete; null before, and for good in a process that runs unguarded
+// because no arena could be made. One load answers "ready?" on every call.
+extern std::atomic<Arena*> g_arena;
 extern Options g_options;
 // Set once any pointer handed to the program came from glibc (sampling, size
 // band, sample_after, re-entrant calls). While it is clear, a pointer that is
@@ -72,15 +75,14 @@ Arena* init_slow() noexcept;
 // thread that is running the initialisation (its re-entrant calls). A bad
 // GUARDARENA_OPTIONS value ends the process here with status 1.
 inline Arena* arena() noexcept {
-  if (g_state.load(std::memory_order_acquire) == InitState::kReady) [[likely]] {
-    return g_arena;
-  }
+  if (Arena* a = g_arena.load(std::memory_order_acquire)) [[likely]]
+    return a;
   return init_slow();
 }
 
 // The arena if it is ready, without initialising (free paths).
 inline Arena* ready_arena() noexcept {
-  return g_state.load(std::memory_order_acquire) == InitState::kReady ? g_arena : nullptr;
+  return g_arena.load(std::memory_order_acquire);
 }
 
 // Bootstrap buffer: a static bump allocator for the few allocations made
