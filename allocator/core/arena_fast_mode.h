@@ -113,8 +113,8 @@ template <os::GuardBackend Backend>
   const std::uintptr_t slot_start = block - m.offset;
   // Reported here, not by a second compare-exchange on the general path:
   // the slot could be reused in between, and that one would then succeed.
-  if (!m.state.compare_exchange_strong(expected, SlotState::kQuarantined,
-                                       std::memory_order_acq_rel)) [[unlikely]]
+  if (!m.state.compare_exchange_strong(expected, SlotState::kFreeing, std::memory_order_acq_rel))
+      [[unlikely]]
     report_failed_free(m, a, block, slot_start, kind);
   // The general checks only when a quick look finds something to report
   // (or a pmr free, whose alignment is checked too).
@@ -128,6 +128,7 @@ template <os::GuardBackend Backend>
   --tc.live_blocks;
   tc.live_bytes -= static_cast<std::int64_t>(m.size);
   fill_bytes(reinterpret_cast<unsigned char*>(block), m.size == 0 ? 1 : m.size, kPoisonByte);
+  m.state.store(SlotState::kQuarantined, std::memory_order_release);  // poison complete
   quarantine_in_thread(tc, id, 0);
   return true;
 }

@@ -292,7 +292,7 @@ class ArenaImpl final : public Arena {
     std::uintptr_t block = m.block;
     std::uintptr_t slot_start = block - m.offset;
     SlotState expected = SlotState::kLive;
-    if (a != block || !m.state.compare_exchange_strong(expected, SlotState::kQuarantined,
+    if (a != block || !m.state.compare_exchange_strong(expected, SlotState::kFreeing,
                                                        std::memory_order_acq_rel)) {
       report_failed_free(m, a, block, slot_start, kind);
     }
@@ -312,11 +312,14 @@ class ArenaImpl final : public Arena {
       } else {
         close_slot(m, slot_start);
       }
+      // Before the push: a quarantine that evicts at once makes it kAvailable.
+      m.state.store(SlotState::kQuarantined, std::memory_order_release);
       quarantine_in_thread(tc, id, cls);
       return FreeResult::kFreed;
     }
     live_.remove(m.size);
     close_slot(m, slot_start);
+    m.state.store(SlotState::kQuarantined, std::memory_order_release);
     quarantine(id, cls);
     return FreeResult::kFreed;
   }

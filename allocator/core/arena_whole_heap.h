@@ -64,6 +64,7 @@ inline std::size_t ArenaImpl<Backend>::check_heap(void (*fn)(const Finding&, voi
   std::size_t damaged = 0;
   for_each_slot([&](const SlotMeta& m, std::uintptr_t slot_start, std::size_t cls) {
     const SlotState st = m.state.load(std::memory_order_acquire);
+    const std::uintptr_t block = m.block;
     Finding f;
     bool found = false;
     if (st == SlotState::kLive) {
@@ -73,7 +74,12 @@ inline std::size_t ArenaImpl<Backend>::check_heap(void (*fn)(const Finding&, voi
       // blocks are closed like full mode's.
       found = find_poison_finding(m, slot_start, f);
     }
-    if (found) {
+    // Other threads may still allocate and free (at exit, threads that were
+    // not joined): a slot that changed hands while it was read proves
+    // nothing. Its state or block differs afterwards unless it went round
+    // the whole quarantine in between.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (found && m.state.load(std::memory_order_relaxed) == st && m.block == block) {
       ++damaged;
       fn(f, ctx);
     }

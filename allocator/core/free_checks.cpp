@@ -33,7 +33,7 @@ Finding make_finding(ErrorKind k, std::uintptr_t addr, const SlotMeta& m,
 void report_failed_free(const SlotMeta& m, std::uintptr_t a, std::uintptr_t block,
                         std::uintptr_t slot_start, AllocKind kind) noexcept {
   const SlotState st = m.state.load(std::memory_order_acquire);
-  if (a == block && (st == SlotState::kQuarantined || st == SlotState::kAvailable)) {
+  if (a == block && st != SlotState::kLive && st != SlotState::kUnused) {
     // Two frees racing: the winner records its stack right after its state
     // change; give it a moment so the report names the first free.
     for (int i = 0; i < 10000 && m.free_tid.load(std::memory_order_acquire) == 0; ++i)

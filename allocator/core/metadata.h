@@ -13,6 +13,10 @@ enum class SlotState : std::uint8_t {
   kLive,         // handed out, accessible
   kQuarantined,  // freed, waiting in the FIFO; inaccessible in full mode
   kAvailable,    // left quarantine, on the free list
+  // Freed, its poison (fast mode) or closing not done yet: the freeing
+  // thread owns it. A heap check running beside that thread must not judge
+  // the poison until the state says kQuarantined.
+  kFreeing,
 };
 
 inline constexpr std::uint32_t kNoSlot = 0xffffffffu;

@@ -45,10 +45,16 @@ class FreeChecksDeathTest : public ::testing::Test {
   std::uintptr_t start_ = 0;
 };
 
+// Whichever freed state the first free has reached (a second free can race
+// the first one while it is still poisoning).
 TEST_F(FreeChecksDeathTest, FreeOfAFreedBlockIsADoubleFree) {
-  m_.state.store(SlotState::kQuarantined);
-  EXPECT_EXIT(report_failed_free(m_, m_.block, m_.block, start_, AllocKind::kMalloc),
-              ::testing::ExitedWithCode(3), "finding double-free distance=0");
+  m_.free_tid.store(7);
+  for (SlotState st : {SlotState::kFreeing, SlotState::kQuarantined, SlotState::kAvailable}) {
+    m_.state.store(st);
+    EXPECT_EXIT(report_failed_free(m_, m_.block, m_.block, start_, AllocKind::kMalloc),
+                ::testing::ExitedWithCode(3), "finding double-free distance=0")
+        << static_cast<int>(st);
+  }
 }
 
 TEST_F(FreeChecksDeathTest, FreeInsideALiveBlockIsAnInvalidFreeWithItsBlock) {
