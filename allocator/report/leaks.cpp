@@ -6,8 +6,10 @@
 // a live block marks it reachable, and reachable blocks are scanned in turn.
 // What is left is leaked: "direct" when nothing points to it, "indirect" when
 // only other leaked blocks do. Leaks are grouped by allocation stack, largest
-// first. Runs at exit, single-threaded in practice; allocates nothing through
-// malloc (working memory comes from os::map_internal).
+// first. Runs at exit, where threads the program did not join may still
+// allocate and free: block contents are read through process_vm_readv, and a
+// block must be live from the snapshot to the end to be judged. Allocates
+// nothing through malloc (working memory comes from os::map_internal).
 #include "report/leaks.h"
 
 #include <dlfcn.h>
@@ -72,7 +74,7 @@ std::ptrdiff_t find_block(const Scan& s, std::uintptr_t a) noexcept {
 
 // Marks every block that one of `n` words at `words` points into with
 // `mark` (reachable blocks are queued for scanning). The words are either
-// the memory itself (scan_range) or a copy of it (scan_resident).
+// the memory itself (scan_range) or a copy of it (scan_resident, scan_block).
 void scan_words(Scan& s, const unsigned char* words, std::size_t n, std::uint8_t mark,
                 std::ptrdiff_t self = -1) noexcept {
   if (s.count == 0) return;
@@ -97,13 +99,6 @@ void scan_range(Scan& s, std::uintptr_t begin, std::uintptr_t end, std::uint8_t 
   if (end < begin + 8) return;
   // NOLINTNEXTLINE(performance-no-int-to-ptr): a block or segment address.
   scan_words(s, reinterpret_cast<const unsigned char*>(begin), (end - begin) / 8, mark, self);
-}
-
-void drain_work(Scan& s) noexcept {
-  while (s.work_count > 0) {
-    const Block& b = s.blocks[s.work[--s.work_count]];
-    scan_range(s, b.start, b.start + b.size, kReachable);
-  }
 }
 
 int scan_module(dl_phdr_info* info, std::size_t, void* ctx) {
@@ -240,6 +235,27 @@ void scan_resident(Scan& s, SafeReader& reader, OwnRanges& own, std::uintptr_t b
     }
     window += pages * page;
   }
+}
+
+// scan_words() over block `i`'s contents, copied through `reader`: threads
+// the program did not join still run, and one may free the block meanwhile
+// (full mode then makes its pages inaccessible). What could not be read is
+// not scanned; the block itself is judged again at the end (still_live()).
+void scan_block(Scan& s, SafeReader& reader, OwnRanges& own, std::size_t i,
+                std::uint8_t mark) noexcept {
+  const Block b = s.blocks[i];
+  const std::uintptr_t end = b.start + b.size;
+  for (std::uintptr_t at = (b.start + 7) & ~std::uintptr_t{7}; at + 8 <= end;) {
+    const std::size_t want = std::min<std::size_t>(end - at, sizeof own.buf) & ~std::size_t{7};
+    const std::size_t got = reader.read(at, own.buf, want);
+    scan_words(s, own.buf, got / 8, mark, static_cast<std::ptrdiff_t>(i));
+    if (got < want) return;
+    at += want;
+  }
+}
+
+void drain_work(Scan& s, SafeReader& reader, OwnRanges& own) noexcept {
+  while (s.work_count > 0) scan_block(s, reader, own, s.work[--s.work_count], kReachable);
 }
 
 // Scans every writable private mapping for roots, less the library's own
@@ -397,6 +413,17 @@ void write_json_leaks(const Group* groups, std::size_t ngroups, std::size_t max_
   w.flush_to(fd);
 }
 
+// Threads the program did not join still run during the scan: a block one
+// of them frees meanwhile was its, not a leak (its pointer may have been
+// read from a place the scan had passed). Only a block live from the
+// snapshot to the end of the scan is judged.
+bool still_live(const Arena& arena, const Block& b) noexcept {
+  BlockInfo now;
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): a block address from the arena.
+  return arena.block_info(reinterpret_cast<const void*>(b.start), now) && now.block == b.start &&
+         now.alloc_stack == b.alloc_stack;
+}
+
 }  // namespace
 
 [[gnu::noinline]] LeakSummary check_leaks(const Arena& arena, std::size_t max_groups) noexcept {
@@ -432,20 +459,20 @@ void write_json_leaks(const Group* groups, std::size_t ngroups, std::size_t max_
   dl_iterate_phdr(scan_module, &s);
   scan_mappings(s, *own, sp);
   if (own->pagemap_fd >= 0) ::close(own->pagemap_fd);
-  os::release(own, sizeof(OwnRanges));
-  drain_work(s);
+  SafeReader reader;
+  drain_work(s, reader, *own);
   // Leaked blocks pointed to by other leaked blocks are indirect leaks.
   for (std::size_t i = 0; i < s.count; ++i) {
-    if (s.blocks[i].mark != kUnmarked) continue;
-    scan_range(s, s.blocks[i].start, s.blocks[i].start + s.blocks[i].size, kIndirect,
-               static_cast<std::ptrdiff_t>(i));
+    if (s.blocks[i].mark == kUnmarked) scan_block(s, reader, *own, i, kIndirect);
   }
+  os::release(own, sizeof(OwnRanges));
 
   // Group by (kind, allocation stack): reuse the work array's memory is not
   // enough for groups, so sort the leaked blocks by key and aggregate.
   std::size_t leaked = 0;
   for (std::size_t i = 0; i < s.count; ++i) {
-    if (s.blocks[i].mark != kReachable) s.blocks[leaked++] = s.blocks[i];
+    if (s.blocks[i].mark != kReachable && still_live(arena, s.blocks[i]))
+      s.blocks[leaked++] = s.blocks[i];
   }
   std::sort(s.blocks, s.blocks + leaked, [](const Block& a, const Block& b) {
     return a.mark != b.mark ? a.mark < b.mark : a.alloc_stack < b.alloc_stack;

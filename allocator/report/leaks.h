@@ -18,7 +18,8 @@ struct LeakSummary {
 
 // Finds the live blocks of `arena` that the program can no longer reach and
 // prints them grouped by allocation stack (at most `max_groups` groups,
-// largest first) to the report fd. Call at exit with the other threads quiet.
+// largest first) to the report fd. Call at exit; other threads may still run
+// (see leaks.cpp for what they can hide).
 // No malloc; needs the blocks' pages readable (live blocks always are).
 LeakSummary check_leaks(const Arena& arena, std::size_t max_groups = 64) noexcept;
 
