@@ -83,10 +83,17 @@ template <os::GuardBackend Backend>
     const SlotMeta& m, std::uintptr_t slot_start) const noexcept {
   const std::size_t s = m.size == 0 ? 1 : m.size;
   const std::size_t before = m.offset < kFastCanaryBefore ? m.offset : kFastCanaryBefore;
+  // Under kFastPathAlign bytes up to the page end, unless the general path
+  // placed the block for a larger alignment.
+  static_assert(kFastPathAlign <= sizeof(Bytes16));
   const std::size_t tail = page_ - m.offset - s;
   auto* block = reinterpret_cast<const unsigned char*>(slot_start + m.offset);
-  return (before == 0 || all_bytes_are(block - before, before, kCanaryByte)) &&
-         (tail == 0 || all_bytes_are(block + s, tail, kCanaryByte));
+  if (before != 0 && !all_bytes_are(block - before, before, kCanaryByte)) return false;
+  if (tail == 0) return true;
+  if (tail <= sizeof(Bytes16))
+    return ends_with_bytes(reinterpret_cast<const unsigned char*>(slot_start + page_), tail,
+                           kCanaryByte);
+  return all_bytes_are(block + s, tail, kCanaryByte);
 }
 
 template <os::GuardBackend Backend>

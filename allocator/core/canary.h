@@ -73,6 +73,22 @@ using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
   return first_mismatch(p, n, byte) == n;
 }
 
+// True when the n <= 16 bytes before `end` all hold `byte`: one 16-byte
+// load ending at `end`, its first 16 - n bytes masked off, whatever n is
+// (fast mode's canary after a block, from the block's end to its page end).
+// [end - 16, end) must be readable.
+[[gnu::always_inline]] inline bool ends_with_bytes(const unsigned char* end, std::size_t n,
+                                                   unsigned char byte) noexcept {
+  // Bytes [16 - n, 16) of load16(kTailMask + n) are 0xff, the others 0.
+  alignas(16) static constexpr unsigned char kTailMask[32] = {
+      0,    0,    0,    0,    0,    0,    0,    0,    0,    0,    0,
+      0,    0,    0,    0,    0,    0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  Bytes16 pattern = {};
+  pattern += byte;
+  return all_zero((load16(end - 16) ^ pattern) & load16(kTailMask + n));
+}
+
 // Sixteen bytes of `byte` at p, in one store.
 [[gnu::always_inline]] inline void fill16(unsigned char* p, unsigned char byte) noexcept {
   Bytes16 pattern = {};
@@ -94,9 +110,15 @@ using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
     std::memcpy(p + 48, &pattern, sizeof pattern);
     return;
   }
+  // Straight-line stores: a loop of them is a memset to GCC, which then
+  // expands it into a loop of 8-byte stores.
   if (n >= 16 && n <= 64) {
+    std::memcpy(p, &pattern, sizeof pattern);
     std::memcpy(p + n - 16, &pattern, sizeof pattern);
-    for (std::size_t i = 0; i + 16 < n; i += 16) std::memcpy(p + i, &pattern, sizeof pattern);
+    if (n > 32) {
+      std::memcpy(p + 16, &pattern, sizeof pattern);
+      if (n > 48) std::memcpy(p + 32, &pattern, sizeof pattern);
+    }
     return;
   }
   if (n >= 8 && n < 16) {

@@ -51,6 +51,23 @@ TEST(ByteScanTest, FillWritesExactlyTheRange) {
   }
 }
 
+// The n bytes before an end, for every n a 16-byte load ending there can
+// cover: a changed byte among them is seen wherever it is, one just before
+// them never is.
+TEST(ByteScanTest, EndsWithBytesSeesExactlyTheLastNBytes) {
+  for (std::size_t n = 0; n <= 16; ++n) {
+    std::vector<unsigned char> b(16, 0);
+    for (std::size_t i = 16 - n; i < 16; ++i) b[i] = kCanaryByte;
+    const unsigned char* end = b.data() + 16;
+    EXPECT_TRUE(ends_with_bytes(end, n, kCanaryByte)) << n;
+    for (std::size_t at = 16 - n; at < 16; ++at) {
+      b[at] = kCanaryByte ^ 1;
+      EXPECT_FALSE(ends_with_bytes(end, n, kCanaryByte)) << n << " at " << at;
+      b[at] = kCanaryByte;
+    }
+  }
+}
+
 TEST(CanarySpanTest, FullModeGuardsTheWholeSlackOfTheOpenPages) {
   // A 100-byte block at offset 3996 of a one-page slot.
   CanarySpan c = canary_span(0, 3996 - 96, 100, kPage, kPage, false);

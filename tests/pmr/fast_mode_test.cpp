@@ -439,8 +439,9 @@ TYPED_TEST(FastModeDeathTest, FirstAndLastBytesOfPoisonAndCanaryAreChecked) {
     }
   }
   // The canaries around a block, first and last byte of each: the tail is 63
-  // bytes of alignment slack after a 1-byte block, the lead the 64 bytes
-  // below a block.
+  // bytes of alignment slack after a 1-byte block aligned to 64 (the general
+  // path places it), 15, 7 or 1 bytes after blocks of 1, 25 and 15 bytes on
+  // the fast path; the lead the 64 bytes below a block.
   struct Canary {
     std::size_t size, align;
     std::ptrdiff_t at;
@@ -448,7 +449,9 @@ TYPED_TEST(FastModeDeathTest, FirstAndLastBytesOfPoisonAndCanaryAreChecked) {
   };
   for (const Canary& c :
        {Canary{1, 64, 1, "heap-buffer-overflow"}, Canary{1, 64, 63, "heap-buffer-overflow"},
-        Canary{64, 16, -64, "heap-buffer-underflow"},
+        Canary{1, 16, 1, "heap-buffer-overflow"}, Canary{1, 16, 15, "heap-buffer-overflow"},
+        Canary{25, 16, 25, "heap-buffer-overflow"}, Canary{25, 16, 31, "heap-buffer-overflow"},
+        Canary{15, 16, 15, "heap-buffer-overflow"}, Canary{64, 16, -64, "heap-buffer-underflow"},
         Canary{64, 16, -1, "heap-buffer-underflow"}}) {
     EXPECT_DEATH(
         {
