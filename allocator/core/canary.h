@@ -37,7 +37,7 @@ std::size_t last_mismatch_end(const unsigned char* p, std::size_t n, unsigned ch
 
 // True when [p, p+n) holds only `byte`: the answer of nearly every check,
 // found for n <= 64 (poison of small blocks, fast mode's canary before the
-// block) with a few overlapping 16-byte loads and no loop exit per word; the
+// block) with a few overlapping loads and no loop exit per word; the
 // position of a bad byte is looked for only once one is known to be there.
 using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
 [[gnu::always_inline]] inline Bytes16 load16(const unsigned char* p) noexcept {
@@ -70,6 +70,14 @@ using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
     std::memcpy(&b, p + n - 8, 8);
     return ((a ^ word) | (b ^ word)) == 0;
   }
+  if (n >= 4 && n < 8) {  // two overlapping half-words
+    const std::uint32_t word = 0x01010101u * byte;
+    std::uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    return ((a ^ word) | (b ^ word)) == 0;
+  }
+  if (n < 4) return n == 0 || (p[0] == byte && p[n / 2] == byte && p[n - 1] == byte);
   return first_mismatch(p, n, byte) == n;
 }
 
@@ -97,7 +105,7 @@ using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
 }
 
 // memset() for fast mode's short runs (every canary before a block, and the
-// poison of blocks of 8 to 64 bytes): a few overlapping stores instead of a
+// poison of blocks of up to 64 bytes): a few overlapping stores instead of a
 // call; 64-byte runs, the most common, are four 16-byte stores.
 [[gnu::always_inline]] inline void fill_bytes(unsigned char* p, std::size_t n,
                                               unsigned char byte) noexcept {
@@ -125,6 +133,18 @@ using Bytes16 = unsigned char __attribute__((vector_size(16), aligned(1)));
     const std::uint64_t word = 0x0101010101010101ull * byte;
     std::memcpy(p, &word, 8);
     std::memcpy(p + n - 8, &word, 8);
+    return;
+  }
+  if (n >= 4 && n < 8) {
+    const std::uint32_t word = 0x01010101u * byte;
+    std::memcpy(p, &word, 4);
+    std::memcpy(p + n - 4, &word, 4);
+    return;
+  }
+  if (n > 0 && n < 4) {
+    p[0] = byte;
+    p[n / 2] = byte;
+    p[n - 1] = byte;
     return;
   }
   std::memset(p, byte, n);
