@@ -154,29 +154,65 @@ void add_own_range(std::uintptr_t lo, std::uintptr_t hi, void* ctx) {
 }
 
 // Memory of this process read through process_vm_readv: a page that cannot
-// be read (a guard page of someone else's, a mapping that went away) makes
-// the call stop short instead of raising SIGSEGV in the middle of the exit
-// path. Falls back to plain loads only where the kernel refuses the call
-// (seccomp), since every range given here is a readable mapping.
+// be read (a guard page of someone else's, a mapping that went away, a block
+// another thread freed and closed during the scan) makes the call stop short
+// instead of raising SIGSEGV in the middle of the exit path. Where the kernel
+// refuses the call (seccomp, qemu-user), the bytes go through a pipe
+// instead: write(2) from an unreadable page fails with EFAULT, it does not
+// fault. Plain loads only if no pipe can be had either.
 class SafeReader {
  public:
+  SafeReader() = default;
+  SafeReader(const SafeReader&) = delete;
+  SafeReader& operator=(const SafeReader&) = delete;
+  ~SafeReader() {
+    if (pipe_[0] >= 0) ::close(pipe_[0]);
+    if (pipe_[1] >= 0) ::close(pipe_[1]);
+  }
+
   // Up to n bytes at `addr` into buf; returns how many could be read.
   std::size_t read(std::uintptr_t addr, void* buf, std::size_t n) noexcept {
-    if (!direct_) {
+    if (mode_ == Mode::kProcessVm) {
       iovec local{buf, n};
       // NOLINTNEXTLINE(performance-no-int-to-ptr): a foreign address, only passed on.
       iovec remote{reinterpret_cast<void*>(addr), n};
       ssize_t got = ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
       if (got >= 0) return static_cast<std::size_t>(got);
       if (errno != ENOSYS && errno != EPERM) return 0;
-      direct_ = true;
+      mode_ = ::pipe2(pipe_, O_CLOEXEC) == 0 ? Mode::kPipe : Mode::kDirect;
     }
+    if (mode_ == Mode::kPipe) return read_through_pipe(addr, static_cast<unsigned char*>(buf), n);
+    // NOLINTNEXTLINE(performance-no-int-to-ptr): a mapping's address, readable when listed.
     std::memcpy(buf, reinterpret_cast<const void*>(addr), n);
     return n;
   }
 
  private:
-  bool direct_ = false;
+  enum class Mode : std::uint8_t { kProcessVm, kPipe, kDirect };
+
+  // A page at a time: the pipe's buffer holds at least one.
+  std::size_t read_through_pipe(std::uintptr_t addr, unsigned char* buf, std::size_t n) noexcept {
+    const std::size_t page = os::page_size();
+    std::size_t done = 0;
+    while (done < n) {
+      const std::size_t chunk = std::min(n - done, page - (addr + done) % page);
+      // NOLINTNEXTLINE(performance-no-int-to-ptr): a foreign address, only passed on.
+      const ssize_t in = ::write(pipe_[1], reinterpret_cast<const void*>(addr + done), chunk);
+      if (in <= 0) break;
+      std::size_t got = 0;
+      while (got < static_cast<std::size_t>(in)) {
+        const ssize_t out = ::read(pipe_[0], buf + done + got, static_cast<std::size_t>(in) - got);
+        if (out <= 0) return done + got;
+        got += static_cast<std::size_t>(out);
+      }
+      done += got;
+      if (got < chunk) break;
+    }
+    return done;
+  }
+
+  Mode mode_ = Mode::kProcessVm;
+  int pipe_[2] = {-1, -1};
 };
 
 // Marks in has_data[i] whether page i of [window, window + pages) can hold
@@ -456,10 +492,10 @@ bool still_live(const Arena& arena, const Block& b) noexcept {
   struct sysinfo si {};
   if (::sysinfo(&si) != 0 || si.totalswap != 0)
     own->pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  SafeReader reader;
   dl_iterate_phdr(scan_module, &s);
   scan_mappings(s, *own, sp);
   if (own->pagemap_fd >= 0) ::close(own->pagemap_fd);
-  SafeReader reader;
   drain_work(s, reader, *own);
   // Leaked blocks pointed to by other leaked blocks are indirect leaks.
   for (std::size_t i = 0; i < s.count; ++i) {

@@ -61,6 +61,8 @@ Result run(const Run& r) {
     ::dup2(err_pipe[1], 2);
     if (!r.cwd.empty() && ::chdir(r.cwd.c_str()) != 0) ::_exit(126);
     if (r.without_guard_markers && !guardarena::testing::hide_guard_markers(nullptr)) ::_exit(125);
+    if (r.without_process_vm_readv && !guardarena::testing::refuse_process_vm_readv(nullptr))
+      ::_exit(125);
     ::execvpe(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }

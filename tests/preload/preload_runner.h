@@ -51,7 +51,8 @@ struct Run {
   std::vector<std::string> env;  // NAME=VALUE, set last
   std::string cwd;
   int timeout_seconds = 120;
-  bool without_guard_markers = false;  // simulate a kernel before 6.13 (support/old_kernel.h)
+  bool without_guard_markers = false;     // simulate a kernel before 6.13 (support/old_kernel.h)
+  bool without_process_vm_readv = false;  // a sandbox refusing it (support/old_kernel.h)
 };
 
 // A fresh directory, removed with the object.

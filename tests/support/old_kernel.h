@@ -17,8 +17,13 @@ bool hide_guard_markers(std::string* why_not) noexcept;
 // installs nothing: the same calls return success without running.
 bool fake_guard_markers(std::string* why_not) noexcept;
 
-// Whether seccomp filters, and so fake_guard_markers() and
-// hide_guard_markers(), work here: tried in a throwaway child.
+// A sandbox that refuses process_vm_readv with EPERM, as container runtimes'
+// default seccomp profiles did (the leak scan then reads through a pipe).
+bool refuse_process_vm_readv(std::string* why_not) noexcept;
+
+// Whether seccomp filters, and so fake_guard_markers(),
+// hide_guard_markers() and refuse_process_vm_readv(), work here: tried in a
+// throwaway child.
 bool can_fake_guard_markers(std::string* why_not);
 
 }  // namespace guardarena::testing
