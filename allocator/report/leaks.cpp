@@ -179,7 +179,7 @@ class SafeReader {
       ssize_t got = ::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0);
       if (got >= 0) return static_cast<std::size_t>(got);
       if (errno != ENOSYS && errno != EPERM) return 0;
-      mode_ = ::pipe2(pipe_, O_CLOEXEC) == 0 ? Mode::kPipe : Mode::kDirect;
+      mode_ = open_pipe() ? Mode::kPipe : Mode::kDirect;
     }
     if (mode_ == Mode::kPipe) return read_through_pipe(addr, static_cast<unsigned char*>(buf), n);
     // NOLINTNEXTLINE(performance-no-int-to-ptr): a mapping's address, readable when listed.
@@ -189,6 +189,24 @@ class SafeReader {
 
  private:
   enum class Mode : std::uint8_t { kProcessVm, kPipe, kDirect };
+
+  // Both ends above 2: a program that closed stderr would otherwise lend
+  // the pipe its number, and the report written there would be lost.
+  bool open_pipe() noexcept {
+    if (::pipe2(pipe_, O_CLOEXEC) != 0) return false;
+    for (int& fd : pipe_) {
+      if (fd > 2) continue;
+      const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+      ::close(fd);
+      fd = high;
+    }
+    if (pipe_[0] >= 0 && pipe_[1] >= 0) return true;
+    for (int& fd : pipe_) {
+      if (fd >= 0) ::close(fd);
+      fd = -1;
+    }
+    return false;
+  }
 
   // A page at a time: the pipe's buffer holds at least one.
   std::size_t read_through_pipe(std::uintptr_t addr, unsigned char* buf, std::size_t n) noexcept {
