@@ -319,10 +319,9 @@ void drain_work(Scan& s, SafeReader& reader, OwnRanges& own) noexcept {
 // stack pointer; other threads' stacks whole (their stack pointers are not
 // known here), which can only keep a dead pointer alive, never lose a live
 // one. Module segments were scanned already and are read again harmlessly.
-void scan_mappings(Scan& s, OwnRanges& own, std::uintptr_t sp) noexcept {
+void scan_mappings(Scan& s, SafeReader& reader, OwnRanges& own, std::uintptr_t sp) noexcept {
   int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
-  SafeReader reader;
   char buf[8192];
   std::size_t have = 0;
   for (;;) {
@@ -512,7 +511,7 @@ bool still_live(const Arena& arena, const Block& b) noexcept {
     own->pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   SafeReader reader;
   dl_iterate_phdr(scan_module, &s);
-  scan_mappings(s, *own, sp);
+  scan_mappings(s, reader, *own, sp);
   if (own->pagemap_fd >= 0) ::close(own->pagemap_fd);
   drain_work(s, reader, *own);
   // Leaked blocks pointed to by other leaked blocks are indirect leaks.

@@ -257,6 +257,15 @@ TEST_P(HeapCheckTest, IntactHeapsPassTheCheckSilently) {
   }
 }
 
+// false, and true where seccomp can refuse process_vm_readv for a child (the
+// leak scan then reads through its pipe); says why when it cannot.
+std::vector<bool> process_vm_readv_refusals() {
+  std::string why;
+  if (guardarena::testing::can_fake_guard_markers(&why)) return {false, true};
+  std::printf("process_vm_readv refused: not run (%s)\n", why.c_str());
+  return {false};
+}
+
 // The leak scan beside threads that still allocate and free: a block one of
 // them frees during the scan is neither read after it closed (full mode
 // would fault: every run did) nor listed (fast mode listed some on nearly
@@ -264,17 +273,11 @@ TEST_P(HeapCheckTest, IntactHeapsPassTheCheckSilently) {
 // thread holds only in a register while the scan passes its stack is not
 // seen, so a run may still list a block or a few (user guide, limitations):
 // at most three of ten may, and none may end any other way. The heap check
-// is off: in full mode it has a race of its own (user guide, limitations). A sandbox that
-// refuses process_vm_readv (and qemu-user, which lacks it) gets the same
-// answers through the scan's pipe.
+// is off: in full mode it has a race of its own (user guide, limitations).
+// A sandbox that refuses process_vm_readv (and qemu-user, which lacks it)
+// gets the same answers through the scan's pipe.
 TEST_P(LeakTest, ScanBesideThreadsThatStillAllocateNeitherFaultsNorListsTheirBlocks) {
-  std::string why;
-  const bool can_refuse = guardarena::testing::can_fake_guard_markers(&why);
-  for (const bool refuse : {false, true}) {
-    if (refuse && !can_refuse) {
-      std::printf("process_vm_readv refused: not run (%s)\n", why.c_str());
-      continue;
-    }
+  for (const bool refuse : process_vm_readv_refusals()) {
     for (const char* mode : {"mode=full", "mode=fast"}) {
       int listed = 0;
       for (int i = 0; i < 10; ++i) {
@@ -349,13 +352,7 @@ TEST_P(LeakTest, ExitcodeAppliesToLeaks) {
 // also when the scan reads through its pipe (process_vm_readv refused),
 // whose ends must not take stderr's free number.
 TEST_P(LeakTest, ReportSurvivesAProgramThatClosesStderr) {
-  std::string why;
-  const bool can_refuse = guardarena::testing::can_fake_guard_markers(&why);
-  for (const bool refuse : {false, true}) {
-    if (refuse && !can_refuse) {
-      std::printf("process_vm_readv refused: not run (%s)\n", why.c_str());
-      continue;
-    }
+  for (const bool refuse : process_vm_readv_refusals()) {
     Result r = run({.argv = {program("leaks"), "close-stderr"},
                     .options = opts("detect_leaks=1"),
                     .without_process_vm_readv = refuse});
