@@ -19,6 +19,7 @@ set(guardarena_threads_tests
     "StackCacheTest\\.(SameStackFromTwoThreadsGetsOneId|ConcurrentThreadsNeverGetAnotherStacksId|ThreadExitGivesTheBlockBack|ThreadsGetBlocksOnSeparateCacheLines|CaptureAndStoreMakeNoMallocCall)"
     "StackDepotTest\\.(ConcurrentStoresDeduplicateAcrossThreads|LoadsRunConcurrentlyWithStores)"
     "StackTraceTest\\.WorksOnOtherThreads"
+    "WorldStopTest\\.[A-Za-z]+"
     "ArenaStressTest\\.[A-Za-z]+"
     "MemoryBudgetTest\\.ThreadsPastTheBudgetKeepEveryBlockAndBalance"
     "FastModeStressTest\\.[A-Za-z]+")

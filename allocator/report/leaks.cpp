@@ -1,15 +1,18 @@
 // Leak detection at exit (detect_leaks=1): a conservative reachability scan
 // in the spirit of LeakSanitizer. Roots are the writable segments of every
 // loaded module and every other writable private mapping but the library's
-// own (the glibc heap and thread arenas, every thread's stack and static TLS,
-// the calling thread's registers); every word that points into (or inside)
+// own (the glibc heap and thread arenas, every thread's stack and static TLS),
+// and the registers of every thread; every word that points into (or inside)
 // a live block marks it reachable, and reachable blocks are scanned in turn.
 // What is left is leaked: "direct" when nothing points to it, "indirect" when
 // only other leaked blocks do. Leaks are grouped by allocation stack, largest
-// first. Runs at exit, where threads the program did not join may still
-// allocate and free: block contents are read through process_vm_readv, and a
-// block must be live from the snapshot to the end to be judged. Allocates
-// nothing through malloc (working memory comes from os::map_internal).
+// first. Runs at exit, where threads the program did not join may still run:
+// they are paused for the scan (os/world_stop.h), and their registers read
+// from their signal contexts. A thread that cannot be paused (it blocks the
+// signal) may still free blocks meanwhile: block contents are read through
+// process_vm_readv, and a block must be live from the snapshot to the end to
+// be judged. Allocates nothing through malloc (working memory comes from
+// os::map_internal).
 #include "report/leaks.h"
 
 #include <dlfcn.h>
@@ -23,9 +26,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "os/os_linux.h"
 #include "os/raw_writer.h"
+#include "os/world_stop.h"
 #include "report/report.h"
 #include "report/stack_printer.h"
 
@@ -101,17 +106,6 @@ void scan_range(Scan& s, std::uintptr_t begin, std::uintptr_t end, std::uint8_t 
   scan_words(s, reinterpret_cast<const unsigned char*>(begin), (end - begin) / 8, mark, self);
 }
 
-int scan_module(dl_phdr_info* info, std::size_t, void* ctx) {
-  auto* s = static_cast<Scan*>(ctx);
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W) == 0) continue;
-    std::uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
-    scan_range(*s, begin, begin + ph.p_memsz, kReachable);
-  }
-  return 0;
-}
-
 std::uintptr_t parse_hex(const char*& p) noexcept {
   std::uintptr_t v = 0;
   for (;; ++p) {
@@ -140,6 +134,28 @@ struct OwnRanges {
   std::uint64_t pagemap[kWindowPages];
   int pagemap_fd = -1;
 };
+
+// The writable segments of the loaded modules, gathered before the threads
+// are paused: dl_iterate_phdr() takes the loader's lock, which a paused
+// thread may hold (inside dlopen, or a TLS allocation).
+struct ModuleRanges {
+  static constexpr std::size_t kMax = 4096;
+  std::uintptr_t lo[kMax];
+  std::uintptr_t hi[kMax];
+  std::size_t count = 0;
+};
+
+int add_module_ranges(dl_phdr_info* info, std::size_t, void* ctx) {
+  auto* r = static_cast<ModuleRanges*>(ctx);
+  for (int i = 0; i < info->dlpi_phnum && r->count < ModuleRanges::kMax; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || (ph.p_flags & PF_W) == 0) continue;
+    std::uintptr_t begin = info->dlpi_addr + ph.p_vaddr;
+    r->lo[r->count] = begin;
+    r->hi[r->count++] = begin + ph.p_memsz;
+  }
+  return 0;
+}
 
 void add_own_range(std::uintptr_t lo, std::uintptr_t hi, void* ctx) {
   auto* r = static_cast<OwnRanges*>(ctx);
@@ -312,18 +328,49 @@ void drain_work(Scan& s, SafeReader& reader, OwnRanges& own) noexcept {
   while (s.work_count > 0) scan_block(s, reader, own, s.work[--s.work_count], kReachable);
 }
 
+// Where the live part of the stack holding [lo, hi) begins: the calling
+// thread's stack pointer `sp`, or a paused thread's less the red zone (where
+// a leaf function keeps locals on x86-64). Dead frames below are no roots,
+// nor is the pause signal's frame: scan_registers() reads its copy of the
+// registers. A paused thread's stack pointer counts only in a mapping that
+// `is_stack` (a stack switched to inside a heap mapping must not hide the
+// rest of it). `lo` for a mapping holding no known stack pointer, or two.
+std::uintptr_t live_start(std::uintptr_t lo, std::uintptr_t hi, std::uintptr_t sp, bool is_stack,
+                          const os::WorldStop& world) noexcept {
+#if defined(__x86_64__)
+  constexpr std::uintptr_t kRedZone = 128;
+#else
+  constexpr std::uintptr_t kRedZone = 0;
+#endif
+  std::uintptr_t start = lo;
+  int found = 0;
+  if (sp >= lo && sp < hi) {
+    start = sp;
+    ++found;
+  }
+  for (std::size_t i = 0; is_stack && i < world.paused(); ++i) {
+    const std::uintptr_t t = world.thread(i).sp;
+    if (t < lo || t >= hi) continue;
+    start = t - kRedZone > lo ? t - kRedZone : lo;
+    ++found;
+  }
+  return found == 1 ? start : lo;
+}
+
 // Scans every writable private mapping for roots, less the library's own
 // ranges: the glibc heap and its thread arenas and mmap'ed chunks (where
 // sampled-out blocks live), every thread's stack and static TLS, anonymous
-// memory of the program's own. The calling thread's stack only above its
-// stack pointer; other threads' stacks whole (their stack pointers are not
-// known here), which can only keep a dead pointer alive, never lose a live
-// one. Module segments were scanned already and are read again harmlessly.
-void scan_mappings(Scan& s, SafeReader& reader, OwnRanges& own, std::uintptr_t sp) noexcept {
+// memory of the program's own. Stacks from their live_start(); the stack of
+// a thread that could not be paused whole (its stack pointer is not known),
+// which can only keep a dead pointer alive, never lose a live one. Module
+// segments were scanned already and are read again harmlessly.
+void scan_mappings(Scan& s, SafeReader& reader, OwnRanges& own, std::uintptr_t sp,
+                   const os::WorldStop& world) noexcept {
   int fd = ::open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   char buf[8192];
   std::size_t have = 0;
+  std::uintptr_t guard_end = 0;  // end of the last inaccessible mapping
   for (;;) {
     ssize_t n = ::read(fd, buf + have, sizeof buf - 1 - have);
     if (n <= 0) break;
@@ -342,7 +389,11 @@ void scan_mappings(Scan& s, SafeReader& reader, OwnRanges& own, std::uintptr_t s
       // "rw-p": readable, writable, private (shared memory holds no pointers
       // into this heap that the program could not also reach otherwise).
       bool scan = p[0] == 'r' && p[1] == 'w' && p[3] == 'p';
-      if (scan && sp >= lo && sp < hi) lo = sp;  // the live part of this stack
+      // The main thread's stack, or a mapping right above a guard page, as
+      // glibc places every thread stack.
+      const bool is_stack = guard_end == lo || std::strstr(p, "[stack]") != nullptr;
+      guard_end = p[0] == '-' && p[1] == '-' && p[2] == '-' ? hi : 0;
+      if (scan) lo = live_start(lo, hi, sp, is_stack, world);
       // The gaps between the library's own ranges (a mapping can be merged
       // with one of them into a single line).
       for (std::size_t i = 0; scan && i < own.count && lo < hi; ++i) {
@@ -393,6 +444,15 @@ void write_group_stack(RawWriter& w, std::uint32_t stack, bool json) noexcept {
     print_frames(w, pcs, n, po);
   } else if (!json) {
     w.str("    <no stack: stack_depth=0 or depot full>\n");
+  }
+}
+
+// The registers of every paused thread: a thread may hold the only pointer
+// to a block in one (CPython keeps a new thread's start state so).
+void scan_registers(Scan& s, const os::WorldStop& world) noexcept {
+  for (std::size_t i = 0; i < world.paused(); ++i) {
+    const os::PausedThread& t = world.thread(i);
+    scan_words(s, reinterpret_cast<const unsigned char*>(t.regs), t.words, kReachable);
   }
 }
 
@@ -485,24 +545,26 @@ bool still_live(const Arena& arena, const Block& b) noexcept {
   // a block) are spilled to the stack, which is scanned below.
   __builtin_unwind_init();
   Scan s;
-  s.capacity = arena.stats().live_blocks + 1024;
+  // Room for the blocks other threads may allocate before they are paused.
+  s.capacity = arena.stats().live_blocks + 65536;
   std::size_t bytes = s.capacity * (sizeof(Block) + sizeof(std::uint32_t));
   void* mem = os::map_internal(bytes, "guardarena:leaks");
   if (mem == nullptr) return result;
   s.blocks = static_cast<Block*>(mem);
   s.work = reinterpret_cast<std::uint32_t*>(s.blocks + s.capacity);
-  arena.for_each_live(collect, &s);
-  std::sort(s.blocks, s.blocks + s.count,
-            [](const Block& a, const Block& b) { return a.start < b.start; });
 
   volatile char here = 0;
   auto sp = reinterpret_cast<std::uintptr_t>(&here);
-  auto* own = static_cast<OwnRanges*>(os::map_internal(sizeof(OwnRanges), "guardarena:leaks"));
-  if (own == nullptr) {
+  constexpr std::size_t kScratch = sizeof(OwnRanges) + sizeof(ModuleRanges);
+  void* scratch = os::map_internal(kScratch, "guardarena:leaks");
+  if (scratch == nullptr) {
     os::release(mem, bytes);
     return result;
   }
+  auto* own = new (scratch) OwnRanges;
+  auto* modules = new (static_cast<unsigned char*>(scratch) + sizeof(OwnRanges)) ModuleRanges;
   os::for_each_own_mapping(add_own_range, own);
+  dl_iterate_phdr(add_module_ranges, modules);
   // Without swap no page can be swapped out, and mincore() alone is exact
   // and much faster over a big sparse mapping (pagemap answers 8 bytes for
   // every page: 10 s for 64 GiB here, against 0.04 s).
@@ -510,15 +572,27 @@ bool still_live(const Arena& arena, const Block& b) noexcept {
   if (::sysinfo(&si) != 0 || si.totalswap != 0)
     own->pagemap_fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   SafeReader reader;
-  dl_iterate_phdr(scan_module, &s);
-  scan_mappings(s, reader, *own, sp);
-  if (own->pagemap_fd >= 0) ::close(own->pagemap_fd);
+
+  // The snapshot and the marking run with every other thread paused that can
+  // be: nothing allocates, frees or moves a pointer meanwhile, and their
+  // registers are roots. Nothing in between takes a lock or calls malloc.
+  os::WorldStop world;
+  world.stop();
+  arena.for_each_live(collect, &s);
+  std::sort(s.blocks, s.blocks + s.count,
+            [](const Block& a, const Block& b) { return a.start < b.start; });
+  for (std::size_t i = 0; i < modules->count; ++i)
+    scan_range(s, modules->lo[i], modules->hi[i], kReachable);
+  scan_registers(s, world);
+  scan_mappings(s, reader, *own, sp, world);
   drain_work(s, reader, *own);
   // Leaked blocks pointed to by other leaked blocks are indirect leaks.
   for (std::size_t i = 0; i < s.count; ++i) {
     if (s.blocks[i].mark == kUnmarked) scan_block(s, reader, *own, i, kIndirect);
   }
-  os::release(own, sizeof(OwnRanges));
+  world.resume();
+  if (own->pagemap_fd >= 0) ::close(own->pagemap_fd);
+  os::release(scratch, kScratch);
 
   // Group by (kind, allocation stack): reuse the work array's memory is not
   // enough for groups, so sort the leaked blocks by key and aggregate.

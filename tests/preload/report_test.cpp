@@ -226,12 +226,24 @@ TEST_P(HeapCheckTest, FastModeQuarantinedBlockDamageIsReportedAtExit) {
 // Fast mode only: in full mode a free closes the block's pages, and a check
 // reading that block's canaries meanwhile faults (user guide, limitations).
 TEST_P(HeapCheckTest, ExitWhileOtherThreadsAllocateAndFreeReportsNothing) {
-  for (const char* mode : {"mode=fast", "mode=fast:quarantine_bytes=0"}) {
+  for (const char* mode : {"mode=fast", "mode=fast:quarantine_bytes=0", "mode=full"}) {
     for (int i = 0; i < 15; ++i) {
       Result r = run({.argv = {program("exit_while_threads_churn")}, .options = opts(mode)});
       ASSERT_TRUE(r.exited(0)) << mode << " run " << i << "\n" << r.describe();
       ASSERT_EQ(r.err, "") << mode << " run " << i;
     }
+  }
+}
+
+// The other threads are paused while the check walks the heap: in full mode
+// a block freed under the check has its pages closed, and a check beside
+// running threads faulted on them in 7 of 10 runs of this program.
+TEST_P(HeapCheckTest, CheckHeapBesideThreadsThatAllocateAndFreeNeitherFaultsNorFindsDamage) {
+  for (const char* mode : {"mode=full", "mode=full", "mode=fast"}) {
+    Result r = run({.argv = {program("check_heap_beside_threads")}, .options = opts(mode)});
+    ASSERT_TRUE(r.exited(0)) << mode << "\n" << r.describe();
+    ASSERT_EQ(r.out, "found 0\n") << mode;
+    ASSERT_EQ(r.err, "") << mode;
   }
 }
 
@@ -266,26 +278,35 @@ std::vector<bool> process_vm_readv_refusals() {
   return {false};
 }
 
-// The leak scan beside threads that still allocate and free: a block one of
-// them frees during the scan is neither read after it closed (full mode
-// would fault: every run did) nor listed (fast mode listed some on nearly
-// every run); one it allocates is not in the scan at all. A pointer such a
-// thread holds only in a register while the scan passes its stack is not
-// seen, so a run may still list a block or a few (user guide, limitations):
-// at most three of ten may, and none may end any other way. The heap check
-// is off: in full mode it has a race of its own (user guide, limitations).
-// A sandbox that refuses process_vm_readv (and qemu-user, which lacks it)
-// gets the same answers through the scan's pipe.
+// The leak scan beside threads that still allocate and free. Paused for the
+// scan, they list nothing. Threads that block the pause signal go on under
+// it: a block one of them frees during the scan is neither read after it
+// closed (full mode would fault: every run did) nor listed (fast mode listed
+// some on nearly every run); one it allocates is not in the scan at all. A
+// pointer such a thread holds only in a register is not seen, so a run may
+// still list a block or a few (user guide, limitations): at most three of
+// ten may, and none may end any other way. The heap check is off there: in
+// full mode it can fault beside such threads (user guide, limitations). A
+// sandbox that refuses process_vm_readv (and qemu-user, which lacks it) gets
+// the same answers through the scan's pipe.
 TEST_P(LeakTest, ScanBesideThreadsThatStillAllocateNeitherFaultsNorListsTheirBlocks) {
+  for (const char* mode : {"mode=full", "mode=fast"}) {
+    for (int i = 0; i < 5; ++i) {
+      Result r = run({.argv = {program("exit_while_threads_churn")},
+                      .options = opts(std::string(mode) + ":detect_leaks=1")});
+      ASSERT_TRUE(r.exited(0)) << mode << " run " << i << "\n" << r.describe();
+      ASSERT_EQ(r.err, "") << mode << " run " << i;
+    }
+  }
   for (const bool refuse : process_vm_readv_refusals()) {
     for (const char* mode : {"mode=full", "mode=fast"}) {
       int listed = 0;
       for (int i = 0; i < 10; ++i) {
-        Result r = run({.argv = {program("exit_while_threads_churn")},
+        Result r = run({.argv = {program("exit_while_threads_churn"), "unpausable"},
                         .options = opts(std::string(mode) + ":detect_leaks=1:check_heap_at_exit=0"),
                         .without_process_vm_readv = refuse});
         const std::string what = std::string(mode) + (refuse ? " without process_vm_readv" : "") +
-                                 " run " + std::to_string(i);
+                                 " unpausable, run " + std::to_string(i);
         if (r.exited(23) && contains(r.err, "ERROR: guardarena: detected memory leaks") &&
             count_lines_with(r.err, kError) == 1) {
           ++listed;
@@ -296,6 +317,29 @@ TEST_P(LeakTest, ScanBesideThreadsThatStillAllocateNeitherFaultsNorListsTheirBlo
       }
       EXPECT_LE(listed, 3) << mode << (refuse ? " without process_vm_readv" : "");
     }
+  }
+}
+
+// A thread still running at exit may hold the only pointer to a block in a
+// register: the scan pauses it and reads its registers. Its stack is read
+// from its stack pointer up only, so the block is also listed once the
+// register is cleared (dead frames below would otherwise keep it). Also
+// without the heap check at exit, whose own pause leaves a copy of the
+// registers in a signal frame below the stack pointer.
+TEST_P(LeakTest, ARegisterOfAThreadRunningAtExitIsARoot) {
+  for (const char* mode : {"mode=full", "mode=fast", "mode=fast:check_heap_at_exit=0"}) {
+    const std::string options = std::string(mode) + ":detect_leaks=1";
+    Result ok = run({.argv = {program("leak_in_register")}, .options = opts(options)});
+    EXPECT_TRUE(ok.exited(0)) << mode << "\n" << ok.describe();
+    EXPECT_EQ(ok.err, "") << mode;
+    Result leak = run({.argv = {program("leak_in_register"), "leak"}, .options = opts(options)});
+    EXPECT_TRUE(leak.exited(23)) << mode << "\n" << leak.describe();
+    EXPECT_TRUE(contains(leak.err,
+                         "\nDirect leak of 48 byte\\(s\\) in 1 object\\(s\\) allocated from:\n"
+                         "[\\s\\S]*in make_block .*leak_in_register.c:[0-9]+[\\s\\S]*"
+                         "SUMMARY: guardarena: 48 byte\\(s\\) leaked in 1 allocation\\(s\\)."))
+        << mode << "\n"
+        << leak.describe();
   }
 }
 

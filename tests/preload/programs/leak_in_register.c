@@ -1,0 +1,91 @@
+/* A block whose only reference is a register of a thread still running at
+   exit: not a leak, as long as the scan reads that thread's registers. The
+   thread keeps the block's address in a callee-saved register (x86-64 r12,
+   AArch64 x19) and spins; every other copy is gone (the global holds it
+   xor-ed, the dead frames that held it are overwritten, the caller-saved
+   registers are cleared). With "leak" as the argument the register is cleared too, and
+   the block must be listed. */
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KEY ((uintptr_t)0x5a5a5a5a5a5a5a5aull)
+
+static volatile uintptr_t hidden; /* the block's address ^ KEY */
+static volatile int spinning;
+static int drop_it;
+
+__attribute__((noinline)) static uintptr_t make_block(void) {
+  char* p = malloc(48);
+  memset(p, 3, 48);
+  return (uintptr_t)p ^ KEY;
+}
+
+/* Overwrites the dead frames below the caller's, where make_block() and
+   malloc left the address. */
+__attribute__((noinline)) static void scrub_stack(void) {
+  volatile char pad[65536];
+  memset((char*)pad, 0, sizeof pad);
+}
+
+static void* holder(void* arg) {
+  (void)arg;
+  hidden = make_block();
+  scrub_stack();
+  uintptr_t keep = drop_it ? 0 : ~(uintptr_t)0;
+#if defined(__x86_64__)
+  __asm__ volatile(
+      "mov %[hidden], %%r12\n\t"
+      "xor %[key], %%r12\n\t"
+      "and %[keep], %%r12\n\t"
+      "movq $0, %[hidden]\n\t"
+      "xor %%eax, %%eax\n\t"
+      "xor %%ecx, %%ecx\n\t"
+      "xor %%edx, %%edx\n\t"
+      "xor %%esi, %%esi\n\t"
+      "xor %%edi, %%edi\n\t"
+      "xor %%r8d, %%r8d\n\t"
+      "xor %%r9d, %%r9d\n\t"
+      "xor %%r10d, %%r10d\n\t"
+      "xor %%r11d, %%r11d\n\t"
+      "movl $1, %[spinning]\n\t"
+      "1: pause\n\t"
+      "jmp 1b\n\t"
+      : [hidden] "+m"(hidden), [spinning] "=m"(spinning)
+      : [key] "r"(KEY), [keep] "r"(keep)
+      : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "memory");
+#elif defined(__aarch64__)
+  __asm__ volatile(
+      "ldr x19, %[hidden]\n\t"
+      "eor x19, x19, %[key]\n\t"
+      "and x19, x19, %[keep]\n\t"
+      "str xzr, %[hidden]\n\t"
+      "mov x0, #0\n\tmov x1, #0\n\tmov x2, #0\n\tmov x3, #0\n\t"
+      "mov x4, #0\n\tmov x5, #0\n\tmov x6, #0\n\tmov x7, #0\n\t"
+      "mov x8, #0\n\tmov x9, #0\n\tmov x10, #0\n\tmov x11, #0\n\t"
+      "mov x12, #0\n\tmov x13, #0\n\tmov x14, #0\n\tmov x15, #0\n\t"
+      "mov x16, #0\n\tmov x17, #0\n\t"
+      "mov w0, #1\n\t"
+      "str w0, %[spinning]\n\t"
+      "mov w0, #0\n\t"
+      "1: yield\n\t"
+      "b 1b\n\t"
+      : [hidden] "+m"(hidden), [spinning] "=m"(spinning)
+      : [key] "r"(KEY), [keep] "r"(keep)
+      : "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
+        "x14", "x15", "x16", "x17", "x19", "memory");
+#else
+#error "leak_in_register.c: x86-64 and AArch64 only"
+#endif
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  drop_it = argc > 1 && strcmp(argv[1], "leak") == 0;
+  pthread_t t;
+  pthread_create(&t, 0, holder, 0);
+  while (!spinning) sched_yield();
+  return 0; /* exits with the holder still spinning */
+}
