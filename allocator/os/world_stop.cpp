@@ -50,6 +50,14 @@ struct StopState {
   Record* records = nullptr;
   PausedThread* snapshot = nullptr;    // the stopper's compact copy
   std::uint32_t* signalled = nullptr;  // tids sent the signal in this stop
+  // Threads signalled in the last stop that did not pause: likely to block
+  // the signal still, so looked at before being sent another instance.
+  static constexpr std::uint32_t kUnreachedMax = 256;
+  std::uint32_t unreached[kUnreachedMax] = {};
+  std::uint32_t unreached_count = 0;
+  // The same list for the next stop, built during this one.
+  std::uint32_t next_unreached[kUnreachedMax] = {};
+  std::uint32_t next_unreached_count = 0;
 };
 constinit StopState g;
 
@@ -115,10 +123,28 @@ bool handler_installed(int sig) noexcept {
          now.sa_sigaction == on_pause_signal;
 }
 
-// The highest real-time signal nobody has a handler for, taken for good: a
-// pending instance may still be delivered after the stop (a thread that had
-// it blocked), and the default action of a real-time signal ends the process.
-// Chosen again if the program has since put its own handler on it.
+// Whether `sig`, with the handler installed, reaches this thread: sent to
+// itself with the signal unblocked, the handler runs before tgkill returns.
+// An emulator may accept a handler for a signal it cannot deliver (qemu-user
+// keeps the top real-time signals for itself).
+bool delivered_to_self(int sig) noexcept {
+  sigset_t only;
+  sigset_t before;
+  sigemptyset(&only);
+  sigaddset(&only, sig);
+  ::pthread_sigmask(SIG_UNBLOCK, &only, &before);
+  const std::uint32_t arrivals = g.arrived.load(std::memory_order_relaxed);
+  const bool sent = ::syscall(SYS_tgkill, ::getpid(), ::syscall(SYS_gettid), sig) == 0;
+  const bool ran = sent && g.arrived.load(std::memory_order_relaxed) != arrivals;
+  ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  return ran;
+}
+
+// The highest real-time signal nobody has a handler for and that is really
+// delivered, taken for good: a pending instance may still be delivered after
+// the stop (a thread that had it blocked), and the default action of a
+// real-time signal ends the process. Chosen again if the program has since
+// put its own handler on it. Needs g.pid set.
 bool set_up() noexcept {
   if (g.records == nullptr) {
     const std::size_t bytes =
@@ -141,6 +167,9 @@ bool set_up() noexcept {
     // Nothing else runs on a paused thread: its own handlers wait too.
     sigfillset(&sa.sa_mask);
     if (::sigaction(sig, &sa, nullptr) != 0) continue;
+    // Not delivered: the handler stays (a late instance finds it, not the
+    // default action) and the next signal is tried.
+    if (!delivered_to_self(sig)) continue;
     g.signal.store(sig, std::memory_order_relaxed);
     return true;
   }
@@ -219,13 +248,21 @@ bool already_signalled(std::uint32_t tid, std::uint32_t count) noexcept {
   return false;
 }
 
+bool unreached_last_time(std::uint32_t tid) noexcept {
+  for (std::uint32_t i = 0; i < g.unreached_count; ++i) {
+    if (g.unreached[i] == tid) return true;
+  }
+  return false;
+}
+
 // One pass over /proc/self/task: signals every thread but `self` that was
-// not signalled yet and is not stopped or exiting. A thread that blocks the
-// signal is signalled too (it may be one just leaving the handler, whose
-// mask blocks everything until its sigreturn), unless the signal is pending
-// there already: one instance at most stays queued on a thread that keeps it
-// blocked. Returns how many it signalled; `unable` counts those that cannot
-// take it (all of them when `sig` is 0: no handler could be installed).
+// not signalled yet. A thread that did not pause in the last stop is looked
+// at first (/proc/<tid>/status): one that is stopped or exiting, or keeps
+// the signal blocked with an instance pending already, is not sent another
+// (one instance at most stays queued on it). Other threads get the signal
+// without a look: the wait looks at those that do not arrive. Returns how
+// many it signalled; `unable` counts those that cannot take it (all of them
+// when `sig` is 0: no handler could be installed).
 std::uint32_t signal_new_threads(std::uint32_t self, int sig, std::uint32_t& count,
                                  std::uint32_t& unable) noexcept {
   const int fd = ::open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -251,8 +288,15 @@ std::uint32_t signal_new_threads(std::uint32_t self, int sig, std::uint32_t& cou
       if (*s < '0' || *s > '9') continue;
       for (; *s >= '0' && *s <= '9'; ++s) tid = tid * 10 + static_cast<std::uint32_t>(*s - '0');
       if (tid == self || already_signalled(tid, count)) continue;
-      const TaskSignalState t = sig != 0 ? task_signal_state(tid, sig) : TaskSignalState{};
-      if (!t.runs || count == kCapacity || (t.blocks && t.pending)) {
+      if (sig == 0 || count == kCapacity) {
+        ++unable;
+        continue;
+      }
+      TaskSignalState t{true, false, false};
+      if (unreached_last_time(tid)) t = task_signal_state(tid, sig);
+      if (!t.runs || (t.blocks && t.pending)) {
+        if (t.runs && g.next_unreached_count < StopState::kUnreachedMax)
+          g.next_unreached[g.next_unreached_count++] = tid;
         ++unable;
         continue;
       }
@@ -342,9 +386,9 @@ void WorldStop::stop() noexcept {
   take_ownership(self);
   active_ = true;
   paused_ = missed_ = 0;
+  g.pid.store(static_cast<int>(::getpid()), std::memory_order_relaxed);
   const bool ready = set_up();
   const int sig = g.signal.load(std::memory_order_relaxed);
-  g.pid.store(static_cast<int>(::getpid()), std::memory_order_relaxed);
   g.next.store(0, std::memory_order_relaxed);
   g.recorded.store(0, std::memory_order_relaxed);
   // Odd while stopped; a fork child may inherit an odd one.
@@ -353,6 +397,7 @@ void WorldStop::stop() noexcept {
   g.generation.store(gen, std::memory_order_seq_cst);
   std::uint32_t count = 0;
   std::uint32_t unable = 0;
+  g.next_unreached_count = 0;
   const std::uint64_t deadline = now_ns() + kWaitBudgetNs;
   // Threads not yet paused may start others: list again until a pass finds
   // no one new (a paused thread starts nothing).
@@ -368,6 +413,13 @@ void WorldStop::stop() noexcept {
       g.snapshot[paused_++] = g.records[i].thread;
   }
   missed_ = count + unable > paused_ ? count + unable - paused_ : 0;
+  for (std::uint32_t i = 0; i < count && paused_ < count; ++i) {
+    if (g.next_unreached_count == StopState::kUnreachedMax) break;
+    if (!was_recorded(g.signalled[i], gen))
+      g.next_unreached[g.next_unreached_count++] = g.signalled[i];
+  }
+  std::memcpy(g.unreached, g.next_unreached, g.next_unreached_count * sizeof(std::uint32_t));
+  g.unreached_count = g.next_unreached_count;
   errno = saved_errno;
 }
 

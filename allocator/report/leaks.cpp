@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <link.h>
+#include <setjmp.h>
 #include <sys/mman.h>
 #include <sys/sysinfo.h>
 #include <sys/uio.h>
@@ -539,11 +540,15 @@ bool still_live(const Arena& arena, const Block& b) noexcept {
 
 }  // namespace
 
-[[gnu::noinline]] LeakSummary check_leaks(const Arena& arena, std::size_t max_groups) noexcept {
+namespace {
+
+// The scan and the listing. The calling thread's stack is read from
+// `stack_start` up: the frame of check_leaks(), above every frame of the
+// scan's own, whose working copies of block addresses (a sort's temporaries)
+// must not count as roots.
+[[gnu::noinline]] LeakSummary scan_and_list(const Arena& arena, std::size_t max_groups,
+                                            std::uintptr_t stack_start) noexcept {
   LeakSummary result;
-  // Registers of this thread (callee-saved ones may hold the only pointer to
-  // a block) are spilled to the stack, which is scanned below.
-  __builtin_unwind_init();
   Scan s;
   // Room for the blocks other threads may allocate before they are paused.
   s.capacity = arena.stats().live_blocks + 65536;
@@ -553,8 +558,7 @@ bool still_live(const Arena& arena, const Block& b) noexcept {
   s.blocks = static_cast<Block*>(mem);
   s.work = reinterpret_cast<std::uint32_t*>(s.blocks + s.capacity);
 
-  volatile char here = 0;
-  auto sp = reinterpret_cast<std::uintptr_t>(&here);
+  const std::uintptr_t sp = stack_start;
   constexpr std::size_t kScratch = sizeof(OwnRanges) + sizeof(ModuleRanges);
   void* scratch = os::map_internal(kScratch, "guardarena:leaks");
   if (scratch == nullptr) {
@@ -650,6 +654,18 @@ bool still_live(const Arena& arena, const Block& b) noexcept {
   }
   os::release(mem, bytes);
   return result;
+}
+
+}  // namespace
+
+[[gnu::noinline]] LeakSummary check_leaks(const Arena& arena, std::size_t max_groups) noexcept {
+  // This thread's callee-saved registers may hold the only pointer to a
+  // block: setjmp() stores them in `regs` (the stack and frame pointers and
+  // the return address mangled, which point to no block), where the stack
+  // range scanned begins, whatever the frame's layout.
+  jmp_buf regs;
+  setjmp(regs);  // NOLINT(cert-err52-cpp): a register snapshot, never longjmp'ed to
+  return scan_and_list(arena, max_groups, reinterpret_cast<std::uintptr_t>(&regs));
 }
 
 }  // namespace guardarena::report

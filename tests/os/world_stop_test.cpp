@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -84,6 +86,7 @@ bool holds(const PausedThread& t, std::uintptr_t value) {
 TEST(WorldStopTest, PausesOtherThreadsAndRecordsTheirRegisters) {
   SKIP_WHERE_SIGNALS_ARE_DEFERRED();
   constexpr int kThreads = 3;
+  const std::size_t helpers = other_threads();  // a sanitizer's or an emulator's
   std::atomic<int> stop{0};
   std::atomic<std::uint64_t> rounds[kThreads] = {};
   std::vector<std::thread> threads;
@@ -96,8 +99,8 @@ TEST(WorldStopTest, PausesOtherThreadsAndRecordsTheirRegisters) {
   WorldStop world;
   world.stop();
   ASSERT_TRUE(world.stopped());
-  EXPECT_EQ(world.paused(), static_cast<std::size_t>(kThreads));
-  EXPECT_EQ(world.missed(), 0u);
+  EXPECT_GE(world.paused(), static_cast<std::size_t>(kThreads));
+  EXPECT_EQ(world.paused() + world.missed(), kThreads + helpers);
   std::uint64_t at_stop[kThreads];
   for (int i = 0; i < kThreads; ++i) at_stop[i] = rounds[i].load();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -128,8 +131,10 @@ TEST(WorldStopTest, StopsAgainAfterResume) {
   for (int round = 0; round < 20; ++round) {
     WorldStop world;
     world.stop();
-    ASSERT_EQ(world.paused(), 1u) << "round " << round;
-    EXPECT_TRUE(holds(world.thread(0), kMagic));
+    bool found = false;
+    for (std::size_t i = 0; i < world.paused(); ++i)
+      found = found || holds(world.thread(i), kMagic);
+    ASSERT_TRUE(found) << "round " << round;
   }  // the destructor resumes
   stop = 1;
   t.join();
@@ -152,6 +157,41 @@ TEST(WorldStopTest, AThreadThatBlocksTheSignalIsCountedNotAwaited) {
   EXPECT_EQ(world.paused(), 0u);
   EXPECT_EQ(world.missed(), others);
   world.resume();
+  stop = 1;
+  t.join();
+}
+
+// Signals queued for this user (the first number of SigQ in /proc/self/status).
+long queued_signals() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("SigQ:", 0) == 0) return std::strtol(line.c_str() + 5, nullptr, 10);
+  }
+  return -1;
+}
+
+// A thread that keeps the signal blocked is sent one instance, not one per
+// stop: real-time signals queue, and the queue is the user's to share.
+TEST(WorldStopTest, AThreadThatKeepsTheSignalBlockedHoldsOneInstanceAtMost) {
+  std::atomic<int> stop{0};
+  std::atomic<bool> blocked{false};
+  std::thread t([&] {
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    blocked = true;
+    while (stop.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (!blocked.load()) std::this_thread::yield();
+  const long before = queued_signals();
+  ASSERT_GE(before, 0);
+  for (int i = 0; i < 10; ++i) {
+    WorldStop world;
+    world.stop();
+  }
+  // Another process of the same user may queue one meanwhile.
+  EXPECT_LE(queued_signals() - before, 2);
   stop = 1;
   t.join();
 }
@@ -184,7 +224,9 @@ TEST(WorldStopTest, LeavesTheProgramsOwnSignalHandlersAlone) {
         while (rounds.load() == 0) std::this_thread::yield();
         WorldStop world;
         world.stop();
-        const bool paused = world.paused() == 1 && holds(world.thread(0), kMagic);
+        bool paused = false;
+        for (std::size_t i = 0; i < world.paused(); ++i)
+          paused = paused || holds(world.thread(i), kMagic);
         world.resume();
         stop = 1;
         t.join();
@@ -212,11 +254,15 @@ TEST(WorldStopTest, AStraySignalOutsideAStopIsIgnored) {
   std::atomic<std::uint64_t> rounds{0};
   std::thread t(spin_holding, kMagic, &stop, &rounds);
   while (rounds.load() == 0) std::this_thread::yield();
-  ASSERT_EQ(::syscall(SYS_tgkill, ::getpid(), ::syscall(SYS_gettid), sig), 0);
+  ASSERT_EQ(::pthread_kill(t.native_handle(), sig), 0);
+  // The spinning thread took it and goes on (a generous bound: a loaded
+  // machine may not schedule it for a while).
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   const std::uint64_t before = rounds.load();
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_GT(rounds.load(), before);  // nobody paused it
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (rounds.load() == before && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::yield();
+  EXPECT_GT(rounds.load(), before);
   stop = 1;
   t.join();
 }

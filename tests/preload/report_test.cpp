@@ -335,9 +335,9 @@ TEST_P(LeakTest, ARegisterOfAThreadRunningAtExitIsARoot) {
     Result leak = run({.argv = {program("leak_in_register"), "leak"}, .options = opts(options)});
     EXPECT_TRUE(leak.exited(23)) << mode << "\n" << leak.describe();
     EXPECT_TRUE(contains(leak.err,
-                         "\nDirect leak of 48 byte\\(s\\) in 1 object\\(s\\) allocated from:\n"
+                         "\nDirect leak of 10000 byte\\(s\\) in 1 object\\(s\\) allocated from:\n"
                          "[\\s\\S]*in make_block .*leak_in_register.c:[0-9]+[\\s\\S]*"
-                         "SUMMARY: guardarena: 48 byte\\(s\\) leaked in 1 allocation\\(s\\)."))
+                         "SUMMARY: guardarena: 10000 byte\\(s\\) leaked in 1 allocation\\(s\\)."))
         << mode << "\n"
         << leak.describe();
   }

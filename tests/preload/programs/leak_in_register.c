@@ -2,8 +2,8 @@
    exit: not a leak, as long as the scan reads that thread's registers. The
    thread keeps the block's address in a callee-saved register (x86-64 r12,
    AArch64 x19) and spins; every other copy is gone (the global holds it
-   xor-ed, the dead frames that held it are overwritten, the caller-saved
-   registers are cleared). With "leak" as the argument the register is cleared too, and
+   xor-ed, the dead frames that held it are overwritten, every other
+   register the compiler lets go of is cleared). With "leak" as the argument the register is cleared too, and
    the block must be listed. */
 #include <pthread.h>
 #include <sched.h>
@@ -17,9 +17,12 @@ static volatile uintptr_t hidden; /* the block's address ^ KEY */
 static volatile int spinning;
 static int drop_it;
 
+/* 10,000 bytes: a size no other allocation of the process has, so no stale
+   copy of the block's address from an earlier life of its slot (a dead frame
+   of the loader's on the main stack) can keep it reachable. */
 __attribute__((noinline)) static uintptr_t make_block(void) {
-  char* p = malloc(48);
-  memset(p, 3, 48);
+  char* p = malloc(10000);
+  memset(p, 3, 10000);
   return (uintptr_t)p ^ KEY;
 }
 
@@ -57,25 +60,33 @@ static void* holder(void* arg) {
       : [key] "r"(KEY), [keep] "r"(keep)
       : "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "memory");
 #elif defined(__aarch64__)
+  /* Fixed registers for the operands, so every other one can be cleared. */
+  register uintptr_t held __asm__("x19") = KEY;
+  register uintptr_t mask __asm__("x20") = keep;
+  register uintptr_t scratch __asm__("x21") = 0;
+  register volatile uintptr_t* where __asm__("x22") = &hidden;
+  register volatile int* flag __asm__("x23") = &spinning;
   __asm__ volatile(
-      "ldr x19, %[hidden]\n\t"
-      "eor x19, x19, %[key]\n\t"
-      "and x19, x19, %[keep]\n\t"
-      "str xzr, %[hidden]\n\t"
+      "ldr x21, [x22]\n\t"
+      "eor x21, x21, x19\n\t"
+      "and x19, x21, x20\n\t"
+      "str xzr, [x22]\n\t"
+      "mov x20, #0\n\tmov x21, #0\n\tmov x22, #0\n\t"
       "mov x0, #0\n\tmov x1, #0\n\tmov x2, #0\n\tmov x3, #0\n\t"
       "mov x4, #0\n\tmov x5, #0\n\tmov x6, #0\n\tmov x7, #0\n\t"
       "mov x8, #0\n\tmov x9, #0\n\tmov x10, #0\n\tmov x11, #0\n\t"
       "mov x12, #0\n\tmov x13, #0\n\tmov x14, #0\n\tmov x15, #0\n\t"
-      "mov x16, #0\n\tmov x17, #0\n\t"
+      "mov x16, #0\n\tmov x17, #0\n\tmov x18, #0\n\t"
+      "mov x24, #0\n\tmov x25, #0\n\tmov x26, #0\n\tmov x27, #0\n\tmov x28, #0\n\t"
       "mov w0, #1\n\t"
-      "str w0, %[spinning]\n\t"
-      "mov w0, #0\n\t"
+      "str w0, [x23]\n\t"
+      "mov x0, #0\n\tmov x23, #0\n\t"
       "1: yield\n\t"
       "b 1b\n\t"
-      : [hidden] "+m"(hidden), [spinning] "=m"(spinning)
-      : [key] "r"(KEY), [keep] "r"(keep)
+      : "+r"(held), "+r"(mask), "+r"(scratch), "+r"(where), "+r"(flag)
+      :
       : "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13",
-        "x14", "x15", "x16", "x17", "x19", "memory");
+        "x14", "x15", "x16", "x17", "x18", "x24", "x25", "x26", "x27", "x28", "memory");
 #else
 #error "leak_in_register.c: x86-64 and AArch64 only"
 #endif
