@@ -58,17 +58,21 @@ void configure_stacks(const Options& o) noexcept {
   const stack::CodeRange self = compute_self_range();
   g_self_lo.store(self.lo, std::memory_order_relaxed);
   g_self_hi.store(self.hi, std::memory_order_relaxed);
-  stack::configure_capture(g_depot, depth, self, kMaxTrimmed);
   if (depth == 0) {
+    stack::configure_capture(g_depot, depth, self, kMaxTrimmed);
     set_stack_capture(nullptr);
     return;
   }
   // The first configuration sizes the depot; it never moves afterwards, so
-  // ids stay valid for every arena in the process.
+  // ids stay valid for every arena in the process. Initialised before the
+  // capture is configured with it (its generation is part of the
+  // configuration).
   if (!g_depot.initialized() && !g_depot.init(o.depot_size)) {
+    stack::configure_capture(g_depot, 0, self, kMaxTrimmed);
     set_stack_capture(nullptr);
     return;
   }
+  stack::configure_capture(g_depot, depth, self, kMaxTrimmed);
   // Without the per-thread caches every capture goes to the depot: slower,
   // same ids.
   stack::init_thread_stack_caches();

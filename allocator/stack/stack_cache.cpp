@@ -77,10 +77,15 @@ struct MemoTable {
   };
   std::uint64_t params;  // memo_params() of every entry's walk; 0: none yet
   CodeRange trim;
+  // configure_capture()'s stamp of a configuration whose walks the entries
+  // are (its depth, trim and depot generation), so that capture_configured()
+  // checks one word, not four; 0: none known.
+  std::uint64_t stamp;
   std::uint64_t walks;  // memoizable captures it could not answer (counted off the hit path)
   Set sets[kMemoSets];
 
   void clear() noexcept {
+    stamp = 0;
     for (Set& set : sets) {
       for (Key& k : set.keys) k.start = 0;
     }
@@ -342,8 +347,29 @@ namespace {
 // capture_cached() and capture_configured(), which it is inlined into:
 // ASan's scope markers for the locals of an instrumented body would poison
 // that frame's stack and nothing there unpoisons it.
-[[gnu::always_inline]] __attribute__((no_sanitize("address"))) inline std::uint32_t memo_answer(
-    const StackDepot& depot, std::uintptr_t fp, std::uint64_t params, CodeRange trim) noexcept {
+[[gnu::always_inline]] __attribute__((no_sanitize("address"))) inline std::uint32_t memo_lookup(
+    const MemoTable& memo, std::uintptr_t fp) noexcept {
+  // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
+  const std::uintptr_t first_return = reinterpret_cast<const std::uintptr_t*>(fp)[1];
+  const MemoTable::Set& set = memo.sets[MemoTable::set_of(fp, first_return)];
+  static_assert(kMemoWays == 2);
+  const std::size_t w = MemoTable::has_key(set.keys[0], fp, first_return)   ? 0
+                        : MemoTable::has_key(set.keys[1], fp, first_return) ? 1
+                                                                            : kMemoWays;
+  if (w == kMemoWays) return 0;
+  const Memo* m = &set.ways[w];
+  // An opaque copy: GCC would otherwise recompute the entry's address from
+  // the set and way indices at each use.
+  asm("" : "+r"(m));
+  return m->trail.still_holds() ? m->id : later_answer(set, w, fp, first_return);
+}
+
+// memo_lookup() in this thread's block, when `valid` says the memo holds
+// walks that answer for the caller, else 0. The block is marked busy
+// meanwhile (a signal handler's capture must not rewrite it under us).
+template <class Valid>
+[[gnu::always_inline]] __attribute__((no_sanitize("address"))) inline std::uint32_t memo_answer_if(
+    std::uintptr_t fp, Valid valid) noexcept {
   const std::uintptr_t t = t_block;
   if (t <= kNoBlock) return 0;
   // NOLINTNEXTLINE(performance-no-int-to-ptr): t_block holds a pointer or a state.
@@ -351,35 +377,28 @@ namespace {
   if (b->busy.load(std::memory_order_relaxed)) return 0;
   b->busy.store(true, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);
-  std::uint32_t id = 0;
-  MemoTable& memo = b->memo;
-  if (b->depot_generation == depot.generation() && memo.params == params &&
-      memo.trim.lo == trim.lo && memo.trim.hi == trim.hi) {
-    // NOLINTNEXTLINE(performance-no-int-to-ptr): a live frame record of this thread.
-    const std::uintptr_t first_return = reinterpret_cast<const std::uintptr_t*>(fp)[1];
-    const MemoTable::Set& set = memo.sets[MemoTable::set_of(fp, first_return)];
-    static_assert(kMemoWays == 2);
-    const std::size_t w = MemoTable::has_key(set.keys[0], fp, first_return)   ? 0
-                          : MemoTable::has_key(set.keys[1], fp, first_return) ? 1
-                                                                              : kMemoWays;
-    if (w < kMemoWays) {
-      const Memo* m = &set.ways[w];
-      // An opaque copy: GCC would otherwise recompute the entry's address
-      // from the set and way indices at each use.
-      asm("" : "+r"(m));
-      id = m->trail.still_holds() ? m->id : later_answer(set, w, fp, first_return);
-    }
-  }
+  const std::uint32_t id = valid(*b) ? memo_lookup(b->memo, fp) : 0;
   leave_block(b);
   return id;
+}
+
+[[gnu::always_inline]] __attribute__((no_sanitize("address"))) inline std::uint32_t memo_answer(
+    const StackDepot& depot, std::uintptr_t fp, std::uint64_t params, CodeRange trim) noexcept {
+  return memo_answer_if(fp, [&](const Block& b) {
+    return b.depot_generation == depot.generation() && b.memo.params == params &&
+           b.memo.trim.lo == trim.lo && b.memo.trim.hi == trim.hi;
+  });
 }
 
 // capture_cached() past its memo: walks from `fp` (capture_cached()'s frame
 // or the entry frame above it, live while this runs), answers from the cache
 // or the depot, and records the walk in the memo.
+// `stamp`: configure_capture()'s, when these are the configured parameters
+// (else 0).
 [[gnu::noinline]] std::uint32_t capture_walk(StackDepot& depot, std::uintptr_t fp,
                                              std::size_t max_depth, std::size_t skip,
-                                             CodeRange trim, std::size_t max_trim) noexcept {
+                                             CodeRange trim, std::size_t max_trim,
+                                             std::uint64_t stamp = 0) noexcept {
   std::uintptr_t pcs[kMaxCapture];
   if (max_depth > kMaxCapture) max_depth = kMaxCapture;
   Block* b = memoizable(max_depth, skip, max_trim) ? enter_block() : nullptr;
@@ -405,6 +424,7 @@ namespace {
     t.params = params;
     t.trim = trim;
   }
+  if (stamp != 0) t.stamp = stamp;
   // The key's set; in it, round robin, even over a way with the same key:
   // that one missed for this walk but may hold for the next (a function that
   // allocates, called from two places at the same depth, alternately).
@@ -464,14 +484,16 @@ __attribute__((no_sanitize("address"))) std::uint32_t capture_memoized(
 
 namespace {
 
-// configure_capture()'s values. g_capture_params is stored last (release)
-// and loaded first (acquire), so a capture that sees it sees the rest of
-// that configuration; 0 = not memoizable (or not configured yet).
+// configure_capture()'s values. g_capture_stamp, a number no earlier
+// configuration had, is stored last (release) and loaded first (acquire),
+// so a capture that sees it sees the rest of that configuration; 0 = not
+// memoizable (or not configured yet).
 std::atomic<StackDepot*> g_capture_depot{nullptr};
 std::atomic<std::size_t> g_capture_depth{0};
 std::atomic<std::size_t> g_capture_max_trim{0};
 std::atomic<std::uintptr_t> g_capture_lo{0}, g_capture_hi{0};
-std::atomic<std::uint64_t> g_capture_params{0};
+std::atomic<std::uint64_t> g_capture_stamp{0};
+std::atomic<std::uint64_t> g_next_stamp{1};
 
 }  // namespace
 
@@ -482,8 +504,8 @@ void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
   g_capture_max_trim.store(max_trim, std::memory_order_relaxed);
   g_capture_lo.store(trim.lo, std::memory_order_relaxed);
   g_capture_hi.store(trim.hi, std::memory_order_relaxed);
-  g_capture_params.store(
-      memoizable(max_depth, 0, max_trim) ? memo_params(max_depth, 0, max_trim) : 0,
+  g_capture_stamp.store(
+      memoizable(max_depth, 0, max_trim) ? g_next_stamp.fetch_add(1, std::memory_order_relaxed) : 0,
       std::memory_order_release);
 }
 
@@ -493,13 +515,17 @@ namespace {
 // frame: straight to the walk, as capture_cached() would after asking the
 // memo the same question again. Out of line, so the memo's hit path saves no
 // registers for it. The walk starts at the entry frame, which outlives it.
-[[gnu::noinline]] std::uint32_t walk_from_entry(std::uintptr_t entry) noexcept {
-  StackDepot* depot = g_capture_depot.load(std::memory_order_acquire);
+// `stamp` was loaded (acquire) before the values, which are therefore its
+// configuration's or a later one's: memos are stamped with it, and a later
+// stamp no longer matches them.
+[[gnu::noinline]] std::uint32_t walk_from_entry(std::uintptr_t entry,
+                                                std::uint64_t stamp) noexcept {
+  StackDepot* depot = g_capture_depot.load(std::memory_order_relaxed);
   if (depot == nullptr) return 0;
   return capture_walk(*depot, entry, g_capture_depth.load(std::memory_order_relaxed), 0,
                       CodeRange{g_capture_lo.load(std::memory_order_relaxed),
                                 g_capture_hi.load(std::memory_order_relaxed)},
-                      g_capture_max_trim.load(std::memory_order_relaxed));
+                      g_capture_max_trim.load(std::memory_order_relaxed), stamp);
 }
 
 }  // namespace
@@ -507,16 +533,16 @@ namespace {
 // Not instrumented by ASan, like capture_cached().
 [[gnu::noinline]] __attribute__((no_sanitize("address"))) std::uint32_t capture_configured(
     std::size_t skip) noexcept {
-  const std::uint64_t params = g_capture_params.load(std::memory_order_acquire);
+  const std::uint64_t stamp = g_capture_stamp.load(std::memory_order_acquire);
   const std::uintptr_t entry = t_allocator_entry;
-  if (params != 0 && entry > reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0))) {
-    const CodeRange trim{g_capture_lo.load(std::memory_order_relaxed),
-                         g_capture_hi.load(std::memory_order_relaxed)};
+  if (stamp != 0 && entry > reinterpret_cast<std::uintptr_t>(__builtin_frame_address(0))) {
+    // One word says the memo holds walks of this configuration (depth,
+    // trim, depot generation): see MemoTable::stamp.
     if (const std::uint32_t id =
-            memo_answer(*g_capture_depot.load(std::memory_order_relaxed), entry, params, trim);
+            memo_answer_if(entry, [stamp](const Block& b) { return b.memo.stamp == stamp; });
         id != 0)
       return id;
-    return walk_from_entry(entry);
+    return walk_from_entry(entry, stamp);
   }
   // Loaded again rather than kept in saved registers across the memo: its
   // hit is the common case and pays for every saved register.

@@ -109,7 +109,10 @@ std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, C
 // a wrapper's frame and argument shuffling around it. Reconfiguring while
 // other threads capture is safe: a capture that races with it may take parts
 // of both configurations, and its stack is exact for the parameters it took.
-// The depot must outlive every capture (a process-lifetime object).
+// The depot must outlive every capture (a process-lifetime object), and be
+// initialised before it is configured: configure again after its init() or
+// release() (the memo takes the configuration, depot generation included,
+// as one stamp).
 void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
                        std::size_t max_trim) noexcept;
 std::uint32_t capture_configured(std::size_t skip) noexcept;

@@ -749,5 +749,30 @@ TEST(StackCaptureGlueTest, MarkedEntriesAreMemoHitsWithTheirOwnStacks) {
   EXPECT_TRUE(in(pb[0], marked_from_b));
 }
 
+// A new configuration (here a smaller depth: a resource created with other
+// options) makes every memo of the old one stale: the memo checks one stamp
+// per configuration, and the same call site gets the new depth at once.
+TEST(StackCaptureGlueTest, ReconfiguringInvalidatesTheMemo) {
+  const char* configs[] = {"stack_depth=16:handle_segv=0", "stack_depth=2:handle_segv=0",
+                           "stack_depth=16:handle_segv=0"};
+  std::size_t frames[3][3] = {};
+  std::uint64_t walks[3][3] = {};
+  for (int phase = 0; phase < 3; ++phase) {
+    guarded_resource r{configs[phase]};  // configures the capture
+    for (int i = 0; i < 3; ++i) {
+      std::uintptr_t pcs[64];
+      frames[phase][i] = report::load_stack(marked_from_a(), pcs, 64);  // one call site
+      walks[phase][i] = thread_stack_cache_stats_for_testing().memo_walks;
+    }
+  }
+  ASSERT_GT(frames[0][0], 2u);
+  for (int phase = 0; phase < 3; ++phase) {
+    // The first capture of each configuration walks; the others are memo hits.
+    EXPECT_EQ(walks[phase][2], walks[phase][0]) << "phase " << phase;
+    for (int i = 0; i < 3; ++i)
+      EXPECT_EQ(frames[phase][i], phase == 1 ? 2u : frames[0][0]) << "phase " << phase << " #" << i;
+  }
+}
+
 }  // namespace
 }  // namespace guardarena::stack
