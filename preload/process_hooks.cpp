@@ -116,6 +116,11 @@ __attribute__((constructor)) void initialise_at_load() noexcept {
 __attribute__((destructor)) void print_stats_at_exit() noexcept {
   Arena* a = ready_arena();
   if (a == nullptr) return;
+  // The leak scan runs before the heap check. Each pauses the other threads,
+  // and a pause ends a sleeping system call early (EINTR): a thread woken at
+  // exit may end (CPython's daemon threads do once the interpreter is
+  // finalizing) and take the only reference to its blocks with it.
+  const bool leaked = g_options.detect_leaks && report::check_leaks(*a).any();
   if (g_options.check_heap_at_exit && report::check_heap(*a, "found at exit", true) != 0) {
     // Like a damaged canary found at free: the run fails with abort()'s
     // SIGABRT, or exitcode. stdio is flushed after the ELF destructors:
@@ -126,7 +131,7 @@ __attribute__((destructor)) void print_stats_at_exit() noexcept {
     ::abort();
   }
   if (g_options.print_stats) write_stats();
-  if (g_options.detect_leaks && report::check_leaks(*a).any()) {
+  if (leaked) {
     // Like LeakSanitizer: a leak makes the run fail. stdio is flushed after
     // the ELF destructors, so flush it here before replacing the status.
     std::fflush(nullptr);
