@@ -99,11 +99,14 @@ void on_pause_signal(int, siginfo_t* info, void* context) {
   // resume() waits for it to leave (the records are not touched after).
   g.arrived.fetch_add(1, std::memory_order_seq_cst);
   const std::uint32_t gen = g.generation.load(std::memory_order_seq_cst);
-  if ((gen & 1) != 0) {
+  const auto tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+  // The stopper never pauses itself (an instance left pending on it from an
+  // earlier stop, delivered now, would wait for a resume() it cannot call).
+  if ((gen & 1) != 0 && g.owner.load(std::memory_order_relaxed) != tid) {
     const std::uint32_t i = g.next.fetch_add(1, std::memory_order_relaxed);
     if (i < kCapacity) {
       Record& r = g.records[i];
-      r.thread.tid = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+      r.thread.tid = tid;
       copy_registers(r.thread, context);
       r.generation.store(gen, std::memory_order_release);
     }
