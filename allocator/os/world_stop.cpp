@@ -50,14 +50,7 @@ struct StopState {
   Record* records = nullptr;
   PausedThread* snapshot = nullptr;    // the stopper's compact copy
   std::uint32_t* signalled = nullptr;  // tids sent the signal in this stop
-  // Threads signalled in the last stop that did not pause: likely to block
-  // the signal still, so looked at before being sent another instance.
-  static constexpr std::uint32_t kUnreachedMax = 256;
-  std::uint32_t unreached[kUnreachedMax] = {};
-  std::uint32_t unreached_count = 0;
-  // The same list for the next stop, built during this one.
-  std::uint32_t next_unreached[kUnreachedMax] = {};
-  std::uint32_t next_unreached_count = 0;
+  std::uint32_t last_paused = 0;       // entries of snapshot: the last stop's paused threads
 };
 constinit StopState g;
 
@@ -160,7 +153,12 @@ bool set_up() noexcept {
   }
   if (handler_installed(g.signal.load(std::memory_order_relaxed))) return true;
   g.signal.store(0, std::memory_order_relaxed);
+  // A signal this thread blocks is likely one the program takes with
+  // sigwaitinfo() or a signalfd (its disposition stays SIG_DFL): not ours.
+  sigset_t blocked;
+  ::pthread_sigmask(SIG_BLOCK, nullptr, &blocked);
   for (int sig = SIGRTMAX; sig >= SIGRTMIN; --sig) {
+    if (sigismember(&blocked, sig) == 1) continue;
     struct sigaction old {};
     if (::sigaction(sig, nullptr, &old) != 0) continue;  // unusable here (an emulator's own)
     if ((old.sa_flags & SA_SIGINFO) != 0 || old.sa_handler != SIG_DFL) continue;
@@ -251,21 +249,31 @@ bool already_signalled(std::uint32_t tid, std::uint32_t count) noexcept {
   return false;
 }
 
-bool unreached_last_time(std::uint32_t tid) noexcept {
-  for (std::uint32_t i = 0; i < g.unreached_count; ++i) {
-    if (g.unreached[i] == tid) return true;
+bool paused_last_time(std::uint32_t tid) noexcept {
+  for (std::uint32_t i = 0; i < g.last_paused; ++i) {
+    if (g.snapshot[i].tid == tid) return true;
   }
   return false;
 }
 
+// A thread paused by the last stop blocks every signal until the sigreturn
+// after our handler: a moment, worth waiting for (a few yields).
+TaskSignalState after_its_sigreturn(std::uint32_t tid, int sig, TaskSignalState t) noexcept {
+  for (int i = 0; i < 64 && t.runs && t.blocks; ++i) {
+    ::sched_yield();
+    t = task_signal_state(tid, sig);
+  }
+  return t;
+}
+
 // One pass over /proc/self/task: signals every thread but `self` that was
-// not signalled yet. A thread that did not pause in the last stop is looked
-// at first (/proc/<tid>/status): one that is stopped or exiting, or keeps
-// the signal blocked with an instance pending already, is not sent another
-// (one instance at most stays queued on it). Other threads get the signal
-// without a look: the wait looks at those that do not arrive. Returns how
-// many it signalled; `unable` counts those that cannot take it (all of them
-// when `sig` is 0: no handler could be installed).
+// not signalled yet and can take the signal now (/proc/<tid>/status): not
+// stopped, traced or exiting, and not blocking it. A thread that blocks it
+// is never sent one: real-time signals queue (against a per-user limit),
+// and a pending instance would outlive the stop, even an execve(), and end
+// a program that later unblocks it without a handler. Returns how many it
+// signalled; `unable` counts the others (all of them when `sig` is 0: no
+// handler could be installed).
 std::uint32_t signal_new_threads(std::uint32_t self, int sig, std::uint32_t& count,
                                  std::uint32_t& unable) noexcept {
   const int fd = ::open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -295,11 +303,9 @@ std::uint32_t signal_new_threads(std::uint32_t self, int sig, std::uint32_t& cou
         ++unable;
         continue;
       }
-      TaskSignalState t{true, false, false};
-      if (unreached_last_time(tid)) t = task_signal_state(tid, sig);
-      if (!t.runs || (t.blocks && t.pending)) {
-        if (t.runs && g.next_unreached_count < StopState::kUnreachedMax)
-          g.next_unreached[g.next_unreached_count++] = tid;
+      TaskSignalState t = task_signal_state(tid, sig);
+      if (t.runs && t.blocks && paused_last_time(tid)) t = after_its_sigreturn(tid, sig, t);
+      if (!t.runs || t.blocks) {
         ++unable;
         continue;
       }
@@ -321,18 +327,21 @@ bool thread_exists(std::uint32_t tid) noexcept {
 // signal unblocked, so the current one can pause it. An owner that no longer
 // exists (the process forked while one of its threads was stopping; the
 // child has only the forking thread) is replaced, and the counters its
-// handlers left unbalanced are squared.
-void take_ownership(std::uint32_t self) noexcept {
+// handlers left unbalanced are squared. false when the calling thread owns
+// the stop already (a signal handler of the program's, run on the stopper
+// before it blocked signals, asking for a stop of its own).
+bool take_ownership(std::uint32_t self) noexcept {
   for (std::uint32_t spins = 1;; ++spins) {
     std::uint32_t owner = 0;
     if (g.owner.compare_exchange_weak(owner, self, std::memory_order_acquire,
                                       std::memory_order_relaxed))
-      return;
+      return true;
+    if (owner == self) return false;
     if (spins % 1024 == 0 && owner != 0 && !thread_exists(owner) &&
         g.owner.compare_exchange_strong(owner, self, std::memory_order_acquire,
                                         std::memory_order_relaxed)) {
       g.left.store(g.arrived.load(std::memory_order_relaxed), std::memory_order_relaxed);
-      return;
+      return true;
     }
     ::sched_yield();
   }
@@ -348,6 +357,14 @@ bool was_recorded(std::uint32_t tid, std::uint32_t gen) noexcept {
   return false;
 }
 
+// How many of the threads signalled in this stop have paused (an instance
+// left pending from an earlier stop may pause a thread not signalled now).
+std::uint32_t signalled_and_recorded(std::uint32_t count, std::uint32_t gen) noexcept {
+  std::uint32_t n = 0;
+  for (std::uint32_t i = 0; i < count; ++i) n += was_recorded(g.signalled[i], gen) ? 1 : 0;
+  return n;
+}
+
 // Waits until the signalled threads have paused or the deadline passes.
 // Every kRecheckNs those that have not arrived are looked at again: one that
 // exits or blocks the signal (on its way out, or for good) will not.
@@ -356,7 +373,8 @@ void wait_for_arrivals(std::uint32_t count, int sig, std::uint32_t gen,
   std::uint32_t expected = count;
   for (;;) {
     const std::uint32_t got = g.recorded.load(std::memory_order_acquire);
-    if (got >= expected) return;
+    // The count is cheap; who arrived is checked once it says all did.
+    if (got >= expected && signalled_and_recorded(count, gen) >= expected) return;
     const std::uint64_t now = now_ns();
     if (now >= deadline) return;
     const std::uint64_t left = deadline - now;
@@ -386,12 +404,25 @@ void WorldStop::stop() noexcept {
   if (active_) return;
   const int saved_errno = errno;
   const std::uint32_t self = static_cast<std::uint32_t>(::syscall(SYS_gettid));
-  take_ownership(self);
+  if (!take_ownership(self)) {
+    errno = saved_errno;
+    return;  // nested in this thread's own stop: nothing more to pause
+  }
   active_ = true;
   paused_ = missed_ = 0;
   g.pid.store(static_cast<int>(::getpid()), std::memory_order_relaxed);
   const bool ready = set_up();
   const int sig = g.signal.load(std::memory_order_relaxed);
+  // Every other thread will block all signals while paused, so the kernel
+  // delivers those sent to the process to this one: a handler of the
+  // program's running here could wait on a lock a paused thread holds. They
+  // wait until resume(); faults stay deliverable.
+  sigset_t async;
+  sigfillset(&async);
+  for (int sync : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS, SIGABRT})
+    sigdelset(&async, sync);
+  ::pthread_sigmask(SIG_BLOCK, &async, &saved_mask_);
+
   g.next.store(0, std::memory_order_relaxed);
   g.recorded.store(0, std::memory_order_relaxed);
   // Odd while stopped; a fork child may inherit an odd one.
@@ -400,7 +431,6 @@ void WorldStop::stop() noexcept {
   g.generation.store(gen, std::memory_order_seq_cst);
   std::uint32_t count = 0;
   std::uint32_t unable = 0;
-  g.next_unreached_count = 0;
   const std::uint64_t deadline = now_ns() + kWaitBudgetNs;
   // Threads not yet paused may start others: list again until a pass finds
   // no one new (a paused thread starts nothing).
@@ -415,14 +445,8 @@ void WorldStop::stop() noexcept {
     if (g.records[i].generation.load(std::memory_order_acquire) == gen)
       g.snapshot[paused_++] = g.records[i].thread;
   }
+  g.last_paused = static_cast<std::uint32_t>(paused_);
   missed_ = count + unable > paused_ ? count + unable - paused_ : 0;
-  for (std::uint32_t i = 0; i < count && paused_ < count; ++i) {
-    if (g.next_unreached_count == StopState::kUnreachedMax) break;
-    if (!was_recorded(g.signalled[i], gen))
-      g.next_unreached[g.next_unreached_count++] = g.signalled[i];
-  }
-  std::memcpy(g.unreached, g.next_unreached, g.next_unreached_count * sizeof(std::uint32_t));
-  g.unreached_count = g.next_unreached_count;
   errno = saved_errno;
 }
 
@@ -443,7 +467,17 @@ void WorldStop::resume() noexcept {
   active_ = false;
   paused_ = 0;
   g.owner.store(0, std::memory_order_release);
+  ::pthread_sigmask(SIG_SETMASK, &saved_mask_, nullptr);
   errno = saved_errno;
+}
+
+void WorldStop::release_if_held() noexcept {
+  const auto self = static_cast<std::uint32_t>(::syscall(SYS_gettid));
+  if (g.owner.load(std::memory_order_acquire) != self) return;
+  const std::uint32_t gen = g.generation.load(std::memory_order_relaxed);
+  if ((gen & 1) == 0) return;
+  g.generation.store(gen + 1, std::memory_order_seq_cst);
+  futex(&g.generation, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr);
 }
 
 const PausedThread& WorldStop::thread(std::size_t i) const noexcept {

@@ -9,13 +9,16 @@
 // waits on a futex until resume(). LeakSanitizer pauses threads with ptrace
 // from a helper process instead, which a sandbox or a tracing parent (gdb,
 // strace) refuses. A thread that blocks the signal, or is stopped or traced,
-// is not waited for: it counts as missed, and callers stay correct beside it
-// (they read through os-level safe reads and re-check what they find).
+// is not sent it (real-time signals queue: a pending instance would outlive
+// the stop): it counts as missed, and callers stay correct beside it (they
+// read through safe reads and re-check what they find).
 //
 // A paused thread's interrupted system call restarts (SA_RESTART), except
 // those the kernel never restarts after a handler (sleeps, poll, epoll_wait),
 // which return EINTR as after any signal.
 #pragma once
+
+#include <signal.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -40,10 +43,12 @@ class WorldStop {
   WorldStop(const WorldStop&) = delete;
   WorldStop& operator=(const WorldStop&) = delete;
 
-  // Pauses every other thread that takes the signal. Returns once each has
-  // arrived or the wait ran out (about a quarter of a second in all, for
-  // threads that are stopped or in uninterruptible sleep). One stop at a time
-  // in the process: a second stopper waits, and can itself be paused. No
+  // Pauses every other thread that can take the signal. Returns once each
+  // has arrived or the wait ran out (about a quarter of a second in all, for
+  // threads in uninterruptible sleep). One stop at a time in the process: a
+  // second stopper waits, and can itself be paused. Until resume(), the
+  // calling thread blocks every signal but those of faults (the others wait:
+  // a program's handler could need a lock a paused thread holds). No
   // allocation; async-signal-unsafe.
   void stop() noexcept;
 
@@ -63,10 +68,16 @@ class WorldStop {
   // when every real-time signal already had a handler.
   static int signal_number() noexcept;
 
+  // For the fault handler: when the calling thread is inside a stop, lets
+  // the paused threads go on (the report symbolizes, which takes locks one
+  // of them may hold). Async-signal-safe.
+  static void release_if_held() noexcept;
+
  private:
   bool active_ = false;
   std::size_t paused_ = 0;
   std::size_t missed_ = 0;
+  sigset_t saved_mask_{};
 };
 
 }  // namespace guardarena::os

@@ -17,6 +17,7 @@
 #include "core/arena.h"
 #include "os/os_linux.h"
 #include "os/thread.h"
+#include "os/world_stop.h"
 #include "report/a64_access.h"
 #include "report/report.h"
 #include "stack/stack_trace.h"
@@ -195,6 +196,9 @@ void restore_and_reraise(int sig, siginfo_t* info, void* ctx) noexcept {
 
 void handler(int sig, siginfo_t* info, void* ctx) {
   int saved_errno = errno;
+  // A fault inside a heap check or leak scan: the threads it paused must go
+  // on before the report symbolizes (a paused one may hold the loader's lock).
+  os::WorldStop::release_if_held();
   auto addr = reinterpret_cast<std::uintptr_t>(info->si_addr);
   Arena* arena = Arena::find_owner(addr);
   if (arena == nullptr) {

@@ -51,12 +51,14 @@ struct Scan {
   Block* blocks = nullptr;
   std::size_t count = 0;
   std::size_t capacity = 0;
+  std::size_t seen = 0;  // live blocks met, held or not (more than capacity: try again)
   std::uint32_t* work = nullptr;  // indices of reachable blocks still to scan
   std::size_t work_count = 0;
 };
 
 void collect(const BlockInfo& b, void* ctx) {
   auto* s = static_cast<Scan*>(ctx);
+  ++s->seen;
   if (s->count == s->capacity) return;
   s->blocks[s->count++] = Block{b.block, b.size == 0 ? 1 : b.size, b.alloc_stack, kUnmarked};
 }
@@ -79,8 +81,8 @@ std::ptrdiff_t find_block(const Scan& s, std::uintptr_t a) noexcept {
 }
 
 // Marks every block that one of `n` words at `words` points into with
-// `mark` (reachable blocks are queued for scanning). The words are either
-// the memory itself (scan_range) or a copy of it (scan_resident, scan_block).
+// `mark` (reachable blocks are queued for scanning). The words are a copy
+// of memory (scan_resident, scan_block) or of registers.
 void scan_words(Scan& s, const unsigned char* words, std::size_t n, std::uint8_t mark,
                 std::ptrdiff_t self = -1) noexcept {
   if (s.count == 0) return;
@@ -96,15 +98,6 @@ void scan_words(Scan& s, const unsigned char* words, std::size_t n, std::uint8_t
     s.blocks[i].mark = mark;
     if (mark == kReachable) s.work[s.work_count++] = static_cast<std::uint32_t>(i);
   }
-}
-
-// scan_words() over the words of [begin, end), read in place.
-void scan_range(Scan& s, std::uintptr_t begin, std::uintptr_t end, std::uint8_t mark,
-                std::ptrdiff_t self = -1) noexcept {
-  begin = (begin + 7) & ~std::uintptr_t{7};
-  if (end < begin + 8) return;
-  // NOLINTNEXTLINE(performance-no-int-to-ptr): a block or segment address.
-  scan_words(s, reinterpret_cast<const unsigned char*>(begin), (end - begin) / 8, mark, self);
 }
 
 std::uintptr_t parse_hex(const char*& p) noexcept {
@@ -549,25 +542,12 @@ namespace {
 [[gnu::noinline]] LeakSummary scan_and_list(const Arena& arena, std::size_t max_groups,
                                             std::uintptr_t stack_start) noexcept {
   LeakSummary result;
-  Scan s;
-  // Room for the blocks other threads may allocate before they are paused.
-  s.capacity = arena.stats().live_blocks + 65536;
-  std::size_t bytes = s.capacity * (sizeof(Block) + sizeof(std::uint32_t));
-  void* mem = os::map_internal(bytes, "guardarena:leaks");
-  if (mem == nullptr) return result;
-  s.blocks = static_cast<Block*>(mem);
-  s.work = reinterpret_cast<std::uint32_t*>(s.blocks + s.capacity);
-
   const std::uintptr_t sp = stack_start;
   constexpr std::size_t kScratch = sizeof(OwnRanges) + sizeof(ModuleRanges);
   void* scratch = os::map_internal(kScratch, "guardarena:leaks");
-  if (scratch == nullptr) {
-    os::release(mem, bytes);
-    return result;
-  }
+  if (scratch == nullptr) return result;
   auto* own = new (scratch) OwnRanges;
   auto* modules = new (static_cast<unsigned char*>(scratch) + sizeof(OwnRanges)) ModuleRanges;
-  os::for_each_own_mapping(add_own_range, own);
   dl_iterate_phdr(add_module_ranges, modules);
   // Without swap no page can be swapped out, and mincore() alone is exact
   // and much faster over a big sparse mapping (pagemap answers 8 bytes for
@@ -580,13 +560,44 @@ namespace {
   // The snapshot and the marking run with every other thread paused that can
   // be: nothing allocates, frees or moves a pointer meanwhile, and their
   // registers are roots. Nothing in between takes a lock or calls malloc.
+  // The live count is an estimate (other threads' fast-mode counts are
+  // folded in later): a snapshot that finds more blocks than it has room for
+  // is taken again, larger and still paused (a resume would wake sleeping
+  // threads, which may then drop references), since a block left out would
+  // hide what it points to and list it as leaked. Mapping takes no lock.
+  const std::size_t estimate = arena.stats().live_blocks;
   os::WorldStop world;
   world.stop();
-  arena.for_each_live(collect, &s);
+  Scan s;
+  void* mem = nullptr;
+  std::size_t bytes = 0;
+  std::size_t capacity = estimate + 65536;
+  for (int attempt = 0;; ++attempt) {
+    bytes = capacity * (sizeof(Block) + sizeof(std::uint32_t));
+    mem = os::map_internal(bytes, "guardarena:leaks");
+    if (mem == nullptr) {
+      world.resume();
+      if (own->pagemap_fd >= 0) ::close(own->pagemap_fd);
+      os::release(scratch, kScratch);
+      return result;
+    }
+    s = Scan{};
+    s.capacity = capacity;
+    s.blocks = static_cast<Block*>(mem);
+    s.work = reinterpret_cast<std::uint32_t*>(s.blocks + s.capacity);
+    arena.for_each_live(collect, &s);
+    if (s.seen <= s.capacity || attempt == 3) break;
+    os::release(mem, bytes);
+    capacity = s.seen + 1024;  // exact now: nothing allocates while paused
+  }
+  // After the last mapping: the scan's own memory is never a root.
+  os::for_each_own_mapping(add_own_range, own);
   std::sort(s.blocks, s.blocks + s.count,
             [](const Block& a, const Block& b) { return a.start < b.start; });
+  // Through the reader: a module unloaded since dl_iterate_phdr() above (by
+  // a thread that cannot be paused) must not fault the scan.
   for (std::size_t i = 0; i < modules->count; ++i)
-    scan_range(s, modules->lo[i], modules->hi[i], kReachable);
+    scan_resident(s, reader, *own, modules->lo[i], modules->hi[i]);
   scan_registers(s, world);
   scan_mappings(s, reader, *own, sp, world);
   drain_work(s, reader, *own);

@@ -497,8 +497,21 @@ std::atomic<std::uint64_t> g_next_stamp{1};
 
 }  // namespace
 
+namespace {
+
+// StackDepot::reset_hook: the configured depot's generation is part of the
+// configuration's stamp, which the memo's hit path checks alone. A reset of
+// that depot turns the configured memo off until the next configuration.
+void forget_configured_depot(const StackDepot& depot) noexcept {
+  if (g_capture_depot.load(std::memory_order_relaxed) == &depot)
+    g_capture_stamp.store(0, std::memory_order_release);
+}
+
+}  // namespace
+
 void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
                        std::size_t max_trim) noexcept {
+  StackDepot::reset_hook.store(forget_configured_depot, std::memory_order_release);
   g_capture_depot.store(&depot, std::memory_order_relaxed);
   g_capture_depth.store(max_depth, std::memory_order_relaxed);
   g_capture_max_trim.store(max_trim, std::memory_order_relaxed);

@@ -110,9 +110,11 @@ std::uint32_t capture_memoized(const StackDepot& depot, std::size_t max_depth, C
 // other threads capture is safe: a capture that races with it may take parts
 // of both configurations, and its stack is exact for the parameters it took.
 // The depot must outlive every capture (a process-lifetime object), and be
-// initialised before it is configured: configure again after its init() or
-// release() (the memo takes the configuration, depot generation included,
-// as one stamp).
+// initialised before it is configured: the memo takes the configuration,
+// the depot's generation included, as one stamp. A later init() or release()
+// of that depot turns the memo of the configured capture off (its captures
+// still answer, from the per-thread cache or the depot) until the next
+// configuration.
 void configure_capture(StackDepot& depot, std::size_t max_depth, CodeRange trim,
                        std::size_t max_trim) noexcept;
 std::uint32_t capture_configured(std::size_t skip) noexcept;

@@ -342,6 +342,7 @@ std::size_t round_down_pow2(std::size_t v) noexcept {
 }  // namespace
 
 bool StackDepot::init(std::size_t capacity_bytes) noexcept {
+  if (auto* hook = reset_hook.load(std::memory_order_acquire)) hook(*this);
   if (base_ != nullptr) return false;
   capacity_bytes &= ~(kUnit - 1);
   if (capacity_bytes < kMinCapacity) return false;
@@ -371,6 +372,7 @@ bool StackDepot::init(std::size_t capacity_bytes) noexcept {
 
 void StackDepot::release() noexcept {
   if (base_ == nullptr) return;
+  if (auto* hook = reset_hook.load(std::memory_order_acquire)) hook(*this);
   os::release(base_, capacity_);
   base_ = nullptr;
   capacity_ = 0;

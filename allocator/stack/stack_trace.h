@@ -274,6 +274,12 @@ class StackDepot {
   // released or replaced.
   std::uint64_t generation() const noexcept { return generation_; }
 
+  // Called with the depot at the start of every init() and release(), when
+  // set: a cache that keeps no generation per lookup (stack_cache.h's
+  // configured capture) forgets what it knows of that depot. One hook per
+  // process, set before any depot is reset concurrently with it.
+  static inline std::atomic<void (*)(const StackDepot&) noexcept> reset_hook{nullptr};
+
   // Copies up to `max` frames of stack `id` into `out` and returns how many it
   // copied. Returns 0 for id 0 and for ids that do not name a stored stack:
   // the id is range-checked and the entry's hash re-verified, so a corrupted

@@ -767,11 +767,63 @@ TEST(StackCaptureGlueTest, ReconfiguringInvalidatesTheMemo) {
   }
   ASSERT_GT(frames[0][0], 2u);
   for (int phase = 0; phase < 3; ++phase) {
+    // A new configuration's first capture walks, even back to an old depth.
+    if (phase > 0) {
+      EXPECT_GT(walks[phase][0], walks[phase - 1][2]) << "phase " << phase;
+    }
     // The first capture of each configuration walks; the others are memo hits.
     EXPECT_EQ(walks[phase][2], walks[phase][0]) << "phase " << phase;
     for (int i = 0; i < 3; ++i)
       EXPECT_EQ(frames[phase][i], phase == 1 ? 2u : frames[0][0]) << "phase " << phase << " #" << i;
   }
+}
+
+[[gnu::noinline]] std::uint32_t configured_leaf() {
+  const std::uint32_t id = capture_configured(0);
+  asm volatile("" ::: "memory");
+  return id;
+}
+[[gnu::noinline]] std::uint32_t configured_entry() {
+  const EntryFrameScope scope(__builtin_frame_address(0));
+  const std::uint32_t id = configured_leaf();
+  asm volatile("" ::: "memory");
+  return id;
+}
+// The one call of configured_entry(): its return address is the same
+// whichever of the caller's calls (a peeled loop has several) got here.
+[[gnu::noinline]] std::uint32_t configured_from_one_site() {
+  const std::uint32_t id = configured_entry();
+  asm volatile("" ::: "memory");
+  return id;
+}
+
+// The configured capture's memo checks one stamp, not the depot's
+// generation: a reset of the configured depot must turn it off, or a call
+// site seen before would get an id of the old depot.
+TEST(StackCaptureGlueTest, AResetOfTheConfiguredDepotTurnsTheMemoOff) {
+  ASSERT_TRUE(init_thread_stack_caches());
+  StackDepot depot;
+  ASSERT_TRUE(depot.init(1 << 20));
+  // One frame (the return into configured_from_one_site()): the same stack
+  // wherever the compiler places the loop's calls.
+  configure_capture(depot, 1, CodeRange{0, 0}, 8);
+  std::uint32_t ids[4] = {};
+  for (int round = 0; round < 4; ++round) {
+    if (round == 2) {
+      depot.release();
+      ASSERT_TRUE(depot.init(1 << 20));
+    }
+    ids[round] = configured_from_one_site();
+  }
+  std::uintptr_t pcs[64];
+  EXPECT_EQ(ids[1], ids[0]);
+  // After the reset, the call site's id is one of the new depot's (a stale
+  // one names nothing there: nothing else stores into it), the same for
+  // both captures.
+  EXPECT_EQ(ids[3], ids[2]);
+  EXPECT_GT(depot.load(ids[3], pcs, 64), 0u);
+  // Back to the process's own depot before this one goes away.
+  guarded_resource reconfigure{"stack_depth=16:handle_segv=0"};
 }
 
 }  // namespace
