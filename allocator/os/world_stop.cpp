@@ -19,6 +19,7 @@
 #include <cstring>
 
 #include "os/os_linux.h"
+#include "os/raw_writer.h"
 #include "os/thread.h"
 
 namespace guardarena::os {
@@ -184,19 +185,12 @@ std::uint64_t now_ns() noexcept {
          static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-char* format_task_path(char* buf, std::uint32_t tid, const char* leaf) noexcept {
-  char digits[12];
-  int n = 0;
-  do {
-    digits[n++] = static_cast<char>('0' + tid % 10);
-    tid /= 10;
-  } while (tid != 0);
-  char* p = buf;
-  for (const char* s = "/proc/self/task/"; *s != '\0'; ++s) *p++ = *s;
-  while (n > 0) *p++ = digits[--n];
-  *p++ = '/';
-  for (const char* s = leaf; *s != '\0'; ++s) *p++ = *s;
-  *p = '\0';
+// "/proc/self/task/<tid>/<leaf>" in `buf`, NUL-terminated.
+template <std::size_t N>
+const char* format_task_path(char (&buf)[N], std::uint32_t tid, const char* leaf) noexcept {
+  RawWriter w(buf, N - 1);
+  w.str("/proc/self/task/").dec(tid).ch('/').str(leaf);
+  buf[w.size()] = '\0';
   return buf;
 }
 

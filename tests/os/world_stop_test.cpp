@@ -12,8 +12,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <string>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -83,18 +82,90 @@ bool holds(const PausedThread& t, std::uintptr_t value) {
   return false;
 }
 
+bool any_holds(const WorldStop& world, std::uintptr_t value) {
+  for (std::size_t i = 0; i < world.paused(); ++i) {
+    if (holds(world.thread(i), value)) return true;
+  }
+  return false;
+}
+
+// A thread in spin_holding(value) from construction (once it has counted a
+// round) to destruction.
+class Spinner {
+ public:
+  explicit Spinner(std::uintptr_t value) : thread_(spin_holding, value, &stop_, &rounds_) {
+    while (rounds_.load() == 0) std::this_thread::yield();
+  }
+  ~Spinner() {
+    stop_ = 1;
+    thread_.join();
+  }
+  Spinner(const Spinner&) = delete;
+  Spinner& operator=(const Spinner&) = delete;
+  std::uint64_t rounds() const { return rounds_.load(); }
+  // Whether it counts rounds again within a generous bound (a loaded machine
+  // may not schedule it for a while).
+  bool goes_on_from(std::uint64_t rounds) const {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (rounds_.load() == rounds && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::yield();
+    return rounds_.load() != rounds;
+  }
+  std::thread& thread() { return thread_; }
+
+ private:
+  std::atomic<int> stop_{0};
+  std::atomic<std::uint64_t> rounds_{0};
+  std::thread thread_;
+};
+
+// A thread that blocks every signal, from construction to finish(), which
+// drains the instances of `sig` left pending on it and returns how many.
+class SignalBlocker {
+ public:
+  SignalBlocker()
+      : thread_([this] {
+          sigset_t all;
+          sigfillset(&all);
+          pthread_sigmask(SIG_BLOCK, &all, nullptr);
+          blocked_ = true;
+          while (stop_.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          sigset_t only;
+          sigemptyset(&only);
+          sigaddset(&only, drain_.load());
+          const timespec now{0, 0};
+          int n = 0;
+          while (drain_.load() != 0 && sigtimedwait(&only, nullptr, &now) == drain_.load()) ++n;
+          drained_ = n;
+        }) {
+    while (!blocked_.load()) std::this_thread::yield();
+  }
+  ~SignalBlocker() { finish(0); }
+  SignalBlocker(const SignalBlocker&) = delete;
+  SignalBlocker& operator=(const SignalBlocker&) = delete;
+  int finish(int sig) {
+    if (thread_.joinable()) {
+      drain_ = sig;
+      stop_ = 1;
+      thread_.join();
+    }
+    return drained_.load();
+  }
+
+ private:
+  std::atomic<int> stop_{0};
+  std::atomic<int> drain_{0};
+  std::atomic<bool> blocked_{false};
+  std::atomic<int> drained_{0};
+  std::thread thread_;
+};
+
 TEST(WorldStopTest, PausesOtherThreadsAndRecordsTheirRegisters) {
   SKIP_WHERE_SIGNALS_ARE_DEFERRED();
   constexpr int kThreads = 3;
   const std::size_t helpers = other_threads();  // a sanitizer's or an emulator's
-  std::atomic<int> stop{0};
-  std::atomic<std::uint64_t> rounds[kThreads] = {};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kThreads; ++i)
-    threads.emplace_back(spin_holding, kMagic + i, &stop, &rounds[i]);
-  for (auto& r : rounds) {
-    while (r.load() == 0) std::this_thread::yield();
-  }
+  std::vector<std::unique_ptr<Spinner>> spinners;
+  for (int i = 0; i < kThreads; ++i) spinners.push_back(std::make_unique<Spinner>(kMagic + i));
 
   WorldStop world;
   world.stop();
@@ -102,101 +173,48 @@ TEST(WorldStopTest, PausesOtherThreadsAndRecordsTheirRegisters) {
   EXPECT_GE(world.paused(), static_cast<std::size_t>(kThreads));
   EXPECT_EQ(world.paused() + world.missed(), kThreads + helpers);
   std::uint64_t at_stop[kThreads];
-  for (int i = 0; i < kThreads; ++i) at_stop[i] = rounds[i].load();
+  for (int i = 0; i < kThreads; ++i) at_stop[i] = spinners[i]->rounds();
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  for (int i = 0; i < kThreads; ++i) EXPECT_EQ(rounds[i].load(), at_stop[i]) << "thread " << i;
-  int found = 0;
+  for (int i = 0; i < kThreads; ++i) EXPECT_EQ(spinners[i]->rounds(), at_stop[i]) << "thread " << i;
   for (std::size_t t = 0; t < world.paused(); ++t) {
     EXPECT_NE(world.thread(t).tid, static_cast<std::uint32_t>(::syscall(SYS_gettid)));
     EXPECT_NE(world.thread(t).sp, 0u);
-    for (int i = 0; i < kThreads; ++i) found += holds(world.thread(t), kMagic + i) ? 1 : 0;
   }
-  EXPECT_EQ(found, kThreads);
+  for (int i = 0; i < kThreads; ++i) EXPECT_TRUE(any_holds(world, kMagic + i)) << "thread " << i;
   world.resume();
   EXPECT_FALSE(world.stopped());
-
-  for (int i = 0; i < kThreads; ++i) {
-    while (rounds[i].load() == at_stop[i]) std::this_thread::yield();
-  }
-  stop = 1;
-  for (auto& t : threads) t.join();
+  for (int i = 0; i < kThreads; ++i) EXPECT_TRUE(spinners[i]->goes_on_from(at_stop[i]));
 }
 
 TEST(WorldStopTest, StopsAgainAfterResume) {
   SKIP_WHERE_SIGNALS_ARE_DEFERRED();
-  std::atomic<int> stop{0};
-  std::atomic<std::uint64_t> rounds{0};
-  std::thread t(spin_holding, kMagic, &stop, &rounds);
-  while (rounds.load() == 0) std::this_thread::yield();
+  const Spinner spinner(kMagic);
   for (int round = 0; round < 20; ++round) {
     WorldStop world;
     world.stop();
-    bool found = false;
-    for (std::size_t i = 0; i < world.paused(); ++i)
-      found = found || holds(world.thread(i), kMagic);
-    ASSERT_TRUE(found) << "round " << round;
+    ASSERT_TRUE(any_holds(world, kMagic)) << "round " << round;
   }  // the destructor resumes
-  stop = 1;
-  t.join();
 }
 
-TEST(WorldStopTest, AThreadThatBlocksTheSignalIsCountedNotAwaited) {
-  std::atomic<int> stop{0};
-  std::atomic<bool> blocked{false};
-  std::thread t([&] {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    blocked = true;
-    while (stop.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  });
-  while (!blocked.load()) std::this_thread::yield();
-  const std::size_t others = other_threads();
-  WorldStop world;
-  world.stop();
-  EXPECT_EQ(world.paused(), 0u);
-  EXPECT_EQ(world.missed(), others);
-  world.resume();
-  stop = 1;
-  t.join();
-}
-
-// A thread that blocks the signal is never sent one: real-time signals
-// queue, and a pending instance would outlive the stop. The thread drains
-// what is pending on it once the stops are over.
-TEST(WorldStopTest, AThreadThatBlocksTheSignalIsNeverSentOne) {
+// A thread that blocks the signal is counted as missed, not waited for, and
+// never sent one: real-time signals queue, and a pending instance would
+// outlive the stop. It drains what is pending on it once the stops are over.
+TEST(WorldStopTest, AThreadThatBlocksTheSignalIsMissedAndNeverSentOne) {
   {
     WorldStop first;  // chooses the signal
     first.stop();
   }
   const int sig = WorldStop::signal_number();
   ASSERT_NE(sig, 0);
-  std::atomic<int> stop{0};
-  std::atomic<bool> blocked{false};
-  std::atomic<int> drained{-1};
-  std::thread t([&] {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, nullptr);
-    blocked = true;
-    while (stop.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    sigset_t only;
-    sigemptyset(&only);
-    sigaddset(&only, sig);
-    const timespec now{0, 0};
-    int n = 0;
-    while (sigtimedwait(&only, nullptr, &now) == sig) ++n;
-    drained = n;
-  });
-  while (!blocked.load()) std::this_thread::yield();
+  SignalBlocker blocker;
+  const std::size_t others = other_threads();
   for (int i = 0; i < 10; ++i) {
     WorldStop world;
     world.stop();
     EXPECT_EQ(world.paused(), 0u);
+    EXPECT_EQ(world.missed(), others);
   }
-  stop = 1;
-  t.join();
-  EXPECT_EQ(drained.load(), 0);
+  EXPECT_EQ(blocker.finish(sig), 0);
 }
 
 // Signals sent to the process during a stop wait until resume(): the paused
@@ -209,22 +227,19 @@ TEST(WorldStopTest, SignalsToTheProcessWaitForResume) {
   struct sigaction old {};
   sa.sa_handler = [](int) { handled.fetch_add(1); };
   sigaction(SIGUSR1, &sa, &old);
-  std::atomic<int> stop{0};
-  std::atomic<std::uint64_t> rounds{0};
-  std::thread t(spin_holding, kMagic, &stop, &rounds);
-  while (rounds.load() == 0) std::this_thread::yield();
-  WorldStop world;
-  world.stop();
-  ASSERT_EQ(::kill(::getpid(), SIGUSR1), 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(handled.load(), 0);
-  world.resume();
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (handled.load() == 0 && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::yield();
-  EXPECT_EQ(handled.load(), 1);
-  stop = 1;
-  t.join();
+  {
+    const Spinner spinner(kMagic);
+    WorldStop world;
+    world.stop();
+    ASSERT_EQ(::kill(::getpid(), SIGUSR1), 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_EQ(handled.load(), 0);
+    world.resume();
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (handled.load() == 0 && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::yield();
+    EXPECT_EQ(handled.load(), 1);
+  }
   sigaction(SIGUSR1, &old, nullptr);
 }
 
@@ -250,18 +265,13 @@ TEST(WorldStopTest, LeavesTheProgramsOwnSignalHandlersAlone) {
         struct sigaction sa {};
         sa.sa_handler = [](int) { program_handler_ran = 1; };
         sigaction(SIGRTMAX, &sa, nullptr);
-        std::atomic<int> stop{0};
-        std::atomic<std::uint64_t> rounds{0};
-        std::thread t(spin_holding, kMagic, &stop, &rounds);
-        while (rounds.load() == 0) std::this_thread::yield();
-        WorldStop world;
-        world.stop();
         bool paused = false;
-        for (std::size_t i = 0; i < world.paused(); ++i)
-          paused = paused || holds(world.thread(i), kMagic);
-        world.resume();
-        stop = 1;
-        t.join();
+        {
+          const Spinner spinner(kMagic);
+          WorldStop world;
+          world.stop();
+          paused = any_holds(world, kMagic);
+        }
         struct sigaction now {};
         sigaction(SIGRTMAX, nullptr, &now);
         const bool kept = now.sa_handler == sa.sa_handler && program_handler_ran == 0 &&
@@ -282,21 +292,11 @@ TEST(WorldStopTest, AStraySignalOutsideAStopIsIgnored) {
   const int sig = WorldStop::signal_number();
   ASSERT_NE(sig, 0);
   ASSERT_EQ(::raise(sig), 0);
-  std::atomic<int> stop{0};
-  std::atomic<std::uint64_t> rounds{0};
-  std::thread t(spin_holding, kMagic, &stop, &rounds);
-  while (rounds.load() == 0) std::this_thread::yield();
-  ASSERT_EQ(::pthread_kill(t.native_handle(), sig), 0);
-  // The spinning thread took it and goes on (a generous bound: a loaded
-  // machine may not schedule it for a while).
+  Spinner spinner(kMagic);
+  ASSERT_EQ(::pthread_kill(spinner.thread().native_handle(), sig), 0);
+  // The spinning thread took it and goes on.
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  const std::uint64_t before = rounds.load();
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (rounds.load() == before && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::yield();
-  EXPECT_GT(rounds.load(), before);
-  stop = 1;
-  t.join();
+  EXPECT_TRUE(spinner.goes_on_from(spinner.rounds()));
 }
 
 }  // namespace

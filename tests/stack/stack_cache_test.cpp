@@ -778,25 +778,6 @@ TEST(StackCaptureGlueTest, ReconfiguringInvalidatesTheMemo) {
   }
 }
 
-[[gnu::noinline]] std::uint32_t configured_leaf() {
-  const std::uint32_t id = capture_configured(0);
-  asm volatile("" ::: "memory");
-  return id;
-}
-[[gnu::noinline]] std::uint32_t configured_entry() {
-  const EntryFrameScope scope(__builtin_frame_address(0));
-  const std::uint32_t id = configured_leaf();
-  asm volatile("" ::: "memory");
-  return id;
-}
-// The one call of configured_entry(): its return address is the same
-// whichever of the caller's calls (a peeled loop has several) got here.
-[[gnu::noinline]] std::uint32_t configured_from_one_site() {
-  const std::uint32_t id = configured_entry();
-  asm volatile("" ::: "memory");
-  return id;
-}
-
 // The configured capture's memo checks one stamp, not the depot's
 // generation: a reset of the configured depot must turn it off, or a call
 // site seen before would get an id of the old depot.
@@ -804,8 +785,10 @@ TEST(StackCaptureGlueTest, AResetOfTheConfiguredDepotTurnsTheMemoOff) {
   ASSERT_TRUE(init_thread_stack_caches());
   StackDepot depot;
   ASSERT_TRUE(depot.init(1 << 20));
-  // One frame (the return into configured_from_one_site()): the same stack
-  // wherever the compiler places the loop's calls.
+  // One frame (the return into marked_from_a(), whose one call of
+  // marked_entry() starts the walk): the same stack wherever the compiler
+  // places the loop's calls. report::capture_stack() is the configured
+  // capture.
   configure_capture(depot, 1, CodeRange{0, 0}, 8);
   std::uint32_t ids[4] = {};
   for (int round = 0; round < 4; ++round) {
@@ -813,7 +796,7 @@ TEST(StackCaptureGlueTest, AResetOfTheConfiguredDepotTurnsTheMemoOff) {
       depot.release();
       ASSERT_TRUE(depot.init(1 << 20));
     }
-    ids[round] = configured_from_one_site();
+    ids[round] = marked_from_a();
   }
   std::uintptr_t pcs[64];
   EXPECT_EQ(ids[1], ids[0]);
