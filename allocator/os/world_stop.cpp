@@ -250,22 +250,12 @@ bool paused_last_time(std::uint32_t tid) noexcept {
   return false;
 }
 
-// A thread paused by the last stop blocks every signal until the sigreturn
-// after our handler: a moment, worth waiting for (a few yields).
-TaskSignalState after_its_sigreturn(std::uint32_t tid, int sig, TaskSignalState t) noexcept {
-  for (int i = 0; i < 64 && t.runs && t.blocks; ++i) {
-    ::sched_yield();
-    t = task_signal_state(tid, sig);
-  }
-  return t;
-}
-
 // One pass over /proc/self/task: signals every thread but `self` that was
 // not signalled yet and can take the signal now (/proc/<tid>/status): not
 // stopped, traced or exiting, and not blocking it. A thread that blocks it
-// is never sent one: real-time signals queue (against a per-user limit),
-// and a pending instance would outlive the stop, even an execve(), and end
-// a program that later unblocks it without a handler. Returns how many it
+// is not sent one (but see below): real-time signals queue (against a
+// per-user limit), and a pending instance would outlive the stop, even an
+// execve(), and end a program that later unblocks it without a handler. Returns how many it
 // signalled; `unable` counts the others (all of them when `sig` is 0: no
 // handler could be installed).
 std::uint32_t signal_new_threads(std::uint32_t self, int sig, std::uint32_t& count,
@@ -297,9 +287,12 @@ std::uint32_t signal_new_threads(std::uint32_t self, int sig, std::uint32_t& cou
         ++unable;
         continue;
       }
-      TaskSignalState t = task_signal_state(tid, sig);
-      if (t.runs && t.blocks && paused_last_time(tid)) t = after_its_sigreturn(tid, sig, t);
-      if (!t.runs || t.blocks) {
+      const TaskSignalState t = task_signal_state(tid, sig);
+      // A thread the last stop paused may not be back from our handler yet,
+      // whose mask blocks everything until its sigreturn: it is sent the
+      // signal all the same (it takes it once back). One that has blocked it
+      // since holds that one instance, and is not paused again to get more.
+      if (!t.runs || (t.blocks && !paused_last_time(tid))) {
         ++unable;
         continue;
       }
@@ -381,8 +374,9 @@ void wait_for_arrivals(std::uint32_t count, int sig, std::uint32_t gen,
           ++expected;
           continue;
         }
+        // One back from the last stop's handler only now takes it then.
         const TaskSignalState t = task_signal_state(tid, sig);
-        if (t.runs && !t.blocks) ++expected;
+        if (t.runs && (!t.blocks || paused_last_time(tid))) ++expected;
       }
     }
   }
